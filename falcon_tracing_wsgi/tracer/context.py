@@ -1,0 +1,107 @@
+"""The span context: what one span hands to its children and to the next service.
+
+Design (decided once, relied on by every propagation codec, the tracer and the reporters):
+
+* Ids are kept as **lower-case hex strings of their wire width**, not integers.
+  ``trace_id`` is 16 or 32 characters (64 or 128 bits), ``span_id`` and ``parent_id`` are
+  16. Every format we speak (B3, W3C, Jaeger, Zipkin v2 JSON) carries ids as hex, so
+  keeping hex means an incoming id is validated once and then copied, never parsed into
+  an ``int`` and formatted back on every hop. It also keeps an incoming 64-bit trace id
+  64 bits wide on the way out (B3-I8).
+* ``sampled`` is ``True``, ``False`` or ``None``. ``None`` only appears on a context
+  that was *extracted* without a decision (B3 "defer"); every span the tracer starts has
+  a definite decision.
+* ``trace_id`` and ``span_id`` may both be ``None``: an extracted context that carries
+  only a sampling decision (``b3: 0``) or only baggage. Starting a span from such a
+  context begins a new trace that keeps the decision and the baggage.
+* Baggage is a plain ``dict`` that is never mutated after construction; adding an item
+  makes a new context (copy-on-write), as OpenTracing requires.
+* ``tracestate`` carries the W3C ``tracestate`` header (or ``None``) so a service passes
+  on what it does not understand. ``extra`` is a small dict for other formats' opaque
+  pass-through fields (for example the X-Ray header's unknown keys); ``None`` when empty.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import opentracing
+
+__all__ = ['SpanContext']
+
+_EMPTY: dict[str, str] = {}
+
+
+class SpanContext(opentracing.SpanContext):
+    """Immutable identity and propagated state of one span.
+
+    Args:
+        trace_id: 16 or 32 lower-case hex characters, or ``None`` for a context that
+            carries only a sampling decision or baggage.
+        span_id: 16 lower-case hex characters, or ``None`` (as above).
+        parent_id: the parent span's 16-hex id, or ``None`` for a root span.
+        sampled: the sampling decision; ``None`` means "not decided yet" (defer).
+        debug: a debug trace is always sampled and reported with ``debug: true``.
+        baggage: baggage items; the dict is owned by the context and never changed.
+        tracestate: the W3C ``tracestate`` value to pass on, if any.
+        extra: opaque pass-through fields of other formats, if any.
+    """
+
+    __slots__ = ('trace_id', 'span_id', 'parent_id', 'sampled', 'debug', '_baggage',
+                 'tracestate', 'extra')
+
+    def __init__(
+        self,
+        trace_id: Optional[str],
+        span_id: Optional[str],
+        parent_id: Optional[str] = None,
+        sampled: Optional[bool] = None,
+        debug: bool = False,
+        baggage: Optional[dict[str, str]] = None,
+        tracestate: Optional[str] = None,
+        extra: Optional[dict[str, str]] = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.debug = debug
+        self._baggage = baggage or _EMPTY
+        self.tracestate = tracestate
+        self.extra = extra
+
+    @property
+    def baggage(self) -> dict[str, str]:
+        """The baggage items. Callers must not modify the returned dict."""
+        return self._baggage
+
+    @property
+    def has_ids(self) -> bool:
+        """Whether this context names a span (rather than only a decision or baggage)."""
+        return self.trace_id is not None and self.span_id is not None
+
+    def with_baggage_item(self, key: str, value: Optional[str]) -> SpanContext:
+        """Return a copy with one baggage item set (or removed when ``value`` is None)."""
+        baggage = dict(self._baggage)
+        if value is None:
+            baggage.pop(key, None)
+        else:
+            baggage[key] = value
+        return SpanContext(self.trace_id, self.span_id, self.parent_id, self.sampled,
+                           self.debug, baggage, self.tracestate, self.extra)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SpanContext):
+            return NotImplemented
+        return (self.trace_id == other.trace_id and self.span_id == other.span_id
+                and self.parent_id == other.parent_id and self.sampled == other.sampled
+                and self.debug == other.debug and self._baggage == other._baggage
+                and self.tracestate == other.tracestate and self.extra == other.extra)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking value object
+
+    def __repr__(self) -> str:
+        return (f'SpanContext(trace_id={self.trace_id!r}, span_id={self.span_id!r}, '
+                f'parent_id={self.parent_id!r}, sampled={self.sampled!r}, '
+                f'debug={self.debug!r}, baggage={self._baggage!r}, '
+                f'tracestate={self.tracestate!r}, extra={self.extra!r})')
