@@ -1,0 +1,234 @@
+"""Outgoing calls: propagate the active trace and describe the call as a CLIENT span.
+
+Everything here uses only the OpenTracing 2.x API, so it works with *any* tracer
+(ours, Jaeger's, the ``MockTracer``), and the tracer is looked up when a call is made,
+never when a module is imported or an object is built: a tracer installed after
+gunicorn forks is the one that is used.
+
+Public helpers:
+
+:func:`inject_headers`
+    Write the active span's context into the headers of an outgoing request, for any
+    HTTP client. It never raises: when the tracer fails the headers go out untraced.
+
+:func:`redact_url`
+    The one place that decides which parts of a URL are too secret for a tag:
+    query values whose *parameter name* contains a secret-looking word
+    (:data:`DEFAULT_REDACTED_NAMES`, case-insensitive substring match) and any
+    ``user:password@`` part. The server-side middleware can reuse it for ``http.url``.
+
+:func:`start_client_span` / :func:`finish_client_span`
+    The CLIENT span that the ``requests`` and ``urllib3`` integrations share; usable
+    directly to instrument another client. The span is named ``HTTP {METHOD}``, never
+    after the URL path, which would give every distinct URL its own operation name.
+
+Decisions:
+
+* Only our own faults are swallowed: a tracer error is logged at debug level and the
+  call proceeds untraced; the HTTP client's own exceptions are recorded on the span
+  and re-raised unchanged by the integrations.
+* Error details are logged as *strings* (``error.kind`` is the class name, ``stack`` a
+  formatted traceback) rather than the objects ``opentracing.Span.__exit__`` logs, so
+  that any reporter can encode them and no traceback (with its frames) is kept alive.
+* A 5xx status marks the span as an error; a 4xx does not (the call worked; the
+  request was refused), matching the OpenTracing semantic conventions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import traceback
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Optional
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+import opentracing
+from opentracing import Format
+from opentracing.ext import tags
+
+__all__ = ['DEFAULT_REDACTED_NAMES', 'REDACTED', 'inject_headers', 'redact_url',
+           'start_client_span', 'finish_client_span']
+
+_log = logging.getLogger(__name__)
+
+#: Query parameter name fragments (lower case) whose values :func:`redact_url` hides.
+#: Deliberately broad: hiding a harmless ``monkey=`` value costs little, leaking a
+#: token into a tracing backend costs a lot.
+DEFAULT_REDACTED_NAMES = ('token', 'password', 'passwd', 'pwd', 'secret', 'key', 'signature',
+                          'sig', 'auth', 'credential', 'session', 'jwt')
+#: What a redacted value is replaced with.
+REDACTED = 'REDACTED'
+
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
+_STACK_LIMIT = 30  # frames; a recursion error must not produce a megabyte of tag text
+
+
+def inject_headers(
+    headers: MutableMapping[str, str],
+    span: Optional[opentracing.Span] = None,
+    tracer: Optional[opentracing.Tracer] = None,
+) -> MutableMapping[str, str]:
+    """Write a span's context into the headers of an outgoing HTTP request.
+
+    Args:
+        headers: the outgoing request's headers; changed in place.
+        span: the span the next service should continue from; default: the tracer's
+            active span.
+        tracer: the tracer whose propagation format is used; default: the global tracer
+            (``opentracing.global_tracer()``) at the time of the call.
+
+    Returns:
+        ``headers`` itself, unchanged when there is no span or the tracer failed, so the
+        call can be used inline: ``requests.get(url, headers=inject_headers({}))``.
+    """
+    try:
+        if tracer is None:
+            tracer = opentracing.global_tracer()
+        if span is None:
+            span = tracer.active_span
+            if span is None:
+                return headers
+        tracer.inject(span.context, Format.HTTP_HEADERS, headers)
+    except Exception:  # never let tracing break the outgoing call
+        _log.debug('could not inject the trace context into outgoing headers', exc_info=True)
+    return headers
+
+
+def redact_url(url: str, names: Iterable[str] = DEFAULT_REDACTED_NAMES,
+               replacement: str = REDACTED) -> str:
+    """Return ``url`` with secret-looking parts replaced, for use as a tag value.
+
+    A query value is replaced when its parameter name (percent-decoded, compared in
+    lower case) *contains* one of ``names``; parameters without ``=`` and all other
+    values are kept byte for byte. A ``user:password@`` part is replaced as a whole,
+    because the user name is often the secret (``https://<token>@host/``).
+
+    Args:
+        url: an absolute or relative URL.
+        names: lower-case name fragments; default :data:`DEFAULT_REDACTED_NAMES`.
+        replacement: the text written instead of each secret.
+
+    Returns:
+        The redacted URL; ``url`` itself when nothing needed hiding, and just
+        ``replacement`` when the URL cannot be parsed (it may hold anything).
+    """
+    # PERF: most URLs have neither a query nor user info; skip parsing them.
+    if '?' not in url and '@' not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        return replacement
+    netloc = parts.netloc
+    if '@' in netloc:
+        netloc = replacement + '@' + netloc.rpartition('@')[2]
+    query = parts.query
+    if query:
+        fragments = tuple(name.lower() for name in names)
+        fields = query.split('&')
+        for index, field in enumerate(fields):
+            name, sep, _ = field.partition('=')
+            if sep and any(f in unquote_plus(name).lower() for f in fragments):
+                fields[index] = name + '=' + replacement
+        query = '&'.join(fields)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def start_client_span(
+    method: str,
+    url: str,
+    component: str,
+    tracer: Optional[opentracing.Tracer] = None,
+    redact: Iterable[str] = DEFAULT_REDACTED_NAMES,
+) -> Optional[opentracing.Scope]:
+    """Start and activate a CLIENT span for one outgoing HTTP request.
+
+    The span is a child of the active span (a root span when there is none) and is
+    made active, so work done while the request is in flight - and the headers that
+    :func:`inject_headers` writes - refer to it.
+
+    Args:
+        method: the HTTP method; upper-cased into the span name ``HTTP {METHOD}``.
+        url: the absolute request URL; redacted for ``http.url``, parsed for ``peer.*``.
+        component: the ``component`` tag (``'requests'``, ``'urllib3'``, ...).
+        tracer: default: the global tracer at the time of the call.
+        redact: query parameter name fragments passed to :func:`redact_url`.
+
+    Returns:
+        The active scope, to be handed to :func:`finish_client_span` exactly once;
+        ``None`` when the tracer failed (the request should then go out untraced).
+    """
+    try:
+        if tracer is None:
+            tracer = opentracing.global_tracer()
+        method = (method or 'GET').upper()
+        span_tags: dict[str, Any] = {
+            tags.SPAN_KIND: tags.SPAN_KIND_RPC_CLIENT,
+            tags.COMPONENT: component,
+            tags.HTTP_METHOD: method,
+            tags.HTTP_URL: redact_url(url, redact),
+        }
+        _add_peer_tags(url, span_tags)
+        return tracer.start_active_span('HTTP ' + method, tags=span_tags,
+                                        finish_on_close=True)
+    except Exception:
+        _log.debug('could not start a client span', exc_info=True)
+        return None
+
+
+def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = None,
+                       error: Optional[BaseException] = None) -> None:
+    """Record the outcome of a request on its CLIENT span, then finish and deactivate it.
+
+    Args:
+        scope: what :func:`start_client_span` returned.
+        status_code: the response status, when a response arrived.
+        error: the exception the client raised, when it raised one. Only
+            :class:`Exception` subclasses mark the span as an error; an interrupt
+            (``KeyboardInterrupt``) just finishes it.
+    """
+    try:
+        span = scope.span
+        if status_code is not None:
+            span.set_tag(tags.HTTP_STATUS_CODE, status_code)
+            if status_code >= 500:
+                span.set_tag(tags.ERROR, True)
+        if isinstance(error, Exception):
+            span.set_tag(tags.ERROR, True)
+            span.log_kv({
+                'event': tags.ERROR,
+                'error.kind': type(error).__name__,
+                'message': str(error),
+                'stack': ''.join(traceback.format_exception(
+                    type(error), error, error.__traceback__, limit=_STACK_LIMIT)),
+            })
+    except Exception:
+        _log.debug('could not record the outcome on a client span', exc_info=True)
+    finally:
+        try:
+            scope.close()
+        except Exception:
+            _log.debug('could not finish a client span', exc_info=True)
+
+
+def _add_peer_tags(url: str, span_tags: dict[str, Any]) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host:
+        span_tags[tags.PEER_HOSTNAME] = host
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            pass  # a name, not an IP literal
+        else:
+            key = tags.PEER_HOST_IPV4 if address.version == 4 else tags.PEER_HOST_IPV6
+            span_tags[key] = str(address)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:  # a port out of range: the client will complain, not us
+        port = None
+    if port:
+        span_tags[tags.PEER_PORT] = port
