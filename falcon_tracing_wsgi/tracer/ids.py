@@ -1,0 +1,72 @@
+"""Random span and trace ids, as lower-case hex strings of their exact wire width.
+
+Design:
+
+* Ids are drawn with the module-level :func:`random.getrandbits`, **one call per id**.
+  CPython re-seeds that shared generator in a forked child (``random`` registers
+  ``os.register_at_fork(after_in_child=...)``), so gunicorn workers forked from one master
+  never draw the same sequence. A private ``random.Random`` seeded once (the
+  basictracer approach) would repeat the parent's ids in every child.
+* The ids do not need to be unpredictable, only unique with high probability, so the
+  Mersenne Twister is enough and much cheaper than ``os.urandom`` or ``secrets``.
+* An id of zero is invalid in B3, W3C and Jaeger alike, so a zero draw is redrawn
+  (probability 2**-64 per draw; the loop exists for correctness, not for speed).
+* Ids are formatted once with ``'%016x'`` / ``'%032x'``: every wire format and the Zipkin
+  encoders carry hex, so the tracer never converts them back (see
+  :mod:`falcon_tracing_wsgi.tracer.context`).
+
+:class:`RandomIdGenerator` bundles the two functions the tracer needs; a test can hand
+the tracer any object with the same two methods to get reproducible ids.
+"""
+
+from __future__ import annotations
+
+from random import getrandbits as _getrandbits
+
+__all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'RandomIdGenerator']
+
+
+def new_span_id() -> str:
+    """Return a random non-zero 64-bit span id as 16 lower-case hex characters."""
+    bits = _getrandbits(64)
+    while not bits:
+        bits = _getrandbits(64)
+    return '%016x' % bits
+
+
+def new_trace_id_64() -> str:
+    """Return a random non-zero 64-bit trace id as 16 lower-case hex characters."""
+    bits = _getrandbits(64)
+    while not bits:
+        bits = _getrandbits(64)
+    return '%016x' % bits
+
+
+def new_trace_id_128() -> str:
+    """Return a random non-zero 128-bit trace id as 32 lower-case hex characters."""
+    bits = _getrandbits(128)
+    while not bits:
+        bits = _getrandbits(128)
+    return '%032x' % bits
+
+
+class RandomIdGenerator:
+    """The tracer's source of new ids.
+
+    Args:
+        trace_id_128bit: draw 128-bit trace ids (32 hex, required by W3C Trace Context)
+            when true, 64-bit ones (16 hex, for old B3/Zipkin peers) when false.
+
+    The methods are plain module functions bound at construction, so calling
+    ``generator.trace_id()`` costs no more than calling the function itself.
+    """
+
+    __slots__ = ('trace_id', 'span_id')
+
+    def __init__(self, trace_id_128bit: bool = True) -> None:
+        self.trace_id = new_trace_id_128 if trace_id_128bit else new_trace_id_64
+        self.span_id = new_span_id
+
+    def __repr__(self) -> str:
+        bits = 128 if self.trace_id is new_trace_id_128 else 64
+        return f'RandomIdGenerator(trace_id_bits={bits})'

@@ -1,0 +1,203 @@
+"""Spans: a sampled :class:`Span` that records, and an :class:`UnsampledSpan` that does not.
+
+Design:
+
+* The tracer picks the class when the span starts, from the sampling decision, so no
+  method ever asks "am I sampled?". An unsampled span (the common case under a low
+  sampling rate) keeps only what must propagate, its context and baggage: ``set_tag``
+  and ``log_kv`` are empty methods, ``finish`` does nothing and it is never reported.
+* :class:`Span` is what reporters and encoders read after :meth:`Span.finish`:
+  ``context``, ``operation_name``, ``start_time`` (epoch seconds), ``duration`` (seconds,
+  ``None`` until finished), ``tags`` (a dict) and ``logs`` (a list of
+  ``(timestamp, fields)`` or ``None``).
+* ``duration`` comes from :func:`time.perf_counter` when the tracer chose both ends of
+  the span, so a wall-clock step (NTP) during a request cannot make it wrong or negative;
+  with an explicit ``start_time`` or ``finish_time`` it is the difference of the two wall
+  times, never below zero.
+* :meth:`Span.finish` takes effect once: the first call records the duration and hands
+  the span to the reporter; later calls (a ``with`` block around a span the code also
+  finishes by hand) are ignored.
+* Baggage is copy-on-write: :meth:`Span.set_baggage_item` replaces the span's context with
+  a new one, so a context already handed to a child or injected is never changed.
+* Both classes use ``__slots__`` for their fields. ``opentracing.Span`` has no slots, so
+  instances still get a ``__dict__`` when something assigns a new attribute (``mock``
+  patching ``finish`` in the OpenTracing conformance suite does); normal use never creates
+  it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+import opentracing
+
+from .context import SpanContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tracer import Tracer
+
+__all__ = ['Span', 'UnsampledSpan']
+
+_log = logging.getLogger(__name__)
+
+_time = time.time
+_perf_counter = time.perf_counter
+_NO_TAGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Span(opentracing.Span):
+    """A sampled span: records tags and logs and is reported once when finished.
+
+    Spans are created by :meth:`Tracer.start_span
+    <falcon_tracing_wsgi.tracer.tracer.Tracer.start_span>`, not directly.
+
+    Attributes:
+        operation_name: the span's name.
+        start_time: when the span started, in epoch seconds.
+        duration: seconds from start to finish; ``None`` until :meth:`finish`.
+        tags: the tags set so far.
+        logs: ``(timestamp, fields)`` pairs, or ``None`` when nothing was logged.
+    """
+
+    __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
+                 'logs', '_perf_start')
+
+    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str,
+                 start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
+        # PERF: the base initialiser is skipped; it only sets _tracer and _context.
+        self._tracer = tracer
+        self._context = context
+        self.operation_name = operation_name
+        if start_time is None:
+            self.start_time = _time()
+            self._perf_start: Optional[float] = _perf_counter()
+        else:
+            self.start_time = start_time
+            self._perf_start = None
+        self.duration: Optional[float] = None
+        self.tags: dict[str, Any] = {} if tags is None else tags
+        self.logs: Optional[list[tuple[float, dict[str, Any]]]] = None
+
+    def set_operation_name(self, operation_name: str) -> Span:
+        """Rename the span (a Falcon component renames it to the route template)."""
+        self.operation_name = operation_name
+        return self
+
+    def set_tag(self, key: str, value: Any) -> Span:
+        """Set a tag; the last value set for a key wins."""
+        self.tags[key] = value
+        return self
+
+    def log_kv(self, key_values: dict[str, Any], timestamp: Optional[float] = None) -> Span:
+        """Add a log record (a copy of ``key_values``) at ``timestamp`` or now."""
+        record = (_time() if timestamp is None else timestamp, dict(key_values))
+        if self.logs is None:
+            self.logs = [record]
+        else:
+            self.logs.append(record)
+        return self
+
+    def set_baggage_item(self, key: str, value: Optional[str]) -> Span:
+        """Set (or with ``None`` remove) a baggage item for this span's future children."""
+        self._context = self._context.with_baggage_item(key, value)
+        return self
+
+    def get_baggage_item(self, key: str) -> Optional[str]:
+        """Return a baggage item, or ``None``."""
+        return self._context.baggage.get(key)
+
+    def finish(self, finish_time: Optional[float] = None) -> None:
+        """Record the duration and report the span; only the first call has an effect.
+
+        Args:
+            finish_time: an explicit end time in epoch seconds (``time.time()``).
+        """
+        if self.duration is not None:
+            return
+        if finish_time is None and self._perf_start is not None:
+            self.duration = _perf_counter() - self._perf_start
+        else:
+            end = _time() if finish_time is None else finish_time
+            duration = end - self.start_time
+            self.duration = duration if duration > 0.0 else 0.0
+        try:
+            self._tracer._report(self)
+        except Exception:
+            # The Reporter contract says report() never raises; a third-party one that
+            # does must not turn a finished request into an error.
+            _log.warning('the reporter failed to take a span', exc_info=True)
+
+    def __exit__(self, exc_type: object, exc_val: Optional[BaseException],
+                 exc_tb: object) -> None:
+        # PERF: the base __exit__ always calls _on_error; skip it when nothing raised.
+        # It tags error=True and logs event/message/error.object/error.kind/stack.
+        if exc_val is not None:
+            opentracing.Span._on_error(self, exc_type, exc_val, exc_tb)
+        self.finish()
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`finish` has been called."""
+        return self.duration is not None
+
+    def __repr__(self) -> str:
+        return (f'<Span {self.operation_name!r} trace_id={self._context.trace_id} '
+                f'span_id={self._context.span_id} parent_id={self._context.parent_id} '
+                f'duration={self.duration!r}>')
+
+
+class UnsampledSpan(opentracing.Span):
+    """A span that is not sampled: it propagates its context and baggage, records nothing.
+
+    ``tags`` is an empty read-only mapping and ``logs`` is ``None`` so generic code that
+    inspects a span does not need to know which kind it holds.
+    """
+
+    __slots__ = ('_tracer', '_context', 'operation_name')
+
+    tags: Mapping[str, Any] = _NO_TAGS
+    logs = None
+
+    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str) -> None:
+        self._tracer = tracer
+        self._context = context
+        self.operation_name = operation_name
+
+    def set_operation_name(self, operation_name: str) -> UnsampledSpan:
+        """Rename the span (kept only so that the name can be read back)."""
+        self.operation_name = operation_name
+        return self
+
+    def set_tag(self, key: str, value: Any) -> UnsampledSpan:
+        """Do nothing: an unsampled span keeps no tags."""
+        return self
+
+    def log_kv(self, key_values: dict[str, Any],
+               timestamp: Optional[float] = None) -> UnsampledSpan:
+        """Do nothing: an unsampled span keeps no logs."""
+        return self
+
+    def set_baggage_item(self, key: str, value: Optional[str]) -> UnsampledSpan:
+        """Set (or with ``None`` remove) a baggage item; baggage propagates regardless
+        of sampling."""
+        self._context = self._context.with_baggage_item(key, value)
+        return self
+
+    def get_baggage_item(self, key: str) -> Optional[str]:
+        """Return a baggage item, or ``None``."""
+        return self._context.baggage.get(key)
+
+    def finish(self, finish_time: Optional[float] = None) -> None:
+        """Do nothing: an unsampled span is never reported."""
+
+    def __exit__(self, exc_type: object, exc_val: Optional[BaseException],
+                 exc_tb: object) -> None:
+        # Nothing to record on error; finish() is still called in case it was wrapped.
+        self.finish()
+
+    def __repr__(self) -> str:
+        return (f'<UnsampledSpan {self.operation_name!r} '
+                f'trace_id={self._context.trace_id} span_id={self._context.span_id}>')

@@ -1,0 +1,381 @@
+"""The OpenTracing 2.x tracer: starts spans, decides sampling, injects and extracts contexts.
+
+Design:
+
+* The tracer **receives its collaborators** (reporter, sampler, propagator, scope manager)
+  and never imports Zipkin or configuration code; ``bootstrap.py`` wires the real ones and
+  tests pass fakes. Everything it can decide once (bound methods, the id generator) is
+  decided in ``__init__`` so :meth:`Tracer.start_span` stays flat.
+* **Sampling** (the first rule that applies wins):
+
+  1. the parent is a local span (``child_of`` a span of this tracer, or the active span):
+     the child inherits the decision, so a trace is never cut inside a service;
+  2. the parent was extracted with a decision: it is followed (a debug parent always
+     samples) when ``trust_inbound_sampling`` is true. When it is false, :meth:`extract`
+     drops the inbound decision and debug flag, so rule 3 applies instead;
+  3. no decision (new trace, a caller that deferred, or an untrusted one): the sampler is
+     asked with the trace id, so probabilistic decisions agree across services.
+
+* An extracted context that carries only a decision and/or baggage (B3 ``b3: 0``) starts a
+  new trace (new trace id, no parent) that keeps the decision and the baggage.
+* An inbound 64-bit trace id stays 64 bits: ids are hex strings copied from the parent.
+  New trace ids are 128-bit unless ``trace_id_128bit=False``.
+* **Propagation** goes through one :class:`~falcon_tracing_wsgi._types.Propagator` (the
+  composite of the configured formats) for both ``Format.HTTP_HEADERS`` and
+  ``Format.TEXT_MAP``. The propagator reads lower-case names, so :meth:`extract` passes a
+  carrier through unchanged when it declares ``case_insensitive = True`` (the middleware's
+  environ view does) and otherwise builds one lower-cased dict of it. Bad header content
+  gives ``None`` (a new trace), never an exception; only a wrong carrier *type* or an
+  unknown format raises, as the OpenTracing API requires. ``Format.BINARY`` uses this
+  library's own compact encoding (see ``_binary.py``).
+* Spans that are not sampled are :class:`~.span.UnsampledSpan` objects that record
+  nothing and are never reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Optional, Union
+
+import opentracing
+from opentracing import (Format, InvalidCarrierException, Reference, ReferenceType,
+                         UnsupportedFormatException)
+
+from .._types import Propagator, Reporter, Sampler
+from . import _binary
+from .context import SpanContext
+from .ids import RandomIdGenerator
+from .scope import ContextVarScopeManager
+from .span import Span, UnsampledSpan
+
+__all__ = ['Tracer']
+
+_log = logging.getLogger(__name__)
+
+_HTTP_HEADERS = Format.HTTP_HEADERS
+_TEXT_MAP = Format.TEXT_MAP
+_BINARY = Format.BINARY
+_PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
+
+_AnySpan = Union[Span, UnsampledSpan]
+
+
+class Tracer(opentracing.Tracer):
+    """An OpenTracing 2.x tracer that hands finished sampled spans to a reporter.
+
+    Args:
+        reporter: receives each finished sampled span (see
+            :class:`~falcon_tracing_wsgi._types.Reporter`).
+        sampler: decides new traces (see :mod:`falcon_tracing_wsgi.tracer.sampler`).
+        propagator: reads and writes ``HTTP_HEADERS``/``TEXT_MAP`` carriers (see
+            :class:`~falcon_tracing_wsgi._types.Propagator`).
+        scope_manager: defaults to a new
+            :class:`~falcon_tracing_wsgi.tracer.scope.ContextVarScopeManager`.
+        trace_id_128bit: new traces get 128-bit ids (``True``, W3C-compatible) or 64-bit
+            ids (``False``, for peers that only speak 64-bit B3).
+        trust_inbound_sampling: follow the sampling decision and debug flag of extracted
+            contexts (``True``) or let the sampler decide every trace that enters this
+            service (``False``, for services exposed to clients that must not be able to
+            force sampling).
+        id_generator: an object with ``trace_id()`` and ``span_id()`` methods returning
+            hex ids, to replace the random ids (tests use sequential ones); when given,
+            ``trace_id_128bit`` is not used.
+
+    Raises:
+        TypeError: a collaborator lacks a method its protocol requires.
+
+    Example::
+
+        tracer = Tracer(reporter, ConstSampler(True), build_propagator(('b3', 'w3c')))
+        parent = tracer.extract(Format.HTTP_HEADERS, request_headers)
+        with tracer.start_active_span('GET /users', child_of=parent) as scope:
+            scope.span.set_tag('http.method', 'GET')
+    """
+
+    def __init__(
+        self,
+        reporter: Reporter,
+        sampler: Sampler,
+        propagator: Propagator,
+        scope_manager: Optional[opentracing.ScopeManager] = None,
+        *,
+        trace_id_128bit: bool = True,
+        trust_inbound_sampling: bool = True,
+        id_generator: Optional[Any] = None,
+    ) -> None:
+        _check_protocol('reporter', reporter, ('report', 'flush', 'close'), 'Reporter')
+        _check_protocol('sampler', sampler, ('is_sampled',), 'Sampler')
+        _check_protocol('propagator', propagator, ('extract', 'inject'), 'Propagator')
+        if id_generator is None:
+            id_generator = RandomIdGenerator(trace_id_128bit)
+        else:
+            _check_protocol('id_generator', id_generator, ('trace_id', 'span_id'),
+                            'RandomIdGenerator')
+        super().__init__(ContextVarScopeManager() if scope_manager is None else scope_manager)
+        self._reporter = reporter
+        self._sampler = sampler
+        self._propagator = propagator
+        self._trust = bool(trust_inbound_sampling)
+        # PERF: bound methods looked up once; start_span and finish call them directly.
+        self._report = reporter.report
+        self._is_sampled = sampler.is_sampled
+        self._new_trace_id = id_generator.trace_id
+        self._new_span_id = id_generator.span_id
+
+    @property
+    def reporter(self) -> Reporter:
+        """The reporter finished sampled spans go to."""
+        return self._reporter
+
+    @property
+    def sampler(self) -> Sampler:
+        """The sampler that decides new traces."""
+        return self._sampler
+
+    @property
+    def propagator(self) -> Propagator:
+        """The propagator used for ``HTTP_HEADERS`` and ``TEXT_MAP``."""
+        return self._propagator
+
+    def start_active_span(
+        self,
+        operation_name: str,
+        child_of: Union[opentracing.Span, opentracing.SpanContext, None] = None,
+        references: Optional[Iterable[Reference]] = None,
+        tags: Optional[dict[str, Any]] = None,
+        start_time: Optional[float] = None,
+        ignore_active_span: bool = False,
+        finish_on_close: bool = True,
+    ) -> opentracing.Scope:
+        """Start a span and make it active; see :meth:`opentracing.Tracer.start_active_span`.
+
+        Returns:
+            The scope; closing it (or leaving its ``with`` block) deactivates the span and,
+            with ``finish_on_close``, finishes it.
+        """
+        span = self.start_span(operation_name, child_of, references, tags, start_time,
+                               ignore_active_span)
+        return self._scope_manager.activate(span, finish_on_close)
+
+    def start_span(
+        self,
+        operation_name: Optional[str] = None,
+        child_of: Union[opentracing.Span, opentracing.SpanContext, None] = None,
+        references: Optional[Iterable[Reference]] = None,
+        tags: Optional[dict[str, Any]] = None,
+        start_time: Optional[float] = None,
+        ignore_active_span: bool = False,
+    ) -> _AnySpan:
+        """Start a span; see :meth:`opentracing.Tracer.start_span`.
+
+        The parent is ``child_of``, else the first ``CHILD_OF`` or ``FOLLOWS_FROM``
+        reference with a context, else (unless ``ignore_active_span``) the active span.
+        ``tags`` is used as the span's tag dict without a copy (the caller gives it up, as
+        the OpenTracing API allows); it is ignored when the span is not sampled.
+
+        Returns:
+            A :class:`~.span.Span` when sampled, else an :class:`~.span.UnsampledSpan`.
+        """
+        parent: Any = None
+        if child_of is not None:
+            parent = (child_of if isinstance(child_of, opentracing.SpanContext)
+                      else child_of.context)
+        elif references:
+            parent = _parent_of(references)
+        if parent is None and not ignore_active_span:
+            scope = self._scope_manager.active
+            if scope is not None:
+                parent = scope.span.context
+        name = '' if operation_name is None else operation_name
+
+        span_id = self._new_span_id()
+        if isinstance(parent, SpanContext):
+            sampled = True if parent.debug else parent.sampled
+            if parent.trace_id is not None and parent.span_id is not None:
+                trace_id = parent.trace_id
+                if sampled is None:
+                    sampled = self._decide(trace_id, name)
+                context = SpanContext(trace_id, span_id, parent.span_id, sampled,
+                                      parent.debug, parent.baggage, parent.tracestate,
+                                      parent.extra)
+            else:
+                # A decision and/or baggage without ids: a new trace that keeps them.
+                trace_id = self._new_trace_id()
+                if sampled is None:
+                    sampled = self._decide(trace_id, name)
+                context = SpanContext(trace_id, span_id, None, sampled, parent.debug,
+                                      parent.baggage)
+        else:
+            trace_id = self._new_trace_id()
+            context = SpanContext(trace_id, span_id, None, self._decide(trace_id, name),
+                                  False, _foreign_baggage(parent))
+
+        if context.sampled:
+            return Span(self, context, name, start_time, tags)
+        return UnsampledSpan(self, context, name)
+
+    def _decide(self, trace_id: str, operation_name: str) -> bool:
+        try:
+            return True if self._is_sampled(trace_id, operation_name) else False
+        except Exception:
+            _log.warning('the sampler failed; the trace is not sampled', exc_info=True)
+            return False
+
+    def inject(self, span_context: Union[opentracing.SpanContext, opentracing.Span],
+               format: str, carrier: Any) -> None:
+        """Write ``span_context`` into ``carrier``.
+
+        Args:
+            span_context: the context to propagate (a span is accepted too).
+            format: ``Format.HTTP_HEADERS`` or ``Format.TEXT_MAP`` (``carrier`` is a
+                mutable mapping; the propagator writes its headers) or ``Format.BINARY``
+                (``carrier`` is a ``bytearray``; the encoding is appended).
+            carrier: see ``format``.
+
+        Raises:
+            UnsupportedFormatException: an unknown format.
+            InvalidCarrierException: the carrier has the wrong type for the format.
+
+        A context from another tracer has nothing to propagate and is skipped; a failure
+        inside the propagator is logged, never raised.
+        """
+        if isinstance(span_context, opentracing.Span):
+            span_context = span_context.context
+        if format == _HTTP_HEADERS or format == _TEXT_MAP:
+            if not hasattr(carrier, '__setitem__'):
+                raise InvalidCarrierException(
+                    f'{format} needs a mutable mapping carrier, got {type(carrier).__name__}')
+            if not isinstance(span_context, SpanContext):
+                _log.debug('not injecting %r: not a context of this tracer', span_context)
+                return
+            try:
+                self._propagator.inject(span_context, carrier)
+            except Exception:
+                _log.warning('the propagator failed to inject a span context', exc_info=True)
+        elif format == _BINARY:
+            if not isinstance(carrier, bytearray):
+                raise InvalidCarrierException(
+                    f'{format} needs a bytearray carrier, got {type(carrier).__name__}')
+            if not isinstance(span_context, SpanContext):
+                _log.debug('not injecting %r: not a context of this tracer', span_context)
+                return
+            try:
+                carrier.extend(_binary.encode(span_context))
+            except ValueError:
+                _log.warning('cannot encode %r in the binary format', span_context,
+                             exc_info=True)
+        else:
+            raise UnsupportedFormatException(format)
+
+    def extract(self, format: str, carrier: Any) -> Optional[SpanContext]:
+        """Read a span context from ``carrier``.
+
+        Args:
+            format: ``Format.HTTP_HEADERS`` or ``Format.TEXT_MAP`` (``carrier`` is a
+                mapping; header names may have any case) or ``Format.BINARY``
+                (``carrier`` is ``bytes``, a ``bytearray`` or a ``memoryview``).
+            carrier: see ``format``. A mapping whose ``case_insensitive`` attribute is
+                true is read as it is; others are copied once into a lower-cased dict.
+
+        Returns:
+            The context, or ``None`` when the carrier holds none or an invalid one.
+            With ``trust_inbound_sampling=False`` its decision and debug flag are removed.
+
+        Raises:
+            UnsupportedFormatException: an unknown format.
+            InvalidCarrierException: the carrier has the wrong type for the format.
+        """
+        if format == _HTTP_HEADERS or format == _TEXT_MAP:
+            view = carrier if getattr(carrier, 'case_insensitive', False) else _lowered(carrier)
+            try:
+                context = self._propagator.extract(view)
+            except Exception:
+                # Client-controlled input: the propagator should have said None; a new
+                # trace is the answer either way.
+                _log.debug('could not extract a span context', exc_info=True)
+                return None
+        elif format == _BINARY:
+            if not isinstance(carrier, (bytes, bytearray, memoryview)):
+                raise InvalidCarrierException(
+                    f'{format} needs a bytes-like carrier, got {type(carrier).__name__}')
+            context = _binary.decode(carrier)
+        else:
+            raise UnsupportedFormatException(format)
+        if context is not None and not self._trust and (context.sampled is not None
+                                                        or context.debug):
+            context = SpanContext(context.trace_id, context.span_id, context.parent_id,
+                                  None, False, context.baggage, context.tracestate,
+                                  context.extra)
+        return context
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Ask the reporter to send what it holds; see ``Reporter.flush``.
+
+        Returns:
+            Whether everything was sent within ``timeout`` seconds.
+        """
+        try:
+            return self._reporter.flush(timeout)
+        except Exception:
+            _log.warning('the reporter failed to flush', exc_info=True)
+            return False
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush and stop the reporter; see ``Reporter.close``.
+
+        Returns:
+            Whether everything was sent within ``timeout`` seconds.
+        """
+        try:
+            return self._reporter.close(timeout)
+        except Exception:
+            _log.warning('the reporter failed to close', exc_info=True)
+            return False
+
+    def __repr__(self) -> str:
+        return (f'Tracer(reporter={self._reporter!r}, sampler={self._sampler!r}, '
+                f'propagator={self._propagator!r}, scope_manager={self._scope_manager!r}, '
+                f'trust_inbound_sampling={self._trust!r})')
+
+
+def _check_protocol(role: str, obj: object, methods: tuple[str, ...], protocol: str) -> None:
+    missing = [name for name in methods if not callable(getattr(obj, name, None))]
+    if missing:
+        raise TypeError(f'the {role} must have the method(s) {", ".join(missing)} of a '
+                        f'{protocol}; got {obj!r}')
+
+
+def _parent_of(references: Any) -> Optional[opentracing.SpanContext]:
+    # A single Reference is accepted too: opentracing's own docstring passes one.
+    if isinstance(references, Reference):
+        references = (references,)
+    for reference in references:
+        if reference.type in _PARENT_REFERENCES and reference.referenced_context is not None:
+            context: opentracing.SpanContext = reference.referenced_context
+            return context
+    return None
+
+
+def _foreign_baggage(parent: Any) -> Optional[dict[str, str]]:
+    # Another tracer's context (or none): its ids mean nothing here, its baggage still does.
+    if parent is None:
+        return None
+    baggage = getattr(parent, 'baggage', None)
+    return dict(baggage) if baggage else None
+
+
+def _lowered(carrier: Any) -> dict[str, Any]:
+    try:
+        items = carrier.items
+    except AttributeError:
+        raise InvalidCarrierException(
+            f'header carriers must be mappings, got {type(carrier).__name__}') from None
+    try:
+        return {name.lower(): value for name, value in items()}
+    except AttributeError:
+        # A non-string key is bad content, not a bad carrier: skip it.
+        return {name.lower(): value for name, value in items() if isinstance(name, str)}
+    except (TypeError, ValueError) as exc:
+        raise InvalidCarrierException(
+            f'the carrier items() must yield (name, value) pairs: {exc}') from None
