@@ -1,0 +1,383 @@
+"""WSGI helpers for the middleware: the environ header view, URL and peer tags, exclusion
+rules, and the response object that finishes the server span.
+
+Decisions recorded here:
+
+* **Headers are read through a view, never copied.** :class:`EnvironHeaders` maps a
+  header name to its ``HTTP_*`` environ key (cached per name), so extracting a context
+  costs one dict lookup per header the propagation formats actually read.
+* **The span ends when the server closes the response**, from a class (not a generator),
+  exactly once: :meth:`TracedResponse.close` closes the app's iterable first, then
+  finishes the span. A close before the body was exhausted is tagged ``http.aborted``.
+  A generator wrapper would never run its ``finally`` when the server closes the
+  response before iterating it, leaving the span open.
+* **The span is active while app code runs**: during the app call (done by the
+  middleware) and while each body chunk is produced or the iterable is closed (done
+  here). A ``list``/``tuple`` body runs no app code, so it is iterated without
+  activating anything.
+* **``wsgi.file_wrapper`` keeps the server's sendfile path.** gunicorn only uses
+  ``sendfile()`` when the app returns an instance of its own ``FileWrapper`` class, so
+  such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
+  finishes the span after the server has sent the file. The server still sees its own
+  wrapper and still gets the real file descriptor; the span covers the transfer. Bytes
+  sent by ``sendfile`` are not counted (only the server knows them).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from opentracing import logs as ot_logs
+from opentracing import tags as ot_tags
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ExcludeRule
+
+__all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
+           'build_url_builder', 'parse_status', 'record_exception', 'IN_FLIGHT']
+
+_log = logging.getLogger(__name__)
+
+#: Server spans whose response is not finished yet, for the gunicorn worker_abort hook.
+IN_FLIGHT: set[TracedResponse] = set()
+
+#: Tag names this package adds beyond the OpenTracing standard ones.
+TAG_ROUTE = 'http.route'
+TAG_RESPONSE_SIZE = 'http.response_size'
+TAG_ABORTED = 'http.aborted'
+REDACTED = 'REDACTED'
+#: Header values never recorded, even when a capture pattern allows the header.
+ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
+
+_ENV_KEYS: dict[str, str] = {'content-type': 'CONTENT_TYPE', 'content-length': 'CONTENT_LENGTH'}
+
+
+def environ_key(name: str) -> str:
+    """Return the WSGI environ key of an HTTP header name (``X-B3-TraceId`` ->
+    ``HTTP_X_B3_TRACEID``)."""
+    key = _ENV_KEYS.get(name)
+    if key is None:
+        # PERF: header names come from a small fixed set (the propagation formats), so the
+        # cache stays tiny; an unbounded name (uberctx-<key>) is not cached.
+        key = 'HTTP_' + name.upper().replace('-', '_')
+        if len(_ENV_KEYS) < 256:
+            _ENV_KEYS[name] = key
+    return key
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """A read-only, case-insensitive mapping view of the request headers in an environ.
+
+    ``get('x-b3-traceid')`` reads ``environ['HTTP_X_B3_TRACEID']``; iteration yields the
+    header names (lower-case, ``-`` separated) of the ``HTTP_*`` keys. Nothing is copied.
+    """
+
+    __slots__ = ('_environ',)
+
+    #: Tells our tracer the view already answers lower-case names case-insensitively.
+    case_insensitive = True
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        key = _ENV_KEYS.get(name)
+        if key is None:
+            key = environ_key(name.lower())
+        return self._environ.get(key, default)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith('HTTP_'):
+                yield key[5:].lower().replace('_', '-')
+            elif key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+                yield key.lower().replace('_', '-')
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def parse_status(status: str) -> int:
+    """Return the integer code of a WSGI status line, or 0 when it has none."""
+    try:
+        return int(status[:3])
+    except (TypeError, ValueError):
+        return 0
+
+
+def build_excluder(rules: tuple[ExcludeRule, ...],
+                   patterns: tuple[str, ...]) -> Optional[Callable[[Mapping[str, Any]], bool]]:
+    """Compile the exclusion rules into one predicate over the environ (None: no rules).
+
+    Exact rules become one set lookup; prefix rules and OpenTelemetry-style patterns are
+    folded into a single regular expression, so the cost does not grow with the rules.
+    """
+    exact = {(rule.method, rule.path) for rule in rules if not rule.prefix}
+    any_method = {path for method, path in exact if method is None}
+    prefixes = '|'.join(f'(?:{re.escape(rule.method) if rule.method else "[A-Z]*"} '
+                        f'{re.escape(rule.path)}.*)' for rule in rules if rule.prefix)
+    prefix_match = re.compile(prefixes, re.DOTALL).fullmatch if prefixes else None
+    # OpenTelemetry's OTEL_PYTHON_EXCLUDED_URLS semantics: unanchored search in the path.
+    search = re.compile('|'.join(f'(?:{p})' for p in patterns)).search if patterns else None
+    if not exact and prefix_match is None and search is None:
+        return None
+
+    def excluded(environ: Mapping[str, Any]) -> bool:
+        path = environ.get('PATH_INFO') or '/'
+        method = environ.get('REQUEST_METHOD', '')
+        if path in any_method or (method, path) in exact:
+            return True
+        if prefix_match is not None and prefix_match(f'{method} {path}') is not None:
+            return True
+        return search is not None and search(path) is not None
+
+    return excluded
+
+
+def build_url_builder(redact: tuple[str, ...], record_query: bool
+                      ) -> Callable[[Mapping[str, Any]], str]:
+    """Return ``url(environ)`` building ``http.url`` with secret query values redacted."""
+    secret = re.compile('|'.join(re.escape(name) for name in redact), re.IGNORECASE) \
+        if redact else None
+
+    def url(environ: Mapping[str, Any]) -> str:
+        host = environ.get('HTTP_HOST')
+        scheme = environ.get('wsgi.url_scheme', 'http')
+        if not host:
+            host = environ.get('SERVER_NAME', '')
+            port = environ.get('SERVER_PORT', '')
+            if port and port != ('443' if scheme == 'https' else '80'):
+                host = f'{host}:{port}'
+        path = environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')
+        query = environ.get('QUERY_STRING')
+        if not query or not record_query:
+            return f'{scheme}://{host}{path}'
+        if secret is not None and secret.search(query):
+            query = _redact_query(query, secret)
+        return f'{scheme}://{host}{path}?{query}'
+
+    return url
+
+
+def _redact_query(query: str, secret: re.Pattern[str]) -> str:
+    parts = []
+    for item in query.split('&'):
+        name, sep, _ = item.partition('=')
+        parts.append(f'{name}={REDACTED}' if sep and secret.search(name) else item)
+    return '&'.join(parts)
+
+
+def peer_tags(environ: Mapping[str, Any], tags: dict[str, Any]) -> None:
+    """Add ``peer.ipv4``/``peer.ipv6`` and ``peer.port`` from the socket peer."""
+    addr = environ.get('REMOTE_ADDR')
+    if addr:
+        tags[ot_tags.PEER_HOST_IPV6 if ':' in addr else ot_tags.PEER_HOST_IPV4] = addr
+    port = environ.get('REMOTE_PORT')
+    if port:
+        try:
+            tags[ot_tags.PEER_PORT] = int(port)
+        except ValueError:
+            pass
+
+
+def record_exception(span: Any, exc: BaseException, with_stack: bool = True) -> None:
+    """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log)."""
+    span.set_tag(ot_tags.ERROR, True)
+    fields = {ot_logs.EVENT: ot_tags.ERROR, 'error.kind': type(exc).__name__,
+              ot_logs.MESSAGE: str(exc)}
+    if with_stack and exc.__traceback__ is not None:
+        fields[ot_logs.STACK] = ''.join(traceback.format_exception(
+            type(exc), exc, exc.__traceback__))
+    span.log_kv(fields)
+
+
+class _ClosingFile:
+    """A file proxy whose ``close()`` also finishes the span (see module docstring)."""
+
+    __slots__ = ('_file', '_response')
+
+    def __init__(self, file: Any, response: TracedResponse) -> None:
+        self._file = file
+        self._response = response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def read(self, *args: Any) -> Any:
+        data = self._file.read(*args)
+        self._response.sent_bytes += len(data)
+        if not data:
+            self._response.exhausted = True
+        return data
+
+    def close(self) -> None:
+        # NOTE: with sendfile() the server never calls read(); a close means it is done.
+        self._response.exhausted = True
+        try:
+            close = getattr(self._file, 'close', None)
+            if close is not None:
+                close()
+        finally:
+            self._response.finish()
+
+
+class TracedResponse:
+    """The per-request state: wraps ``start_response`` and the response iterable.
+
+    One instance per traced request; it is the iterable handed back to the server.
+    """
+
+    __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_middleware',
+                 '_start_response', '_iterable', '_iterator', '_activate', 'status_code',
+                 'sent_bytes', 'exhausted', '_finished')
+
+    def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
+                 start_response: Callable[..., Any], scope_manager: Any) -> None:
+        self.span = span
+        self.environ = environ
+        self.recording = True
+        self._middleware = middleware
+        self._start_response = start_response
+        self.scope_manager = scope_manager
+        self._iterable: Any = None
+        self._iterator: Optional[Iterator[bytes]] = None
+        self._activate = True
+        self.status_code = 0
+        self.sent_bytes = 0
+        self.exhausted = False
+        self._finished = False
+
+    # -- start_response -----------------------------------------------------------------
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], Any]:
+        """The ``start_response`` the app sees: records the status, then delegates."""
+        try:
+            self.status_code = code = parse_status(status)
+            if exc_info is not None and exc_info[1] is not None:
+                record_exception(self.span, exc_info[1])
+            self._middleware.on_start_response(self, status, headers, code)
+        except Exception:
+            _log.warning('tracing failed in start_response; the response goes on',
+                         exc_info=True)
+        return self._counting_write(self._start_response(status, headers, exc_info))
+
+    def _counting_write(self, write: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        def counted(data: bytes) -> Any:
+            self.sent_bytes += len(data)
+            return write(data)
+        return counted
+
+    # -- the iterable -------------------------------------------------------------------
+    def wrap(self, result: Any) -> Any:
+        """Return what the server should get for the app's ``result``."""
+        self._iterable = result
+        file_wrapper = self.environ.get('wsgi.file_wrapper')
+        if (file_wrapper is not None and isinstance(file_wrapper, type)
+                and type(result) is file_wrapper and hasattr(result, 'filelike')):
+            try:
+                return file_wrapper(_ClosingFile(result.filelike, self),
+                                    getattr(result, 'blksize', 8192))
+            except Exception:
+                _log.warning('could not re-wrap wsgi.file_wrapper; tracing it as a plain '
+                             'iterable (no sendfile)', exc_info=True)
+        # PERF: a list or tuple body runs no app code while it is iterated.
+        self._activate = not isinstance(result, (list, tuple))
+        return self
+
+    def __iter__(self) -> TracedResponse:
+        self._iterator = iter(self._iterable)
+        return self
+
+    def __next__(self) -> bytes:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = iter(self._iterable)
+        if not self._activate:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                self.exhausted = True
+                raise
+            self.sent_bytes += len(chunk)
+            return chunk
+        scope = self.scope_manager.activate(self.span, False)
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            self.exhausted = True
+            raise
+        except BaseException as exc:
+            self._record_failure(exc)
+            raise
+        finally:
+            scope.close()
+        self.sent_bytes += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Close the app's iterable (inside the span), then finish the span; only once."""
+        if self._finished:
+            return
+        try:
+            close = getattr(self._iterable, 'close', None)
+            if close is not None:
+                scope = self.scope_manager.activate(self.span, False) \
+                    if self._activate else None
+                try:
+                    close()
+                except BaseException as exc:
+                    self._record_failure(exc)
+                    raise
+                finally:
+                    if scope is not None:
+                        scope.close()
+        finally:
+            self.finish()
+
+    # -- outcome ------------------------------------------------------------------------
+    def fail(self, exc: BaseException) -> None:
+        """The app raised before returning an iterable: record it and finish."""
+        self._record_failure(exc)
+        if not self.status_code:
+            self.status_code = 500
+        self.exhausted = True
+        self.finish()
+
+    def _record_failure(self, exc: BaseException) -> None:
+        try:
+            record_exception(self.span, exc)
+        except Exception:
+            _log.warning('tracing failed to record an exception', exc_info=True)
+
+    def finish(self) -> None:
+        """Finish the span exactly once (tags that depend on the outcome go on here)."""
+        if self._finished:
+            return
+        self._finished = True
+        IN_FLIGHT.discard(self)
+        try:
+            self._middleware.on_finish(self)
+        except Exception:
+            _log.warning('tracing failed while finishing a span', exc_info=True)
+        try:
+            self.span.finish()
+        except Exception:
+            _log.warning('tracer failed to finish a span', exc_info=True)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the span has been finished."""
+        return self._finished

@@ -1,0 +1,156 @@
+"""Falcon integration: route-template span names, ``req.context.span``, and exceptions.
+
+The server span belongs to the WSGI wrapper (:class:`~falcon_tracing_wsgi.TracingMiddleware`),
+which starts it before Falcon runs and finishes it after the body is sent. This module only
+adds what Falcon knows, through Falcon's public API (composition, no patching):
+
+* :class:`TracingComponent`, a Falcon middleware component that
+  - exposes the span as ``req.context.span`` (``req.context['span']`` works too, as
+    ``falcon.Context`` supports item access), so existing responders that call
+    ``req.context['span'].log_kv(...)`` keep working;
+  - after routing, records ``req.uri_template`` as the route (the wrapper renames the span
+    ``METHOD {uri_template}`` and tags ``http.route``) and tags ``falcon.resource`` (the
+    resource class) and ``falcon.responder``. An unrouted request (404) keeps the name
+    ``METHOD``: never the raw path.
+* exception capture. Falcon 3+ turns an unhandled responder exception into a 500 *inside*
+  the app, and has cleared ``sys.exc_info()`` by the time ``process_response`` runs, so
+  neither the WSGI layer nor a middleware component can see it.
+  - On Falcon 4.4+ :func:`instrument_app` sets an error reporter
+    (``App.set_error_reporter``, Falcon's documented instrumentation hook), which "does
+    not change how exceptions are handled": the response and the user's error handlers
+    stay exactly as they were. ``HTTPError``/``HTTPStatus`` are not recorded as
+    exceptions: their status code tells the span whether it is an error (5xx) or not.
+    Falcon allows one reporter per app; if you set your own, call
+    :func:`report_error` from it.
+  - On Falcon 3.1 to 4.3 there is no reporter hook, so :func:`instrument_app` registers an
+    ``Exception`` error handler that records the exception and then does what Falcon's
+    documented default handler does (logs the traceback to ``wsgi.errors`` and responds
+    with ``HTTPInternalServerError``). Falcon keeps one handler per exception class, so a
+    handler *you* register for ``Exception`` after wrapping replaces ours (wrap yours with
+    :func:`traced_error_handler` to keep the capture), and one registered before
+    wrapping is replaced by ours; register it after wrapping on those versions.
+
+``wrap(app)`` and ``TracingMiddleware(app)`` call :func:`instrument_app` for a
+``falcon.App`` automatically. Adding :class:`TracingComponent` yourself as well is harmless:
+only one component acts per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any, Callable
+
+import falcon
+
+from .._wsgi import record_exception
+from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
+
+__all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
+
+_log = logging.getLogger(__name__)
+
+#: environ key naming the component instance that handles this request (deduplication).
+_ENVIRON_COMPONENT = 'falcon_tracing_wsgi.falcon_component'
+#: environ key set once the request's exception has been recorded.
+_ENVIRON_RECORDED = 'falcon_tracing_wsgi.exception_recorded'
+
+#: Apps already instrumented, by id. NOTE: falcon.App has __slots__ without __weakref__,
+#: so the app is kept alive here (one entry per app object, in practice one per process),
+#: which also keeps its id from being reused by another app.
+_INSTRUMENTED: dict[int, Any] = {}
+
+
+class TracingComponent:
+    """Falcon middleware component that names and enriches the server span.
+
+    It does nothing for a request that the WSGI wrapper did not trace (no span in the
+    environ), so it is safe in apps that are not wrapped.
+    """
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        env = req.env
+        span = env.get(ENVIRON_SPAN)
+        if span is None or env.setdefault(_ENVIRON_COMPONENT, self) is not self:
+            return
+        try:
+            req.context.span = span
+        except AttributeError:
+            req.context['span'] = span  # a dict-like custom context_type
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         params: dict[str, Any]) -> None:
+        env = req.env
+        if env.get(_ENVIRON_COMPONENT) is not self:
+            return
+        template = req.uri_template
+        if template:
+            env[ENVIRON_ROUTE] = template
+        span = env[ENVIRON_SPAN]
+        if getattr(span.context, 'sampled', True) is not False and resource is not None:
+            span.set_tag('falcon.resource', type(resource).__qualname__)
+            span.set_tag('falcon.responder', f'on_{req.method.lower()}')
+
+
+def report_error(req: falcon.Request, error: BaseException, params: Any = None,
+                 handled: bool = True) -> None:
+    """Record an exception on the request's server span (a Falcon error reporter).
+
+    Safe to call from your own reporter or error handler: it records each request's first
+    exception once, ignores ``HTTPStatus`` and 4xx ``HTTPError``, and never raises.
+    """
+    try:
+        env = req.env
+        span = env.get(ENVIRON_SPAN)
+        if span is None or env.get(_ENVIRON_RECORDED):
+            return
+        if isinstance(error, falcon.HTTPStatus):
+            return
+        if isinstance(error, falcon.HTTPError):
+            if _status_code(error) < 500:
+                return
+            record_exception(span, error, with_stack=False)
+        else:
+            record_exception(span, error)
+        env[_ENVIRON_RECORDED] = True
+    except Exception:
+        _log.warning('tracing failed to record a Falcon exception', exc_info=True)
+
+
+def traced_error_handler(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an ``Exception`` error handler so the exception is recorded on the span."""
+    def handle(req: falcon.Request, resp: falcon.Response, error: Exception,
+               params: dict[str, Any]) -> None:
+        report_error(req, error, params)
+        handler(req, resp, error, params)
+    return handle
+
+
+def _default_exception_handler(req: falcon.Request, resp: falcon.Response, error: Exception,
+                               params: dict[str, Any]) -> None:
+    # What Falcon's own default Exception handler does, per its documentation.
+    req.log_error(traceback.format_exc())
+    raise falcon.HTTPInternalServerError()
+
+
+def instrument_app(app: falcon.App) -> None:
+    """Add :class:`TracingComponent` and exception capture to a Falcon app, once."""
+    if id(app) in _INSTRUMENTED:
+        return
+    _INSTRUMENTED[id(app)] = app
+    app.add_middleware(TracingComponent())
+    set_reporter = getattr(app, 'set_error_reporter', None)
+    if set_reporter is not None:  # Falcon 4.4+
+        set_reporter(report_error)
+    else:
+        app.add_error_handler(Exception, traced_error_handler(_default_exception_handler))
+
+
+def _status_code(error: falcon.HTTPError) -> int:
+    code = getattr(error, 'status_code', None)
+    if isinstance(code, int):
+        return code
+    try:
+        return int(str(error.status)[:3])
+    except ValueError:
+        return 500

@@ -1,0 +1,301 @@
+"""TracingMiddleware: one server span per WSGI request, for any OpenTracing 2.x tracer.
+
+Wrap any PEP 3333 application (Falcon first, but nothing here imports Falcon)::
+
+    from falcon_tracing_wsgi import TracingMiddleware
+    app = TracingMiddleware(app)                 # tracer: opentracing.global_tracer()
+
+Per request, in this order:
+
+1. **Exclusion.** A request that matches ``FALCON_TRACING_EXCLUDE`` (``[METHOD ]/path``
+   rules, whole-path match, ``*`` suffix for a prefix) goes straight to the app: no span,
+   no header work.
+2. **Extract.** The parent context is extracted from the environ's ``HTTP_*`` keys through
+   a read-only view (:class:`~falcon_tracing_wsgi._wsgi.EnvironHeaders`); nothing is
+   copied. A missing, malformed or corrupt context starts a new root span; an exception
+   from the tracer here is logged at debug level and never reaches the app.
+3. **Start** a ``server`` span named after the request method (never the raw path) with
+   the standard tags ``span.kind``, ``component``, ``http.method``, ``http.url`` (secret
+   query values redacted) and ``peer.ipv4``/``peer.ipv6``/``peer.port``. An unsampled
+   span gets no tags at all: its cost is kept to the minimum.
+4. **Inject into the environ.** The server span's context is written back into the
+   environ as the tracer's propagation headers, so code that forwards "the incoming
+   headers" continues the trace as a child of *this* span. Propagation headers that were
+   replaced or are stale (another format's context of the caller) are moved to
+   ``environ['falcon_tracing_wsgi.incoming']`` (environ key -> original value). The span
+   itself is at ``environ['falcon_tracing_wsgi.span']``.
+5. **Run the app with the span active** in the tracer's scope manager (and again while
+   each body chunk is produced), so ``tracer.active_span`` is right inside the app and
+   inside generators, and is restored afterwards.
+6. **start_response** is intercepted: integer ``http.status_code``, ``error`` for 5xx,
+   ``exc_info`` recorded, the trace id optionally exposed in a response header, and the
+   server's ``write`` callable returned (counted).
+7. **Finish** when the server closes the response (exactly once): after the body is sent,
+   so a streamed span lasts as long as the stream. A close before the body was exhausted
+   is tagged ``http.aborted``. If the app raised before returning, the span gets status
+   500 (when ``start_response`` was never called) and the exception, which is re-raised
+   unchanged.
+
+Naming: the span is renamed ``METHOD {route}`` at the end of the request when a route is
+known: the Falcon component sets it from ``req.uri_template``; any other framework can set
+``environ['falcon_tracing_wsgi.route']`` or pass ``operation_name(environ)``.
+
+The tracer is looked up per request when none is given, so a tracer installed after
+gunicorn forks (``post_fork``) is the one used.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, Callable, Optional
+
+import opentracing
+from opentracing import Format
+from opentracing import tags as ot_tags
+
+from ._wsgi import (
+    ALWAYS_REDACTED, IN_FLIGHT, REDACTED, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
+)
+from .config import TracingConfig
+
+__all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
+           'ENVIRON_INCOMING']
+
+_log = logging.getLogger(__name__)
+
+#: environ key of the server span.
+ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
+#: environ key a framework sets to the matched route template (names the span).
+ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
+#: environ key of the incoming propagation headers that the middleware replaced.
+ENVIRON_INCOMING = 'falcon_tracing_wsgi.incoming'
+
+#: Trace-context headers of every format we know; stale ones are moved out of the environ.
+_CONTEXT_KEYS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_PARENTSPANID',
+                 'HTTP_X_B3_SAMPLED', 'HTTP_X_B3_FLAGS', 'HTTP_B3', 'HTTP_TRACEPARENT',
+                 'HTTP_TRACESTATE', 'HTTP_UBER_TRACE_ID', 'HTTP_X_AMZN_TRACE_ID',
+                 'HTTP_OT_TRACER_TRACEID', 'HTTP_OT_TRACER_SPANID', 'HTTP_OT_TRACER_SAMPLED')
+_SAFE_HEADER_VALUE = re.compile(r'[0-9A-Za-z:._-]{1,128}').fullmatch
+
+
+class TracingMiddleware:
+    """Trace every request of a WSGI app as an OpenTracing server span.
+
+    Args:
+        app: the WSGI application to wrap; kept as ``self.app``.
+        tracer: an OpenTracing tracer, or ``None`` to use ``opentracing.global_tracer()``
+            looked up at request time.
+        config: a :class:`~falcon_tracing_wsgi.config.TracingConfig`; read from the
+            environment when omitted.
+        **options: :class:`TracingConfig` fields overriding the environment (for example
+            ``exclude=['GET /healthz']`` or ``request_hook=func``).
+
+    Raises:
+        TypeError: ``app`` is not callable or an option is unknown.
+        ConfigError: an option or environment variable has an invalid value.
+    """
+
+    def __init__(self, app: Callable[..., Any], tracer: Optional[opentracing.Tracer] = None,
+                 *, config: Optional[TracingConfig] = None, **options: Any) -> None:
+        if not callable(app):
+            raise TypeError(f'TracingMiddleware wraps a WSGI callable, got {app!r}')
+        if config is None:
+            config = TracingConfig.from_env(**options)
+        elif options:
+            config = config.replace(**options)
+        self.app = app
+        self.config = config
+        self._tracer = tracer
+        self._enabled = config.enabled
+        self._excluded = build_excluder(config.exclude, config.exclude_patterns)
+        self._url = build_url_builder(config.redact_query, config.record_query)
+        self._capture_request = tuple(
+            (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
+            for name in config.capture_request_headers)
+        self._capture_response = {
+            name: (f'http.response.header.{name}', name in ALWAYS_REDACTED)
+            for name in config.capture_response_headers}
+        self._trace_header = config.response_trace_header
+        self._request_hook = config.request_hook
+        self._response_hook = config.response_hook
+        self._operation_name = config.operation_name
+        self._component = _instrument_framework(app) or config.component
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not self._enabled or (self._excluded is not None and self._excluded(environ)):
+            return self.app(environ, start_response)
+        tracer = self._tracer or opentracing.global_tracer()
+        try:
+            response = self._start(tracer, environ, start_response)
+            scope = response.scope_manager.activate(response.span, False)
+        except Exception:
+            _log.warning('tracing failed to start a span; the request goes on untraced',
+                         exc_info=True)
+            return self.app(environ, start_response)
+        try:
+            result = self.app(environ, response.start_response)
+        except BaseException as exc:
+            response.fail(exc)
+            raise
+        finally:
+            scope.close()
+        return response.wrap(result)
+
+    # -- the steps (called by __call__ and by TracedResponse) ---------------------------
+    def _start(self, tracer: opentracing.Tracer, environ: dict[str, Any],
+               start_response: Callable[..., Any]) -> TracedResponse:
+        method = environ.get('REQUEST_METHOD') or 'GET'
+        try:
+            parent = tracer.extract(Format.HTTP_HEADERS, EnvironHeaders(environ))
+        except Exception:
+            # Client-controlled input: a corrupt context is not our fault, nor an error.
+            _log.debug('ignoring an invalid incoming trace context', exc_info=True)
+            parent = None
+        span = tracer.start_span(method, child_of=parent, ignore_active_span=True)
+        response = TracedResponse(self, span, environ, start_response, tracer.scope_manager)
+        # NOTE: our tracer's unsampled spans say so; any other tracer is assumed recording.
+        response.recording = getattr(span.context, 'sampled', True) is not False
+        if response.recording:
+            set_tag = span.set_tag
+            set_tag(ot_tags.SPAN_KIND, ot_tags.SPAN_KIND_RPC_SERVER)
+            set_tag(ot_tags.COMPONENT, self._component)
+            set_tag(ot_tags.HTTP_METHOD, method)
+            set_tag(ot_tags.HTTP_URL, self._url(environ))
+            peer = {}
+            peer_tags(environ, peer)
+            for key, value in peer.items():
+                set_tag(key, value)
+            for key, tag, redacted in self._capture_request:
+                value = environ.get(key)
+                if value is not None:
+                    set_tag(tag, REDACTED if redacted else value)
+        self._inject(tracer, span, environ)
+        environ[ENVIRON_SPAN] = span
+        if self._request_hook is not None and response.recording:
+            self._call_hook(self._request_hook, span, environ)
+        IN_FLIGHT.add(response)
+        return response
+
+    def _inject(self, tracer: opentracing.Tracer, span: Any, environ: dict[str, Any]) -> None:
+        headers: dict[str, str] = {}
+        incoming: dict[str, str] = {}
+        try:
+            tracer.inject(span.context, Format.HTTP_HEADERS, headers)
+        except Exception:
+            _log.warning('tracer failed to inject the server span context', exc_info=True)
+        written = set()
+        for name, value in headers.items():
+            key = environ_key(name)
+            written.add(key)
+            old = environ.get(key)
+            if old is not None:
+                incoming[key] = old
+            environ[key] = value
+        for key in _CONTEXT_KEYS:
+            if key in environ and key not in written:
+                incoming[key] = environ.pop(key)
+        environ[ENVIRON_INCOMING] = incoming
+
+    def on_start_response(self, response: TracedResponse, status: str,
+                          headers: list[tuple[str, str]], code: int) -> None:
+        """Record what ``start_response`` tells (called by the response object)."""
+        span = response.span
+        if self._trace_header is not None:
+            trace_id = _trace_id(span.context)
+            if trace_id is not None:
+                headers.append((self._trace_header, trace_id))
+        if not response.recording:
+            return
+        if self._capture_response:
+            for name, value in headers:
+                captured = self._capture_response.get(name.lower())
+                if captured is not None:
+                    span.set_tag(captured[0], REDACTED if captured[1] else value)
+        if self._response_hook is not None:
+            self._call_hook(self._response_hook, span, response.environ, status, headers)
+
+    def on_finish(self, response: TracedResponse) -> None:
+        """Tag the outcome just before the span finishes (called once)."""
+        if not response.recording:
+            return
+        span = response.span
+        code = response.status_code
+        if code:
+            span.set_tag(ot_tags.HTTP_STATUS_CODE, code)
+            if code >= 500:
+                span.set_tag(ot_tags.ERROR, True)
+        if response.sent_bytes:
+            span.set_tag(TAG_RESPONSE_SIZE, response.sent_bytes)
+        if not response.exhausted:
+            span.set_tag(TAG_ABORTED, True)
+        environ = response.environ
+        route = environ.get(ENVIRON_ROUTE)
+        if route is None and self._operation_name is not None:
+            try:
+                route = self._operation_name(environ)
+            except Exception:
+                _log.warning('operation_name hook failed; keeping the method name',
+                             exc_info=True)
+        if route:
+            span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
+            span.set_tag(TAG_ROUTE, route)
+
+    @staticmethod
+    def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            _log.warning('tracing hook %r raised; the request goes on', hook, exc_info=True)
+
+
+def _trace_id(context: Any) -> Optional[str]:
+    trace_id = getattr(context, 'trace_id', None)
+    if isinstance(trace_id, int):
+        return f'{trace_id:x}'
+    if isinstance(trace_id, str) and _SAFE_HEADER_VALUE(trace_id):
+        return trace_id
+    return None
+
+
+def _instrument_framework(app: Any) -> Optional[str]:
+    """Add the framework component when ``app`` is a Falcon app; return its name."""
+    falcon = sys.modules.get('falcon')
+    app_class = getattr(falcon, 'App', None) if falcon is not None else None
+    if app_class is None or not isinstance(app, app_class):
+        return None
+    # NOTE: imported lazily so that the middleware never imports Falcon itself.
+    from .integrations.falcon import instrument_app
+    instrument_app(app)
+    return 'falcon'
+
+
+def abort_in_flight(reason: str) -> int:
+    """Finish every unfinished server span of this process with an error.
+
+    For a worker that is about to die mid-request (gunicorn's ``worker_abort``): the
+    request that timed out is exactly the one whose trace would otherwise be lost.
+
+    Args:
+        reason: recorded as the ``message`` of the error log and the
+            ``http.aborted.reason`` tag.
+
+    Returns:
+        The number of spans finished.
+    """
+    count = 0
+    for response in list(IN_FLIGHT):
+        try:
+            span = response.span
+            span.set_tag(ot_tags.ERROR, True)
+            span.set_tag('http.aborted.reason', reason)
+            span.log_kv({'event': 'error', 'error.kind': 'WorkerAbort', 'message': reason})
+            if not response.status_code:
+                response.status_code = 500
+            response.finish()
+            count += 1
+        except Exception:
+            _log.warning('could not finish an in-flight span', exc_info=True)
+    return count

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import opentracing
+import pytest
+from opentracing.mocktracer import MockTracer
+from opentracing.scope_managers.contextvars import ContextVarsScopeManager
+
+
+@pytest.fixture
+def tracer():
+    """A tracer-agnostic stand-in: opentracing's MockTracer with contextvars scopes."""
+    return MockTracer(scope_manager=ContextVarsScopeManager())
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_tracer():
+    saved = opentracing.global_tracer()
+    yield
+    opentracing.set_global_tracer(saved)
+
+
+@pytest.fixture(autouse=True)
+def _clean_tracing_env(monkeypatch):
+    """Tests see no FALCON_TRACING_* / OTEL_* variables unless they set them."""
+    import os
+    for name in list(os.environ):
+        if name.startswith(('FALCON_TRACING_', 'OTEL_')):
+            monkeypatch.delenv(name)
