@@ -193,9 +193,15 @@ def peer_tags(environ: Mapping[str, Any], tags: dict[str, Any]) -> None:
             pass
 
 
-def record_exception(span: Any, exc: BaseException, with_stack: bool = True) -> None:
-    """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log)."""
-    span.set_tag(ot_tags.ERROR, True)
+def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
+                     mark_error: bool = True) -> None:
+    """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log).
+
+    ``mark_error=False`` logs the exception without the ``error`` tag, for an exception
+    the app handled itself (the status code then decides whether the span failed).
+    """
+    if mark_error:
+        span.set_tag(ot_tags.ERROR, True)
     fields = {ot_logs.EVENT: ot_tags.ERROR, 'error.kind': type(exc).__name__,
               ot_logs.MESSAGE: str(exc)}
     if with_stack and exc.__traceback__ is not None:

@@ -109,9 +109,11 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
         if isinstance(error, falcon.HTTPError):
             if _status_code(error) < 500:
                 return
-            record_exception(span, error, with_stack=False)
+            record_exception(span, error, with_stack=False, mark_error=not handled)
         else:
-            record_exception(span, error)
+            # NOTE: a handled exception's response status says whether the request failed
+            # (a 500 from the default handler is an error; a 418 by the user's is not).
+            record_exception(span, error, mark_error=not handled)
         env[_ENVIRON_RECORDED] = True
     except Exception:
         _log.warning('tracing failed to record a Falcon exception', exc_info=True)

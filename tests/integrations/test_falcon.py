@@ -1,0 +1,201 @@
+"""The Falcon integration through falcon.testing (which validates PEP 3333 on every call)."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.testing
+import pytest
+
+from falcon_tracing_wsgi.integrations.falcon import (
+    TracingComponent, instrument_app, traced_error_handler,
+)
+from falcon_tracing_wsgi.middleware import TracingMiddleware
+
+
+class HelloResource:
+    """The seed's example resource, unchanged: it reaches the span via req.context."""
+
+    def on_get(self, req, resp):
+        span = req.context['span']
+        span.log_kv({'event': 'hello', 'who': 'world'})
+        span.set_tag('seed.example', True)
+        resp.media = {'message': 'hello'}
+
+
+class UserResource:
+    def on_get(self, req, resp, user_id):
+        if 'span' in req.context:
+            assert req.context.span is req.context['span']
+        resp.media = {'user_id': user_id}
+
+
+class StreamResource:
+    def __init__(self, tracer):
+        self.tracer = tracer
+
+    def on_get(self, req, resp):
+        tracer = self.tracer
+
+        def chunks():
+            for number in range(3):
+                assert tracer.active_span is req.context.span
+                yield b'%d\n' % number
+        resp.stream = chunks()
+
+
+class BoomResource:
+    def on_get(self, req, resp):
+        raise ZeroDivisionError('boom')
+
+
+class ErrorsResource:
+    def on_get(self, req, resp, code):
+        if code == '404':
+            raise falcon.HTTPNotFound(title='no such thing')
+        if code == '503':
+            raise falcon.HTTPServiceUnavailable(title='later')
+        raise falcon.HTTPStatus(falcon.HTTP_204)
+
+
+def make_app(tracer, **app_kwargs):
+    app = falcon.App(**app_kwargs)
+    app.add_route('/hello', HelloResource())
+    app.add_route('/users/{user_id}', UserResource())
+    app.add_route('/stream', StreamResource(tracer))
+    app.add_route('/boom', BoomResource())
+    app.add_route('/errors/{code}', ErrorsResource())
+    return app
+
+
+@pytest.fixture
+def client(tracer):
+    return falcon.testing.TestClient(TracingMiddleware(make_app(tracer), tracer))
+
+
+def only_span(tracer):
+    (span,) = tracer.finished_spans()
+    return span
+
+
+@pytest.mark.parametrize('path, name, route, status, error', [
+    pytest.param('/hello', 'GET /hello', '/hello', 200, False, id='hello'),
+    pytest.param('/users/42', 'GET /users/{user_id}', '/users/{user_id}', 200, False,
+                 id='template'),
+    pytest.param('/stream', 'GET /stream', '/stream', 200, False, id='stream'),
+    pytest.param('/boom', 'GET /boom', '/boom', 500, True, id='raises'),
+    pytest.param('/errors/404', 'GET /errors/{code}', '/errors/{code}', 404, False,
+                 id='http-error-4xx'),
+    pytest.param('/errors/503', 'GET /errors/{code}', '/errors/{code}', 503, True,
+                 id='http-error-5xx'),
+    pytest.param('/errors/204', 'GET /errors/{code}', '/errors/{code}', 204, False,
+                 id='http-status'),
+    pytest.param('/no/such/path', 'GET', None, 404, False, id='unrouted'),
+])
+def test_span_named_from_route_template(client, tracer, path, name, route, status, error):
+    result = client.simulate_get(path)
+    assert result.status_code == status
+    span = only_span(tracer)
+    assert span.operation_name == name
+    assert span.tags.get('http.route') == route
+    assert span.tags['http.status_code'] == status
+    assert span.tags.get('error', False) is error
+    assert span.tags['component'] == 'falcon'
+    assert '/no/such' not in span.operation_name
+
+
+def test_resource_and_responder_tags(client, tracer):
+    client.simulate_get('/users/7')
+    tags = only_span(tracer).tags
+    assert tags['falcon.resource'] == 'UserResource'
+    assert tags['falcon.responder'] == 'on_get'
+
+
+def test_seed_example_resource_works_as_is(client, tracer):
+    result = client.simulate_get('/hello')
+    assert result.json == {'message': 'hello'}
+    span = only_span(tracer)
+    assert span.tags['seed.example'] is True
+    assert span.logs[0].key_values == {'event': 'hello', 'who': 'world'}
+
+
+def test_unhandled_exception_details_are_recorded(client, tracer):
+    result = client.simulate_get('/boom')
+    assert result.status_code == 500
+    span = only_span(tracer)
+    (event,) = [log.key_values for log in span.logs]
+    assert event['event'] == 'error'
+    assert event['error.kind'] == 'ZeroDivisionError'
+    assert event['message'] == 'boom'
+    assert 'ZeroDivisionError: boom' in event['stack']
+
+
+def test_response_is_what_falcon_sends_without_tracing(tracer):
+    bare = falcon.testing.TestClient(make_app(tracer))
+    traced = falcon.testing.TestClient(TracingMiddleware(make_app(tracer), tracer))
+    for path in ('/boom', '/errors/404', '/errors/503', '/errors/204', '/no/such/path',
+                 '/users/3'):
+        want, got = bare.simulate_get(path), traced.simulate_get(path)
+        assert (got.status, got.content) == (want.status, want.content), path
+
+
+def test_http_error_4xx_is_not_recorded_as_exception(client, tracer):
+    client.simulate_get('/errors/404')
+    assert only_span(tracer).logs == []
+
+
+def test_user_error_handler_is_kept(tracer):
+    def handle_zero(req, resp, ex, params):
+        resp.status = falcon.HTTP_418
+        resp.media = {'handled': str(ex)}
+    app = make_app(tracer)
+    app.add_error_handler(ZeroDivisionError, handle_zero)
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    result = client.simulate_get('/boom')
+    assert result.status_code == 418
+    assert result.json == {'handled': 'boom'}
+    span = only_span(tracer)
+    # The app turned the exception into a 4xx on purpose: not an error, but recorded.
+    assert span.tags.get('error', False) is False
+    assert span.logs[0].key_values['error.kind'] == 'ZeroDivisionError'
+
+
+def test_streamed_span_covers_the_stream(client, tracer):
+    result = client.simulate_get('/stream')
+    assert result.text == '0\n1\n2\n'
+    span = only_span(tracer)
+    assert span.tags['http.response_size'] == 6
+    assert 'http.aborted' not in span.tags
+
+
+def test_component_is_not_added_twice(tracer):
+    app = make_app(tracer, middleware=[TracingComponent()])
+    wrapped = TracingMiddleware(TracingMiddleware(app, tracer), tracer)
+    instrument_app(app)
+    client = falcon.testing.TestClient(wrapped)
+    client.simulate_get('/users/1')
+    spans = tracer.finished_spans()
+    # Two wrappers make two server spans (both learn the route from the environ), but
+    # only one component acts: one span carries the resource tags.
+    assert [span.operation_name for span in spans] == ['GET /users/{user_id}'] * 2
+    assert [span.tags.get('falcon.resource') for span in spans].count('UserResource') == 1
+
+
+def test_component_without_wrapper_does_nothing(tracer):
+    app = make_app(tracer, middleware=[TracingComponent()])
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get('/users/1').status_code == 200
+    assert tracer.finished_spans() == []
+
+
+def test_pre_44_fallback_handler_records_and_keeps_default_response(tracer):
+    """The Falcon < 4.4 path (an Exception handler) behaves like Falcon's default."""
+    from falcon_tracing_wsgi.integrations import falcon as integration
+    app = make_app(tracer)
+    app.add_error_handler(Exception,
+                          traced_error_handler(integration._default_exception_handler))
+    bare = falcon.testing.TestClient(make_app(tracer)).simulate_get('/boom')
+    app.set_error_reporter(lambda *args: None)  # only the handler records here
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    result = client.simulate_get('/boom')
+    assert (result.status, result.content) == (bare.status, bare.content)
+    assert only_span(tracer).logs[0].key_values['error.kind'] == 'ZeroDivisionError'
