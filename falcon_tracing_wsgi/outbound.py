@@ -89,7 +89,8 @@ def inject_headers(
             span = tracer.active_span
             if span is None:
                 return headers
-        tracer.inject(span.context, Format.HTTP_HEADERS, headers)
+        # types-opentracing says dict; the API accepts any mutable mapping.
+        tracer.inject(span.context, Format.HTTP_HEADERS, headers)  # type: ignore[arg-type]
     except Exception:  # never let tracing break the outgoing call
         _log.debug('could not inject the trace context into outgoing headers', exc_info=True)
     return headers

@@ -90,7 +90,7 @@ class TracingAdapter(HTTPAdapter):
                              'cert': cert, 'proxies': proxies})
 
 
-class _TracingWrapper(BaseAdapter):  # type: ignore[misc]
+class _TracingWrapper(BaseAdapter):
     """Traces the requests of an adapter we did not create (keeps its configuration).
 
     Attribute reads that the wrapper does not answer go to the wrapped adapter, so code
@@ -102,8 +102,11 @@ class _TracingWrapper(BaseAdapter):  # type: ignore[misc]
         self.adapter = adapter
         self._tracer = tracer
 
-    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        return _traced_send(self._tracer, self.adapter.send, request, kwargs)
+    def send(self, request: PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> Response:
+        return _traced_send(self._tracer, self.adapter.send, request,
+                            {'stream': stream, 'timeout': timeout, 'verify': verify,
+                             'cert': cert, 'proxies': proxies})
 
     def close(self) -> None:
         self.adapter.close()
