@@ -129,8 +129,8 @@ def _parse_exclude(text: str) -> tuple[ExcludeRule, ...]:
         if method is not None and not _METHOD.fullmatch(method):
             raise ValueError(f'rule {item!r}: expected "[METHOD ]/path" such as "GET /healthz"')
         if not path.startswith('/') or '*' in path[:-1]:
-            raise ValueError(f'rule {item!r}: the path must start with "/" and may only end '
-                             'with "*" (prefix match)')
+            raise ValueError(f'rule {item!r}: expected "[METHOD ]/path" rules whose path '
+                             'starts with "/" and may only end with "*" (prefix match)')
         prefix = path.endswith('*')
         rules.append(ExcludeRule(method, path[:-1] if prefix else path, prefix))
     return tuple(rules)
