@@ -18,9 +18,10 @@ Public helpers:
     ``user:password@`` part. The server-side middleware can reuse it for ``http.url``.
 
 :func:`start_client_span` / :func:`finish_client_span`
-    The CLIENT span that the ``requests`` and ``urllib3`` integrations share; usable
-    directly to instrument another client. The span is named ``HTTP {METHOD}``, never
-    after the URL path, which would give every distinct URL its own operation name.
+    The CLIENT span of the ``requests`` integration, usable directly to instrument
+    another client (``urllib3``, ``http.client``, ...). The span is named
+    ``HTTP {METHOD}``, never after the URL path, which would give every distinct URL
+    its own operation name.
 
 Decisions:
 

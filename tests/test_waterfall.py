@@ -1,4 +1,4 @@
-"""The text waterfall behind ``falcon-tracing view``: loading, grouping, tree order, golden text."""
+"""The text waterfall behind ``falcon-tracing view``: loading, grouping, tree order, output."""
 
 from __future__ import annotations
 
