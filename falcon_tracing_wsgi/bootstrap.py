@@ -1,0 +1,138 @@
+"""The composition root: configuration -> reporter -> tracer -> global tracer -> wrapper.
+
+This is the one module that knows every concrete piece (the tracer, the propagation
+formats, the Zipkin reporter) and wires them together; the middleware knows only the
+OpenTracing API, and the tracer knows only the Reporter protocol.
+
+:func:`wrap` is the call for a gunicorn entrypoint::
+
+    # app.py
+    from falcon_tracing_wsgi import wrap
+    app = wrap(create_app())        # gunicorn app:app
+
+It reads the environment once, builds the tracer, installs it as opentracing's global
+tracer and returns the wrapped app (or the app itself when tracing is disabled).
+
+Fork safety: building the tracer starts no thread and opens no connection. What must be
+per process (the reporter's queue, worker thread and HTTP connection) is created on the
+first span in each process and re-armed after ``fork()``, so ``gunicorn --preload``, where
+``wrap()`` runs once in the master before the workers fork, works without any hook. The
+middleware looks the global tracer up per request, so a tracer re-installed in a worker
+(``falcon_tracing_wsgi.gunicorn.post_fork``) is picked up too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Callable, Optional
+
+import opentracing
+
+from .config import TracingConfig
+from .middleware import TracingMiddleware
+from .propagation import build_propagator
+from .tracer.sampler import build_sampler
+from .tracer.scope import build_scope_manager
+from .tracer.tracer import Tracer
+from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
+
+__all__ = ['wrap', 'install', 'build_tracer', 'build_reporter']
+
+_log = logging.getLogger(__name__)
+
+
+def wrap(app: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """Trace a WSGI app with the tracer configured by the environment.
+
+    Args:
+        app: the WSGI app (a ``falcon.App`` gets the Falcon component automatically).
+        **options: :class:`~falcon_tracing_wsgi.config.TracingConfig` fields that take
+            precedence over the environment.
+
+    Returns:
+        The wrapped app, or ``app`` itself when ``FALCON_TRACING_ENABLED=false``.
+
+    Raises:
+        ConfigError: a setting is invalid (the message names the variable).
+    """
+    config = TracingConfig.from_env(**options)
+    if not config.enabled:
+        _log.info('falcon-tracing-wsgi is disabled; the app is not wrapped')
+        return app
+    install(config)
+    return TracingMiddleware(app, config=config)
+
+
+def install(config: Optional[TracingConfig] = None) -> Tracer:
+    """Build the tracer for ``config`` and make it opentracing's global tracer."""
+    if config is None:
+        config = TracingConfig.from_env()
+    tracer = build_tracer(config)
+    opentracing.set_global_tracer(tracer)
+    _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
+              config.service_name, ','.join(config.propagation) or 'none',
+              config.sample_rate, config.effective_reporter,
+              f' url={config.zipkin_url}' if config.effective_reporter == 'zipkin' else '')
+    return tracer
+
+
+def build_tracer(config: TracingConfig, reporter: Any = None) -> Tracer:
+    """Wire the tracer for ``config`` (``reporter`` overrides the configured one)."""
+    propagator: Any = build_propagator(config.propagation) if config.propagation \
+        else _NoPropagation()
+    return Tracer(
+        reporter if reporter is not None else build_reporter(config),
+        build_sampler(config.sample_rate, config.sample_rate_limit),
+        propagator,
+        build_scope_manager(config.scope_manager),
+        trace_id_128bit=config.trace_id_128bit,
+        trust_inbound_sampling=config.trust_inbound,
+    )
+
+
+def build_reporter(config: TracingConfig) -> Any:
+    """The reporter named by ``config.effective_reporter``."""
+    kind = config.effective_reporter
+    if kind == 'none':
+        return NoopReporter()
+    encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()))
+    sender: Any
+    if kind == 'zipkin':
+        assert config.zipkin_url is not None  # TracingConfig checks this
+        sender = HttpSender(config.zipkin_url, connect_timeout=config.export_timeout,
+                            read_timeout=config.export_timeout,
+                            headers=dict(config.zipkin_headers), gzip=config.zipkin_gzip)
+    else:
+        sender = FileSender(config.log_file or sys.stderr)
+    return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
+                         batch_size=config.batch_size, flush_interval=config.flush_interval,
+                         max_retries=config.max_retries,
+                         shutdown_timeout=config.shutdown_timeout)
+
+
+def _host_ipv4() -> Optional[str]:
+    """This host's IPv4 address for ``localEndpoint``, or None when unknown.
+
+    Resolved once at startup from the host name (normally ``/etc/hosts``); a failure only
+    leaves the address out of the spans.
+    """
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+    return address if address.count('.') == 3 else None
+
+
+class _NoPropagation:
+    """``OTEL_PROPAGATORS=none``: extract nothing, inject nothing."""
+
+    fields: tuple[str, ...] = ()
+
+    def extract(self, carrier: Mapping[str, str]) -> None:
+        return None
+
+    def inject(self, context: Any, carrier: MutableMapping[str, str]) -> None:
+        return None
