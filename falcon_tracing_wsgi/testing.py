@@ -18,10 +18,11 @@ Nothing here starts a thread or touches the network, so it is safe in any test r
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from ._types import Sampler
+from .propagation import build_propagator
 from .tracer.sampler import ConstSampler
 from .tracer.span import Span
 from .tracer.tracer import Tracer
@@ -74,14 +75,14 @@ class InMemoryReporter:
         return f'<InMemoryReporter spans={len(self._spans)}>'
 
 
-def make_tracer(propagation: Iterable[str] = ('b3', 'w3c'), *,
+def make_tracer(propagation: Union[Sequence[str], str] = ('b3', 'w3c'), *,
                 sampler: Optional[Sampler] = None,
                 **kwargs: Any) -> tuple[Tracer, InMemoryReporter]:
     """Return a tracer that samples every new trace and the reporter it reports to.
 
     Args:
-        propagation: the propagation format names, as for
-            :func:`falcon_tracing_wsgi.propagation.build_propagator`.
+        propagation: the propagation format names (a sequence, or one comma-separated
+            string), as for :func:`falcon_tracing_wsgi.propagation.build_propagator`.
         sampler: replaces the default ``ConstSampler(True)``.
         **kwargs: passed on to :class:`~falcon_tracing_wsgi.tracer.tracer.Tracer`
             (``scope_manager``, ``trace_id_128bit``, ``trust_inbound_sampling``,
@@ -90,9 +91,7 @@ def make_tracer(propagation: Iterable[str] = ('b3', 'w3c'), *,
     Returns:
         ``(tracer, reporter)``.
     """
-    from .propagation import build_propagator
-
     reporter = InMemoryReporter()
     tracer = Tracer(reporter, ConstSampler(True) if sampler is None else sampler,
-                    build_propagator(tuple(propagation)), **kwargs)
+                    build_propagator(propagation), **kwargs)
     return tracer, reporter

@@ -1,0 +1,84 @@
+"""Ids: exact width, lower-case hex, never zero, and different in a forked child."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from falcon_tracing_wsgi.tracer import ids
+from falcon_tracing_wsgi.tracer.ids import (RandomIdGenerator, new_span_id, new_trace_id_64,
+                                            new_trace_id_128)
+
+_DRAWS = 2000
+
+
+@pytest.mark.parametrize('draw, width', [
+    pytest.param(new_span_id, 16, id='span-id'),
+    pytest.param(new_trace_id_64, 16, id='trace-id-64'),
+    pytest.param(new_trace_id_128, 32, id='trace-id-128'),
+    pytest.param(RandomIdGenerator().trace_id, 32, id='generator-default-128'),
+    pytest.param(RandomIdGenerator(trace_id_128bit=False).trace_id, 16, id='generator-64'),
+    pytest.param(RandomIdGenerator().span_id, 16, id='generator-span'),
+])
+def test_ids_are_lower_case_hex_of_exact_width(draw, width):
+    """Every id is exactly `width` lower-case hex digits, non-zero, and draws differ."""
+    pattern = re.compile('[0-9a-f]{%d}' % width)
+    drawn = [draw() for _ in range(_DRAWS)]
+    assert all(pattern.fullmatch(value) for value in drawn)
+    assert all(int(value, 16) for value in drawn)
+    assert len(set(drawn)) == _DRAWS
+
+
+@pytest.mark.parametrize('draw, width', [
+    pytest.param(new_span_id, 16, id='span-id'),
+    pytest.param(new_trace_id_64, 16, id='trace-id-64'),
+    pytest.param(new_trace_id_128, 32, id='trace-id-128'),
+])
+def test_a_zero_draw_is_redrawn(monkeypatch, draw, width):
+    """A zero from the generator is never returned; small values keep their leading zeros."""
+    draws = iter([0, 0, 5])
+    monkeypatch.setattr(ids, '_getrandbits', lambda bits: next(draws))
+    assert draw() == '5'.rjust(width, '0')
+
+
+def test_one_getrandbits_call_per_id(monkeypatch):
+    """The fast path asks the generator once per id, for the right number of bits."""
+    calls = []
+
+    def fake(bits):
+        calls.append(bits)
+        return 1
+
+    monkeypatch.setattr(ids, '_getrandbits', fake)
+    new_span_id()
+    new_trace_id_64()
+    new_trace_id_128()
+    assert calls == [64, 64, 128]
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
+def test_forked_child_draws_different_ids_than_its_parent():
+    """After a real fork, parent and child draw different ids (CPython reseeds random)."""
+    count = 50
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_end)
+            payload = ' '.join(new_span_id() + ':' + new_trace_id_128() for _ in range(count))
+            os.write(write_end, payload.encode('ascii'))
+            os.close(write_end)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent = {new_span_id() + ':' + new_trace_id_128() for _ in range(count)}
+    chunks = []
+    with os.fdopen(read_end, 'rb') as reader:
+        chunks.append(reader.read())
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    child = set(b''.join(chunks).decode('ascii').split())
+    assert len(child) == count
+    assert parent.isdisjoint(child)
