@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
+from ._redact import REDACTED, compile_names, redact_query
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
@@ -49,7 +51,6 @@ IN_FLIGHT: set[TracedResponse] = set()
 TAG_ROUTE = 'http.route'
 TAG_RESPONSE_SIZE = 'http.response_size'
 TAG_ABORTED = 'http.aborted'
-REDACTED = 'REDACTED'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
@@ -150,8 +151,7 @@ def build_excluder(rules: tuple[ExcludeRule, ...],
 def build_url_builder(redact: tuple[str, ...], record_query: bool
                       ) -> Callable[[Mapping[str, Any]], str]:
     """Return ``url(environ)`` building ``http.url`` with secret query values redacted."""
-    secret = re.compile('|'.join(re.escape(name) for name in redact), re.IGNORECASE) \
-        if redact else None
+    secret = compile_names(redact)
 
     def url(environ: Mapping[str, Any]) -> str:
         host = environ.get('HTTP_HOST')
@@ -165,19 +165,9 @@ def build_url_builder(redact: tuple[str, ...], record_query: bool
         query = environ.get('QUERY_STRING')
         if not query or not record_query:
             return f'{scheme}://{host}{path}'
-        if secret is not None and secret.search(query):
-            query = _redact_query(query, secret)
-        return f'{scheme}://{host}{path}?{query}'
+        return f'{scheme}://{host}{path}?{redact_query(query, secret)}'
 
     return url
-
-
-def _redact_query(query: str, secret: re.Pattern[str]) -> str:
-    parts = []
-    for item in query.split('&'):
-        name, sep, _ = item.partition('=')
-        parts.append(f'{name}={REDACTED}' if sep and secret.search(name) else item)
-    return '&'.join(parts)
 
 
 def peer_tags(environ: Mapping[str, Any], tags: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Optional
 
+from ._redact import DEFAULT_REDACT_QUERY
+
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
            'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS']
 
@@ -41,9 +43,6 @@ _OTEL_PROPAGATORS = {'tracecontext': 'w3c', 'baggage': 'baggage', 'b3': 'b3singl
 REPORTERS = ('zipkin', 'log', 'none')
 SCOPE_MANAGERS = ('contextvars', 'threadlocal', 'gevent')
 
-#: Query parameter name fragments whose values are replaced in ``http.url``.
-DEFAULT_REDACT_QUERY = ('token', 'password', 'passwd', 'pwd', 'secret', 'key', 'signature',
-                        'sig', 'auth', 'credential', 'session', 'jwt')
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _METHOD = re.compile(r'[A-Z]+')
 

@@ -42,11 +42,14 @@ import logging
 import traceback
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Optional
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import opentracing
 from opentracing import Format
 from opentracing.ext import tags
+
+from ._redact import DEFAULT_REDACT_QUERY, compile_names, redact_query
+from ._redact import REDACTED as _REDACTED
 
 __all__ = ['DEFAULT_REDACTED_NAMES', 'REDACTED', 'inject_headers', 'redact_url',
            'start_client_span', 'finish_client_span']
@@ -56,10 +59,9 @@ _log = logging.getLogger(__name__)
 #: Query parameter name fragments (lower case) whose values :func:`redact_url` hides.
 #: Deliberately broad: hiding a harmless ``monkey=`` value costs little, leaking a
 #: token into a tracing backend costs a lot.
-DEFAULT_REDACTED_NAMES = ('token', 'password', 'passwd', 'pwd', 'secret', 'key', 'signature',
-                          'sig', 'auth', 'credential', 'session', 'jwt')
+DEFAULT_REDACTED_NAMES = DEFAULT_REDACT_QUERY
 #: What a redacted value is replaced with.
-REDACTED = 'REDACTED'
+REDACTED = _REDACTED
 
 _DEFAULT_PORTS = {'http': 80, 'https': 443}
 _STACK_LIMIT = 30  # frames; a recursion error must not produce a megabyte of tag text
@@ -125,15 +127,7 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_REDACTED_NAMES,
     netloc = parts.netloc
     if '@' in netloc:
         netloc = replacement + '@' + netloc.rpartition('@')[2]
-    query = parts.query
-    if query:
-        fragments = tuple(name.lower() for name in names)
-        fields = query.split('&')
-        for index, field in enumerate(fields):
-            name, sep, _ = field.partition('=')
-            if sep and any(f in unquote_plus(name).lower() for f in fragments):
-                fields[index] = name + '=' + replacement
-        query = '&'.join(fields)
+    query = redact_query(parts.query, compile_names(names), replacement)
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

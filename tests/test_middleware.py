@@ -247,6 +247,8 @@ def test_tracer_none_uses_the_global_tracer_at_request_time(tracer):
                  'http://127.0.0.1/p?X-Amz-Signature=REDACTED&Password=REDACTED'
                  '&api_key=REDACTED&q=ok', id='case-insensitive'),
     pytest.param('access_token', 'http://127.0.0.1/p?access_token', id='name-without-value'),
+    pytest.param('access%5Ftoken=abc&a+key=1', 'http://127.0.0.1/p?access%5Ftoken=REDACTED'
+                 '&a+key=REDACTED', id='percent-encoded-name'),
 ])
 def test_http_url_redacts_secret_query_values(tracer, query, expected):
     call(TracingMiddleware(apps.list_body, tracer),
