@@ -1,0 +1,127 @@
+"""Keep the dependency arrows honest by reading the package's imports and calls."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'falcon_tracing_wsgi'
+STDLIB = sys.stdlib_module_names
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob('*.py')):
+        yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text())
+
+
+def imported(tree, relative_to):
+    """Absolute top-level names imported by a module (package-relative ones resolved)."""
+    names = set()
+    package = ['falcon_tracing_wsgi', *relative_to.split('/')[:-1]]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = '.'.join(base + ([node.module] if node.module else []))
+                if node.module is None:
+                    names.update(f'{module}.{alias.name}' for alias in node.names)
+                else:
+                    names.add(module)
+            else:
+                names.add(node.module)
+    return names
+
+
+ALL = dict(modules())
+
+
+def owners(predicate):
+    return sorted(name for name, tree in ALL.items() if predicate(name, tree))
+
+
+def test_middleware_imports_only_stdlib_and_opentracing():
+    allowed_internal = {'falcon_tracing_wsgi._wsgi', 'falcon_tracing_wsgi.config',
+                        'falcon_tracing_wsgi._redact', 'falcon_tracing_wsgi._types',
+                        'falcon_tracing_wsgi.integrations.falcon'}  # lazily, for Falcon apps
+    for module in ('middleware.py', '_wsgi.py', '_redact.py', 'config.py'):
+        for name in imported(ALL[module], module):
+            top = name.split('.')[0]
+            assert top in STDLIB or top == 'opentracing' or name in allowed_internal, \
+                (module, name)
+
+
+def test_only_the_falcon_integration_imports_falcon():
+    assert owners(lambda n, t: any(i.split('.')[0] == 'falcon' for i in imported(t, n))) \
+        == ['integrations/falcon.py']
+
+
+def test_the_tracer_knows_no_reporter():
+    for name, tree in ALL.items():
+        if name.startswith('tracer/'):
+            assert not any('zipkin' in i or 'bootstrap' in i for i in imported(tree, name)), name
+
+
+def test_propagation_does_not_import_the_tracer_or_reporters():
+    for name, tree in ALL.items():
+        if name.startswith('propagation/'):
+            bad = [i for i in imported(tree, name) if i.startswith('falcon_tracing_wsgi.')
+                   and not i.startswith(('falcon_tracing_wsgi.propagation',
+                                         'falcon_tracing_wsgi.tracer.context',
+                                         'falcon_tracing_wsgi._types'))]
+            assert bad == [], name
+
+
+def test_zipkin_encoding_is_pure():
+    impure = {'socket', 'threading', 'http', 'urllib', 'logging', 'os'}
+    names = {i.split('.')[0] for i in imported(ALL['zipkin/encoding.py'], 'zipkin/encoding.py')}
+    assert names & impure == set()
+
+
+def _reads_environ(name, tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ('environ', 'getenv') \
+                and isinstance(node.value, ast.Name) and node.value.id == 'os':
+            return True
+    return False
+
+
+def test_only_config_reads_the_environment():
+    assert owners(_reads_environ) == ['config.py']
+
+
+def _calls(attr):
+    def predicate(name, tree):
+        return any(isinstance(node, ast.Call) and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == attr)
+            or (isinstance(node.func, ast.Name) and node.func.id == attr))
+            for node in ast.walk(tree))
+    return predicate
+
+
+def test_only_bootstrap_installs_the_global_tracer():
+    assert owners(_calls('set_global_tracer')) == ['bootstrap.py']
+
+
+def test_no_print_in_library_code():
+    cli = {'__main__.py', '_cli.py'}
+    assert [n for n in owners(_calls('print')) if n not in cli
+            and not n.startswith('demo/')] == []
+
+
+@pytest.mark.parametrize('module', sorted(
+    'falcon_tracing_wsgi.' + name[:-3].replace('/', '.').replace('.__init__', '')
+    for name in ALL if name != '__main__.py'))
+def test_import_starts_no_thread(module):
+    """Importing any module starts no thread (fork safety) and prints nothing."""
+    code = (f'import threading, {module}; '
+            'assert threading.active_count() == 1, threading.enumerate()')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ''
