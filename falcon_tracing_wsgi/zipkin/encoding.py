@@ -1,0 +1,454 @@
+"""Zipkin v2 JSON encoding of finished spans: pure functions of the span, no I/O.
+
+Design (decided for speed, because encoding is most of a reporter's CPU cost and runs
+on a thread that shares the GIL with the requests being served):
+
+* One span becomes the **text** of one Zipkin v2 JSON object, built with string joins,
+  not a dict handed to :func:`json.dumps`. The fixed parts are written once: the
+  ``localEndpoint`` fragment is rendered when the encoder is built, and each tag key's
+  ``"key":`` fragment is cached (a bounded cache, so a program that invents tag keys
+  cannot grow it without limit). Only strings from the outside (names, tag values,
+  annotation values, remote service names) go through the C string escaper
+  (:func:`json.encoder.encode_basestring_ascii`). The result is pure ASCII (non-ASCII
+  and lone surrogates become ``\\uXXXX`` escapes), so a batch can always be encoded to
+  bytes and parses the same everywhere.
+* The encoder never raises for bad *values*: anything that is not a ``str``, ``bool``,
+  ``int`` or ``float`` is turned into text with ``str()`` (and a failing ``__str__``
+  gives a placeholder), and every string is cut to ``max_value_length`` characters.
+  A span whose ids are not lower-case hex of their wire width (a contract violation
+  elsewhere) is skipped: :meth:`JsonV2Encoder.encode` returns ``None`` so one bad span cannot make
+  the collector reject a whole batch.
+* Ids are copied as they are. The :class:`~falcon_tracing_wsgi.tracer.context.SpanContext`
+  contract says they are lower-case hex of their exact width; the encoder checks that
+  again (cheaply, see ``PERF`` in :meth:`JsonV2Encoder.encode`) because the ids are
+  written into the JSON text unescaped and a bad one would make Zipkin refuse the batch.
+* Mapping from OpenTracing tags (``opentracing.ext.tags``):
+
+  - ``span.kind`` (``server``/``client``/``producer``/``consumer``, any case) becomes
+    ``kind`` in upper case and is removed from the tags; any other value stays a tag.
+  - ``peer.service``, ``peer.ipv4``, ``peer.ipv6`` and ``peer.port`` become the
+    ``remoteEndpoint`` and are removed from the tags. A value that is not valid for
+    Zipkin (an ``ipv4`` that is not a dotted quad, a port outside 1..65535, ...) stays
+    a tag instead, so nothing is lost and the collector never rejects the span for it.
+    ``peer.hostname`` has no Zipkin field and stays a tag.
+  - Every other tag value becomes a string: ``True`` -> ``"true"``, ``200`` -> ``"200"``.
+
+* Logs become annotations: a log whose only field is ``event`` is annotated with the
+  event alone (``"error"``, ``"cache-miss"``); any other log becomes a compact
+  ``k=v k=v`` text in the order the fields were logged (exception types by name,
+  exceptions as ``Type: message``, a traceback as its innermost frame). Annotations are
+  de-duplicated, because Zipkin requires them to be unique.
+* ``name`` is the operation name as given. Zipkin itself lower-cases span names when it
+  stores them; doing it here as well would only hide what the application set.
+* ``debug: true`` is written only for a debug-flagged context (B3 ``X-B3-Flags: 1``);
+  ``shared`` is never written, because every server span is a child span with its own id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import traceback
+import types
+from json.encoder import encode_basestring_ascii as _c_escape
+from typing import Any, Optional
+
+__all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH']
+
+#: Tag values, annotation values and names longer than this are cut (characters).
+DEFAULT_MAX_VALUE_LENGTH = 4096
+
+_KINDS = {'server': 'SERVER', 'client': 'CLIENT', 'producer': 'PRODUCER',
+          'consumer': 'CONSUMER'}
+_PEER_TAGS = frozenset(('span.kind', 'peer.service', 'peer.ipv4', 'peer.ipv6', 'peer.port'))
+_DOTTED_QUAD = re.compile(r'(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}'
+                          r'(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)')
+# Bounds of the small caches below: they hold a program's (few) distinct tag keys and
+# peer addresses; a program that makes up keys or talks to many peers simply stops
+# caching, it never grows memory.
+_KEY_CACHE_SIZE = 1024
+_ADDRESS_CACHE_SIZE = 1024
+_UNPRINTABLE = '<unprintable>'
+_HEX_DIGITS = b'0123456789abcdef'
+_ABSENT: Any = object()  # "no such tag", distinct from a tag whose value is None
+
+
+def _valid_ipv4(value: str) -> bool:
+    return _DOTTED_QUAD.fullmatch(value) is not None
+
+
+def _valid_ipv6(value: str) -> bool:
+    if '%' in value or not value.isascii():  # no scope ids: Zipkin stores bare addresses
+        return False
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_port(value: Any) -> Optional[int]:
+    """The port as an int when it is a valid Zipkin port (1..65535), else None."""
+    if type(value) is int:
+        port = value
+    elif type(value) is str and value.isdigit() and value.isascii() and len(value) <= 5:
+        port = int(value)
+    else:
+        return None
+    return port if 0 < port < 65536 else None
+
+
+class Endpoint:
+    """The network identity of a service, as Zipkin's ``localEndpoint`` records it.
+
+    Args:
+        service_name: the service's name in the Zipkin UI (Zipkin lower-cases it).
+        ipv4: the service's IPv4 address as a dotted quad, if known.
+        ipv6: the service's IPv6 address, if known.
+        port: the port the service listens on (1..65535), if known.
+
+    Raises:
+        ValueError: a field is not valid for Zipkin; the message names it.
+    """
+
+    __slots__ = ('service_name', 'ipv4', 'ipv6', 'port')
+
+    def __init__(self, service_name: str, ipv4: Optional[str] = None,
+                 ipv6: Optional[str] = None, port: Optional[int] = None) -> None:
+        if not isinstance(service_name, str) or not service_name:
+            raise ValueError(f'Endpoint service_name must be a non-empty string, '
+                             f'got {service_name!r}')
+        if ipv4 is not None and not (isinstance(ipv4, str) and _valid_ipv4(ipv4)):
+            raise ValueError(f'Endpoint ipv4 must be a dotted quad such as "10.0.0.7", '
+                             f'got {ipv4!r}')
+        if ipv6 is not None and not (isinstance(ipv6, str) and _valid_ipv6(ipv6)):
+            raise ValueError(f'Endpoint ipv6 must be an IPv6 address without a scope id, '
+                             f'got {ipv6!r}')
+        if port is not None and (isinstance(port, bool) or _valid_port(port) is None):
+            raise ValueError(f'Endpoint port must be an int in 1..65535, got {port!r}')
+        self.service_name = service_name
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.port = port
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Zipkin v2 JSON object for this endpoint (absent fields left out)."""
+        out: dict[str, Any] = {'serviceName': self.service_name}
+        if self.ipv4 is not None:
+            out['ipv4'] = self.ipv4
+        if self.ipv6 is not None:
+            out['ipv6'] = self.ipv6
+        if self.port is not None:
+            out['port'] = self.port
+        return out
+
+    def to_json(self) -> str:
+        """The same object as compact JSON text (ASCII)."""
+        return _endpoint_json(self.service_name, self.ipv4, self.ipv6, self.port)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return (self.service_name, self.ipv4, self.ipv6, self.port) == (
+            other.service_name, other.ipv4, other.ipv6, other.port)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f'Endpoint(service_name={self.service_name!r}, ipv4={self.ipv4!r}, '
+                f'ipv6={self.ipv6!r}, port={self.port!r})')
+
+
+def _endpoint_json(service_name: Optional[str], ipv4: Optional[str], ipv6: Optional[str],
+                   port: Optional[int]) -> str:
+    parts = []
+    if service_name is not None:
+        parts.append('"serviceName":' + _c_escape(service_name))
+    if ipv4 is not None:
+        parts.append('"ipv4":"' + ipv4 + '"')
+    if ipv6 is not None:
+        parts.append('"ipv6":"' + ipv6 + '"')
+    if port is not None:
+        parts.append('"port":' + str(port))
+    return '{' + ','.join(parts) + '}'
+
+
+def _text(value: Any) -> str:
+    """Any tag value as text (never raises)."""
+    if value is True:
+        return 'true'
+    if value is False:
+        return 'false'
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not lose the span
+        return _UNPRINTABLE
+
+
+def _tag_pair(key: str, value: Any, limit: int) -> str:
+    """'"key":"value"' for a tag that could not become a Zipkin field."""
+    text = value if type(value) is str else _text(value)
+    return f'"{key}":{_c_escape(text[:limit])}'
+
+
+def _log_value_text(value: Any) -> str:
+    """One log field value as compact text (errors and types read well)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, BaseException):
+        message = _text(value)
+        return f'{type(value).__qualname__}: {message}' if message else type(value).__qualname__
+    if isinstance(value, types.TracebackType):
+        try:
+            frames = traceback.extract_tb(value)
+            last = frames[-1]
+            return f'{last.filename}:{last.lineno} in {last.name}'
+        except Exception:
+            return 'traceback'
+    return _text(value)
+
+
+def _annotation_value(fields: Any, limit: int) -> str:
+    if isinstance(fields, dict):
+        if len(fields) == 1 and 'event' in fields:
+            value = _log_value_text(fields['event'])
+        else:
+            pieces = []
+            size = 0
+            for key, item in fields.items():
+                piece = f'{_text(key)}={_log_value_text(item)}'
+                pieces.append(piece)
+                size += len(piece) + 1
+                if size > limit:  # stop formatting what would be cut anyway
+                    break
+            value = ' '.join(pieces)
+    else:
+        value = _text(fields)
+    return value if len(value) <= limit else value[:limit]
+
+
+class JsonV2Encoder:
+    """Encodes finished spans as Zipkin v2 JSON objects.
+
+    Args:
+        local_endpoint: this service's :class:`Endpoint`, written as ``localEndpoint``
+            on every span.
+        max_value_length: the longest name, tag value or annotation value (characters);
+            longer ones are cut.
+
+    The encoder is safe to share between threads: the only state it changes is two small
+    caches, and a lost cache insert costs nothing but a later miss.
+    """
+
+    __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
+                 '_address_cache')
+
+    def __init__(self, local_endpoint: Endpoint, *,
+                 max_value_length: int = DEFAULT_MAX_VALUE_LENGTH) -> None:
+        if not isinstance(local_endpoint, Endpoint):
+            raise TypeError(f'local_endpoint must be an Endpoint, got {local_endpoint!r}')
+        if isinstance(max_value_length, bool) or not isinstance(max_value_length, int) \
+                or max_value_length < 16:
+            raise ValueError(f'max_value_length must be an int >= 16, got {max_value_length!r}')
+        self.local_endpoint = local_endpoint
+        self.max_value_length = max_value_length
+        self._local_fragment = ',"localEndpoint":' + local_endpoint.to_json()
+        # '"key":' per tag key; None marks the keys that map to Zipkin fields instead.
+        self._key_cache: dict[str, Optional[str]] = dict.fromkeys(_PEER_TAGS)
+        self._address_cache: dict[str, bool] = {}
+
+    def encode(self, span: Any) -> Optional[str]:
+        """Encode one finished span as the text of one Zipkin v2 JSON object.
+
+        Args:
+            span: a finished span (the Span contract: ``context``, ``operation_name``,
+                ``start_time``, ``duration``, ``tags``, ``logs``).
+
+        Returns:
+            The JSON text (ASCII), or ``None`` when the span's ids are not lower-case hex
+            of their wire width (the span is then skipped, not sent).
+        """
+        context = span.context
+        trace_id = context.trace_id
+        span_id = context.span_id
+        parent_id = context.parent_id
+        # PERF: the widths, then one C-level pass over the joined ids (bytes.translate
+        # deleting the hex digits leaves nothing) is an exact lower-case hex check at
+        # about a third of the cost of a regex.
+        if type(trace_id) is not str or type(span_id) is not str or len(span_id) != 16:
+            return None
+        if parent_id is None:
+            ids = trace_id + span_id
+            if len(ids) != 32 and len(ids) != 48:
+                return None
+        else:
+            if type(parent_id) is not str or len(parent_id) != 16:
+                return None
+            ids = trace_id + span_id + parent_id
+            if len(ids) != 48 and len(ids) != 64:
+                return None
+        if not ids.isascii() or ids.encode().translate(None, _HEX_DIGITS):
+            return None
+
+        limit = self.max_value_length
+        name = span.operation_name
+        if type(name) is not str:
+            name = _text(name)
+        if len(name) > limit:
+            name = name[:limit]
+        duration = round(span.duration * 1_000_000)
+        # PERF: one f-string for the fixed head; the ids are known-safe (checked above).
+        if parent_id is None:
+            head = (f'{{"traceId":"{trace_id}","id":"{span_id}","name":{_c_escape(name)},'
+                    f'"timestamp":{round(span.start_time * 1_000_000)},'
+                    f'"duration":{duration if duration > 0 else 1}')
+        else:
+            head = (f'{{"traceId":"{trace_id}","parentId":"{parent_id}","id":"{span_id}",'
+                    f'"name":{_c_escape(name)},'
+                    f'"timestamp":{round(span.start_time * 1_000_000)},'
+                    f'"duration":{duration if duration > 0 else 1}')
+        parts = [head]
+        if context.debug:
+            parts.append(',"debug":true')
+
+        tags = span.tags
+        if tags:
+            kind = service = ipv4 = ipv6 = port = _ABSENT
+            cache = self._key_cache
+            pairs: list[str] = []
+            add = pairs.append
+            for key, value in tags.items():
+                fragment = cache.get(key)
+                if fragment is None:
+                    # Uncached, or one of the tags that map to Zipkin fields (cached as
+                    # None so that the common case costs a single dict lookup).
+                    if key == 'span.kind':
+                        kind = value
+                        continue
+                    if key == 'peer.ipv4':
+                        ipv4 = value
+                        continue
+                    if key == 'peer.port':
+                        port = value
+                        continue
+                    if key == 'peer.service':
+                        service = value
+                        continue
+                    if key == 'peer.ipv6':
+                        ipv6 = value
+                        continue
+                    fragment = self._key_fragment(key)
+                # PERF: str first (nearly every tag); bool before int (bool is an int).
+                if type(value) is str:
+                    if len(value) > limit:
+                        value = value[:limit]
+                    add(fragment + _c_escape(value))
+                elif value is True:
+                    add(fragment + '"true"')
+                elif value is False:
+                    add(fragment + '"false"')
+                elif type(value) is int:
+                    add(f'{fragment}"{value}"')
+                else:
+                    text = _text(value)
+                    if len(text) > limit:
+                        text = text[:limit]
+                    add(fragment + _c_escape(text))
+            if kind is not _ABSENT:
+                zipkin_kind = _KINDS.get(kind.lower()) if type(kind) is str else None
+                if zipkin_kind is None:
+                    add(_tag_pair('span.kind', kind, limit))
+                else:
+                    parts.append(f',"kind":"{zipkin_kind}"')
+            if service is not _ABSENT or ipv4 is not _ABSENT or port is not _ABSENT \
+                    or ipv6 is not _ABSENT:
+                remote = self._remote_endpoint(service, ipv4, ipv6, port, add, limit)
+                if remote is not None:
+                    parts.append(remote)
+            if pairs:
+                parts.append(',"tags":{')
+                parts.append(','.join(pairs))
+                parts.append('}')
+
+        parts.append(self._local_fragment)
+        logs = span.logs
+        if logs:
+            parts.append(self._annotations(logs, limit))
+        parts.append('}')
+        return ''.join(parts)
+
+    def _key_fragment(self, key: Any) -> str:
+        """The '"key":' fragment of a tag key, cached while the cache has room."""
+        text = key if type(key) is str else _text(key)
+        if len(text) > self.max_value_length:
+            text = text[:self.max_value_length]
+        fragment = _c_escape(text) + ':'
+        cache = self._key_cache
+        if len(cache) < _KEY_CACHE_SIZE and type(key) is str and key not in _PEER_TAGS:
+            cache[key] = fragment
+        return fragment
+
+    def _remote_endpoint(self, service: Any, ipv4: Any, ipv6: Any, port: Any, add: Any,
+                         limit: int) -> Optional[str]:
+        """The ',"remoteEndpoint":{...}' fragment; invalid peer values become tags.
+
+        Arguments are ``_ABSENT`` when the span has no such tag.
+        """
+        fields = []
+        if service is not _ABSENT:
+            if type(service) is str and 0 < len(service) <= limit:
+                fields.append('"serviceName":' + _c_escape(service))
+            else:
+                add(_tag_pair('peer.service', service, limit))
+        if ipv4 is not _ABSENT:
+            # PERF: peers repeat (a proxy, a database): an address is validated once.
+            if type(ipv4) is str and (self._address_cache.get(ipv4)
+                                      or self._address_ok(ipv4, _valid_ipv4)):
+                fields.append('"ipv4":"' + ipv4 + '"')
+            else:
+                add(_tag_pair('peer.ipv4', ipv4, limit))
+        if ipv6 is not _ABSENT:
+            if type(ipv6) is str and self._address_ok(ipv6, _valid_ipv6):
+                fields.append('"ipv6":"' + ipv6 + '"')
+            else:
+                add(_tag_pair('peer.ipv6', ipv6, limit))
+        if port is not _ABSENT:
+            valid = port if type(port) is int and 0 < port < 65536 else _valid_port(port)
+            if valid is None:
+                add(_tag_pair('peer.port', port, limit))
+            else:
+                fields.append(f'"port":{valid}')
+        if not fields:
+            return None
+        return ',"remoteEndpoint":{' + ','.join(fields) + '}'
+
+    def _address_ok(self, value: str, check: Any) -> bool:
+        cache = self._address_cache
+        ok = cache.get(value)
+        if ok is None:
+            ok = check(value)
+            if len(cache) >= _ADDRESS_CACHE_SIZE:
+                cache.clear()
+            cache[value] = ok
+        return ok
+
+    @staticmethod
+    def _annotations(logs: Any, limit: int) -> str:
+        seen = set()
+        items = []
+        for record in logs:
+            try:
+                timestamp, fields = record
+                micros = round(timestamp * 1_000_000)
+            except Exception:  # a malformed log record is skipped, never fatal
+                continue
+            value = _annotation_value(fields, limit)
+            if (micros, value) in seen:  # Zipkin requires unique annotations
+                continue
+            seen.add((micros, value))
+            items.append(f'{{"timestamp":{micros},"value":{_c_escape(value)}}}')
+        if not items:
+            return ''
+        return ',"annotations":[' + ','.join(items) + ']'

@@ -1,0 +1,516 @@
+"""Reporters: take finished spans off the request thread and send them in batches.
+
+:class:`BatchReporter` is the production reporter. Its design follows the OpenTelemetry
+SDK's batch processor where that one is good, and differs where it is not:
+
+* **The request thread only appends.** :meth:`BatchReporter.report` puts the span on a
+  ``collections.deque`` (atomic under the GIL, no lock) and, once a full batch is
+  waiting, sets an :class:`threading.Event` to wake the worker. Encoding happens on the
+  worker, in batches.
+* **Bounded, with counted drops.** When ``max_queue_size`` spans are waiting, new spans
+  are dropped and *counted*; nothing is logged per span. (Concurrent reporters can
+  overshoot the bound by at most one span per thread: the length check and the append
+  are not one atomic step, and making them one would put a lock on every request.)
+* **Lazy, fork-safe worker.** No thread exists until the first :meth:`report` in the
+  current process. ``os.register_at_fork(after_in_child=...)`` (through a weak
+  reference, so the registry cannot keep a reporter alive) gives a forked child fresh
+  locks, an empty queue, zeroed counters and no worker; the child's first report starts
+  its own worker. :meth:`report` also compares the pid, a second guard for forks that
+  skip the at-fork hooks. The child never sends the parent's queued spans (the parent
+  does), and never waits on a lock some parent thread held when it forked.
+* **Every span is accounted for.** :meth:`BatchReporter.stats` returns ``queued``,
+  ``sent``, ``dropped`` and ``failed``, and every span handed to :meth:`report` in this
+  process is in exactly one of them, so their sum is the number of spans reported:
+
+  ``queued``
+      waiting in the queue, or in a batch being sent right now.
+  ``sent``
+      accepted by the sender (the collector answered 2xx, or the file write succeeded).
+  ``dropped``
+      never sent, for lack of room or time: the queue was full, the reporter was
+      already closed, or :meth:`close` reached its deadline with the span still queued.
+  ``failed``
+      sending was attempted and gave up: the collector rejected the batch (4xx), the
+      retries ran out (timeouts, connection errors, 5xx), or the span could not be
+      encoded (a span that breaks the Span contract).
+
+* **Batches by size and time.** The worker wakes when ``batch_size`` spans are waiting
+  or every ``flush_interval`` seconds, and sends everything queued, in batches of at
+  most ``batch_size``. Only one thread sends at a time, so spans leave in order.
+* **Retries are bounded**: at most ``max_retries`` more attempts on retryable errors,
+  with exponential backoff and full jitter (a uniform wait in
+  ``[0, retry_backoff * 2**n]``), so that many processes do not retry in step.
+* **Deadlines are kept.** :meth:`flush` and :meth:`close` take a timeout and return
+  within it; the time left is passed down as the sender's timeout and caps the backoff
+  waits. A flush that runs out of time puts a batch it has not started back in the
+  queue, so the spans are not lost.
+* **Quiet failure.** While the collector keeps failing, at most one warning is logged
+  per ``warn_interval`` (30 s), counting the suppressed ones; one line says when
+  sending works again. At interpreter exit, an ``atexit`` hook closes the reporter with
+  ``shutdown_timeout`` and logs **one** summary line.
+* The reporter's own HTTP calls are never traced: :class:`~.sender.HttpSender` uses
+  :mod:`http.client` directly and sends ``b3: 0``.
+
+:class:`NoopReporter` is the reporter for ``none``: it keeps nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import logging
+import os
+import random
+import threading
+import weakref
+from collections import deque
+from time import monotonic as _monotonic
+from typing import Any, Callable, Optional
+
+__all__ = ['BatchReporter', 'NoopReporter']
+
+_log = logging.getLogger(__name__)
+_getpid = os.getpid
+_THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
+
+
+class _WarningGate:
+    """Logs at most one warning per interval, counting the ones it holds back."""
+
+    __slots__ = ('interval', '_next', '_suppressed', 'failing')
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+        self.failing = False
+
+    def warn(self, message: str, *args: Any, exc_info: bool = False) -> None:
+        self.failing = True
+        now = _monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += ' (%d similar warnings suppressed)'
+            args += (self._suppressed,)
+        _log.warning(message, *args, exc_info=exc_info)
+        self._next = now + self.interval
+        self._suppressed = 0
+
+    def recovered(self) -> None:
+        if self.failing:
+            self.failing = False
+            _log.info('zipkin reporter: sending spans works again')
+
+
+def _positive(name: str, value: Any, integer: bool = False, zero: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    ok = not isinstance(value, bool) and isinstance(value, kinds) and (
+        value >= 0 if zero else value > 0) and value < float('inf')
+    if not ok:
+        what = 'an int' if integer else 'a number'
+        bound = '>= 0' if zero else '> 0'
+        raise ValueError(f'BatchReporter {name} must be {what} {bound}, got {value!r}')
+
+
+def _accepts_timeout(send: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(send).parameters
+    except (TypeError, ValueError):
+        return False
+    return 'timeout' in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _call_weak(method: weakref.WeakMethod) -> None:  # type: ignore[type-arg]
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+class BatchReporter:
+    """Queues finished spans and sends them in batches from a background thread.
+
+    Args:
+        sender: where batches go (:class:`~.sender.HttpSender`, :class:`~.sender.FileSender`
+            or anything with ``send(body, span_count)``, ``close()`` and optionally
+            ``frame(encoded)`` and a ``timeout`` keyword on ``send``).
+        encoder: turns a span into JSON text (:class:`~.encoding.JsonV2Encoder`); an
+            object with ``encode(span)`` or a callable.
+        max_queue_size: spans that may wait; more are dropped (and counted).
+        batch_size: the most spans per send; a full batch wakes the worker at once.
+        flush_interval: seconds between sends of a batch that is not full.
+        max_retries: further attempts after a retryable failure (0: no retries).
+        retry_backoff: the first backoff's upper bound in seconds; doubles per retry.
+        shutdown_timeout: seconds the ``atexit`` hook (and ``close()`` without a
+            timeout) may take.
+        warn_interval: seconds between two warnings about failed sends.
+
+    Raises:
+        ValueError: an option is out of range; the message names it.
+    """
+
+    def __init__(self, sender: Any, encoder: Any, *, max_queue_size: int = 2048,
+                 batch_size: int = 256, flush_interval: float = 1.0, max_retries: int = 2,
+                 retry_backoff: float = 0.1, shutdown_timeout: float = 5.0,
+                 warn_interval: float = 30.0) -> None:
+        _positive('max_queue_size', max_queue_size, integer=True)
+        _positive('batch_size', batch_size, integer=True)
+        if batch_size > max_queue_size:
+            raise ValueError(f'BatchReporter batch_size ({batch_size}) must not exceed '
+                             f'max_queue_size ({max_queue_size})')
+        _positive('flush_interval', flush_interval)
+        _positive('max_retries', max_retries, integer=True, zero=True)
+        _positive('retry_backoff', retry_backoff, zero=True)
+        _positive('shutdown_timeout', shutdown_timeout, zero=True)
+        _positive('warn_interval', warn_interval, zero=True)
+        encode = getattr(encoder, 'encode', encoder)
+        if not callable(encode) or not callable(getattr(sender, 'send', None)):
+            raise TypeError('BatchReporter needs a sender with send() and an encoder with '
+                            'encode()')
+        self._sender = sender
+        self._encode = encode
+        self._frame = getattr(sender, 'frame', None) or _frame_json_array
+        self._send_with_timeout = _accepts_timeout(sender.send)
+        self.max_queue_size = max_queue_size
+        self.batch_size = batch_size
+        self.flush_interval = float(flush_interval)
+        self.max_retries = max_retries
+        self.retry_backoff = float(retry_backoff)
+        self.shutdown_timeout = float(shutdown_timeout)
+        self._warnings = _WarningGate(float(warn_interval))
+        self._queue: deque[Any] = deque()
+        # PERF: report() compares against _capacity only; close() sets it to 0 so that a
+        # closed reporter needs no extra test on the hot path.
+        self._capacity = max_queue_size
+        self._closed = False
+        self._close_deadline: Optional[float] = None
+        self._atexit_registered = False
+        self._reset_process_state()
+        os.register_at_fork(after_in_child=functools.partial(
+            _call_weak, weakref.WeakMethod(self._after_fork_in_child)))
+
+    # -- state that belongs to one process ------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        """Fresh locks, events, counters and no worker (at construction and in a child)."""
+        self._lock = threading.Lock()        # counters, popping and starting the worker
+        self._send_lock = threading.Lock()   # one sender of batches at a time
+        self._wake = threading.Event()       # a full batch waits, or a flush/close came
+        self._interrupt = threading.Event()  # close() cuts a retry backoff short
+        self._queue.clear()
+        self._in_flight = 0
+        self._sent = 0
+        self._dropped = 0
+        self._failed = 0
+        self._thread: Optional[threading.Thread] = None
+        self._pid = 0  # the process whose worker is running; 0 means none started
+
+    def _after_fork_in_child(self) -> None:
+        self._reset_process_state()
+        self._warnings = _WarningGate(self._warnings.interval)
+
+    def _check_fork(self) -> None:
+        pid = self._pid
+        if pid and pid != _getpid():  # forked without the at-fork hook running
+            self._after_fork_in_child()
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def report(self, span: Any) -> None:
+        """Queue a finished span; never blocks on I/O and never raises.
+
+        Args:
+            span: a finished, sampled span (the Span contract).
+        """
+        # PERF: this runs on the request thread for every sampled span. Normally it is
+        # one pid comparison, one append and one length test; the worker is started here
+        # lazily (and again after a fork), and a full queue costs one locked increment.
+        if self._pid != _getpid():
+            self._start_worker()
+        queue = self._queue
+        if len(queue) < self._capacity:
+            queue.append(span)
+            if len(queue) >= self.batch_size and not self._wake.is_set():
+                self._wake.set()
+        else:
+            with self._lock:
+                self._dropped += 1
+
+    def _start_worker(self) -> None:
+        self._check_fork()
+        with self._lock:
+            pid = _getpid()
+            if self._pid == pid:
+                return  # another thread started it
+            self._pid = pid
+            if self._closed:
+                return
+            thread = threading.Thread(target=_worker_main, name=_THREAD_NAME, daemon=True,
+                                      args=(weakref.ref(self), self._wake,
+                                            self.flush_interval))
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                _log.debug('zipkin reporter: no worker thread at interpreter shutdown')
+                return
+            self._thread = thread
+            if not self._atexit_registered:
+                self._atexit_registered = True
+                atexit.register(_close_at_exit, weakref.ref(self))
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _deadline(self, deadline: Optional[float]) -> Optional[float]:
+        closing = self._close_deadline
+        if closing is None:
+            return deadline
+        return closing if deadline is None or closing < deadline else deadline
+
+    def _drain(self, deadline: Optional[float], limit: Optional[int]) -> bool:
+        """Send queued spans in batches; ``limit`` caps how many (None: all).
+
+        Returns whether every batch this call took was sent. Waits for a batch another
+        thread is sending, but only until ``deadline``.
+        """
+        ok = True
+        left = limit
+        while True:
+            until = self._deadline(deadline)  # close() may shorten it at any time
+            if until is None:
+                self._send_lock.acquire()
+            else:
+                remaining = until - _monotonic()
+                if remaining <= 0.0 or not self._send_lock.acquire(timeout=remaining):
+                    return False
+            try:
+                with self._lock:
+                    count = min(len(self._queue), self.batch_size)
+                    if left is not None:
+                        count = min(count, left)
+                    if count <= 0:
+                        return ok
+                    popleft = self._queue.popleft
+                    batch = [popleft() for _ in range(count)]
+                    self._in_flight += count
+                if left is not None:
+                    left -= count
+                if not self._send_batch(batch, deadline):
+                    ok = False
+            finally:
+                self._send_lock.release()
+
+    def _resolve(self, sent: int = 0, failed: int = 0, dropped: int = 0) -> None:
+        with self._lock:
+            self._in_flight -= sent + failed + dropped
+            self._sent += sent
+            self._failed += failed
+            self._dropped += dropped
+
+    def _send_batch(self, batch: list[Any], deadline: Optional[float]) -> bool:
+        limit = self._deadline(deadline)
+        if limit is not None and limit <= _monotonic():
+            # Out of time before the first attempt: hand the spans back untouched.
+            with self._lock:
+                self._queue.extendleft(reversed(batch))
+                self._in_flight -= len(batch)
+            return False
+        encoded = []
+        encode = self._encode
+        for span in batch:
+            try:
+                text = encode(span)
+            except Exception:
+                text = None
+            if text is not None:
+                encoded.append(text)
+        bad = len(batch) - len(encoded)
+        if bad:
+            self._resolve(failed=bad)
+            self._warnings.warn('zipkin reporter: %d spans could not be encoded and were '
+                                'dropped (they break the Span contract)', bad)
+        count = len(encoded)
+        if not count:
+            return False
+        try:
+            body = self._frame(encoded)
+        except Exception:
+            self._resolve(failed=count)
+            self._warnings.warn('zipkin reporter: framing %d spans failed', count,
+                                exc_info=True)
+            return False
+        attempt = 0
+        while True:
+            limit = self._deadline(deadline)
+            try:
+                if not self._send_with_timeout:
+                    self._sender.send(body, count)
+                else:
+                    self._sender.send(body, count, timeout=None if limit is None
+                                      else max(0.0, limit - _monotonic()))
+            except Exception as exc:
+                retryable = getattr(exc, 'retryable', None)
+                if retryable is None:  # not a SendError: a bug in a custom sender
+                    self._resolve(failed=count)
+                    self._warnings.warn('zipkin reporter: the sender failed; %d spans lost',
+                                        count, exc_info=True)
+                    return False
+                attempt += 1
+                if not retryable:
+                    self._resolve(failed=count)
+                    self._warnings.warn('zipkin reporter: %d spans rejected, not retried: %s',
+                                        count, exc)
+                    return False
+                backoff = random.uniform(0.0, self.retry_backoff * 2 ** (attempt - 1))
+                limit = self._deadline(deadline)
+                out_of_time = limit is not None and _monotonic() + backoff >= limit
+                if attempt > self.max_retries or out_of_time:
+                    self._resolve(failed=count)
+                    self._warnings.warn('zipkin reporter: %d spans lost after %d attempts: %s',
+                                        count, attempt, exc)
+                    return False
+                self._interrupt.wait(backoff)
+                continue
+            self._resolve(sent=count)
+            self._warnings.recovered()
+            return bad == 0
+
+    # -- control ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything queued now, waiting at most ``timeout`` seconds.
+
+        Args:
+            timeout: the most seconds this call may take.
+
+        Returns:
+            Whether every span queued at the call was sent (and no batch failed
+            meanwhile) within the time.
+        """
+        self._check_fork()
+        deadline = _monotonic() + max(0.0, timeout)
+        with self._lock:
+            failed_before = self._failed
+            limit = len(self._queue)
+        ok = self._drain(deadline, limit)
+        with self._lock:
+            return ok and self._failed == failed_before
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop taking spans, send what is queued, stop the worker and close the sender.
+
+        Spans reported after this are dropped (and counted). Spans still queued at the
+        deadline are counted as dropped. Calling ``close`` again is harmless.
+
+        Args:
+            timeout: the most seconds this call may take; default ``shutdown_timeout``.
+
+        Returns:
+            Whether everything was sent within the time.
+        """
+        self._check_fork()
+        deadline = _monotonic() + max(0.0, self.shutdown_timeout if timeout is None
+                                      else timeout)
+        with self._lock:
+            self._closed = True
+            self._capacity = 0
+            if self._close_deadline is None or deadline < self._close_deadline:
+                self._close_deadline = deadline
+        self._interrupt.set()
+        self._wake.set()
+        ok = self._drain(deadline, None)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - _monotonic()))
+        with self._lock:
+            leftover = len(self._queue)
+            self._queue.clear()
+            self._dropped += leftover
+            done = self._in_flight == 0
+        try:
+            self._sender.close()
+        except Exception:
+            _log.warning('zipkin reporter: closing the sender failed', exc_info=True)
+        return ok and leftover == 0 and done
+
+    def stats(self) -> dict[str, int]:
+        """Counters for this process: ``queued``, ``sent``, ``dropped``, ``failed``.
+
+        Their sum is the number of spans reported in this process (see the module
+        documentation for what each one means). A forked child starts from zero.
+        """
+        with self._lock:
+            return {'queued': len(self._queue) + self._in_flight, 'sent': self._sent,
+                    'dropped': self._dropped, 'failed': self._failed}
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def _summary_at_exit(self) -> None:
+        self.close(self.shutdown_timeout)
+        stats = self.stats()
+        if not any(stats.values()):
+            return
+        level = logging.INFO if stats['sent'] == sum(stats.values()) else logging.WARNING
+        _log.log(level, 'zipkin reporter at exit: %d spans sent, %d dropped, %d failed, '
+                 '%d unsent', stats['sent'], stats['dropped'], stats['failed'],
+                 stats['queued'])
+
+    def __repr__(self) -> str:
+        return f'<BatchReporter {self._sender!r} {self.stats()}>'
+
+
+def _frame_json_array(encoded: list[str]) -> bytes:
+    return ('[' + ','.join(encoded) + ']').encode()
+
+
+def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,
+                 interval: float) -> None:
+    """The worker thread: wake on a full batch or every interval, then send."""
+    while True:
+        wake.wait(interval)
+        reporter = ref()
+        if reporter is None or reporter._wake is not wake:
+            return  # the reporter is gone (or was reset)
+        wake.clear()
+        try:
+            reporter._drain(None, None)
+        except Exception:  # never let the worker die silently with spans queued
+            _log.warning('zipkin reporter: unexpected error in the worker', exc_info=True)
+        if reporter._closed:
+            return
+        del reporter
+
+
+def _close_at_exit(ref: weakref.ref[BatchReporter]) -> None:
+    reporter = ref()
+    if reporter is not None:
+        try:
+            reporter._summary_at_exit()
+        except Exception:  # pragma: no cover - logging at exit must not raise
+            pass
+
+
+class NoopReporter:
+    """The reporter for ``none``: every method does nothing and succeeds."""
+
+    __slots__ = ()
+
+    def report(self, span: Any) -> None:
+        """Discard the span."""
+
+    def flush(self, timeout: float) -> bool:
+        """Nothing to flush."""
+        return True
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Nothing to close."""
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """Always zeros: nothing is kept or counted."""
+        return {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}

@@ -1,0 +1,416 @@
+"""Senders: where an encoded batch of spans goes (a Zipkin collector over HTTP, or a file).
+
+A sender does two things for the reporter, and nothing else:
+
+``frame(encoded) -> bytes``
+    Joins the JSON texts of a batch into the bytes this destination expects. This is the
+    one place the two framings differ: :class:`HttpSender` sends a JSON array
+    (``[a,b,c]``), the body of ``POST /api/v2/spans``; :class:`FileSender` writes one JSON
+    object per line (``a\\nb\\nc\\n``, "JSON lines"), which ``jq``/``grep`` and log
+    shippers read.
+``send(body, span_count, timeout=None)``
+    Delivers the bytes or raises :class:`~falcon_tracing_wsgi._types.SendError` saying
+    whether trying again may help. ``timeout`` (seconds) is the caller's remaining time;
+    the sender never blocks longer than that.
+
+:class:`HttpSender` design:
+
+* Standard library only (:mod:`http.client`): the reporter's own HTTP traffic must never
+  be traced, and a tracing integration for ``requests`` or ``urllib3`` would see it. It
+  also sends ``b3: 0`` (B3-E6) so that a tracing proxy in front of the collector does not
+  trace the upload either (and never ``X-B3-Sampled``).
+* One keep-alive connection, reused batch after batch. Before reuse, the socket is
+  polled: a peer that closed an idle connection makes it readable, and the sender
+  reconnects instead of posting into a dead socket. A POST is never repeated on its own
+  (it is not idempotent); the reporter decides about retries. After a fork the child
+  opens its own connection (the parent's socket is never used by two processes).
+* Timeouts, both enforced: ``connect_timeout`` bounds the TCP connect and, for https, the
+  TLS handshake. ``read_timeout`` bounds the **whole exchange** that follows - sending
+  the body and receiving the complete response - as one deadline, not per socket read
+  (each read's socket timeout is set to the time left), so a collector that answers a
+  byte at a time cannot stretch it. The caller's ``timeout`` caps both.
+* Status codes: 2xx is success. 408 and 429 and every 5xx are retryable, like timeouts
+  and connection errors. Any other status (4xx: the collector rejected the payload; 3xx:
+  the URL is wrong) is not: sending the same bytes again would fail the same way.
+* https uses :func:`ssl.create_default_context` (certificates verified, system CAs)
+  unless an ``ssl_context`` is given; certificate errors are not retryable. There is no
+  proxy support, and credentials go in ``headers`` (``Authorization``), never in the URL.
+* A sender is used by one thread at a time (the reporter serialises its sends);
+  :meth:`HttpSender.close` may be called from another thread to abort a send.
+"""
+
+from __future__ import annotations
+
+import gzip as _gzip
+import http.client
+import io
+import os
+import select
+import socket
+import ssl
+import sys
+import threading
+from time import monotonic as _monotonic
+from typing import IO, Any, Optional, Union
+from urllib.parse import urlsplit
+
+from .. import __version__
+from .._types import SendError
+
+__all__ = ['HttpSender', 'FileSender', 'frame_json_array', 'frame_json_lines', 'SendError']
+
+_DEFAULT_PATH = '/api/v2/spans'
+_RESERVED_HEADERS = frozenset(('content-type', 'content-length', 'content-encoding',
+                               'transfer-encoding', 'host', 'b3'))
+_RETRYABLE_4XX = frozenset((408, 429))
+_MAX_RESPONSE_BYTES = 64 * 1024  # more than this and the connection is not reused
+_SHOWN_BODY = 200
+
+
+def frame_json_array(encoded: list[str]) -> bytes:
+    """Frame a batch as a JSON array: the body of ``POST /api/v2/spans``."""
+    return ('[' + ','.join(encoded) + ']').encode()
+
+
+def frame_json_lines(encoded: list[str]) -> bytes:
+    """Frame a batch as JSON lines: one span object per line, each line ended."""
+    return ('\n'.join(encoded) + '\n').encode() if encoded else b''
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's read side that gives up at an absolute deadline (not per read)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - _monotonic()
+        if remaining <= 0.0:
+            raise socket.timeout('timed out waiting for the response')
+        self._sock.settimeout(remaining)
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """What :class:`http.client.HTTPResponse` needs from a socket: ``makefile``."""
+
+    __slots__ = ('_sock', '_deadline')
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str) -> IO[bytes]:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class _DeadlineMixin:
+    """Makes :meth:`getresponse` read the response under :attr:`deadline`."""
+
+    deadline = 0.0
+
+    # http.client builds the response with ``self.response_class(self.sock, ...)``;
+    # defined as a method, this receives the connection and can pass the deadline on.
+    def response_class(self, sock: socket.socket, debuglevel: int = 0,
+                       method: Optional[str] = None,
+                       url: Optional[str] = None) -> http.client.HTTPResponse:
+        return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline),  # type: ignore[arg-type]
+                                        debuglevel, method, url)
+
+
+class _HTTPConnection(_DeadlineMixin, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineMixin, http.client.HTTPSConnection):
+    pass
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive socket was closed (or spoken to) by the peer.
+
+    A closed connection makes the socket readable (end of file). Over TLS, a readable
+    socket may instead hold protocol records such as TLS 1.3 session tickets, so a
+    non-blocking read decides: "want read" means the connection is alive and idle.
+    """
+    try:
+        readable, _, _ = select.select([sock], [], [], 0.0)
+    except (OSError, ValueError):
+        return True
+    if not readable:
+        return False
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            sock.setblocking(False)
+            sock.recv(1)  # data or end of file: either way the stream is not reusable
+        except ssl.SSLWantReadError:
+            return False
+        except OSError:
+            return True
+    return True
+
+
+class HttpSender:
+    """Posts batches to a Zipkin v2 collector (``POST /api/v2/spans``, JSON).
+
+    Args:
+        url: the collector endpoint, ``http(s)://host[:port][/path]``; an empty path
+            means ``/api/v2/spans``.
+        connect_timeout: seconds for the TCP connect (and the TLS handshake).
+        read_timeout: seconds for sending the body and receiving the whole response.
+        headers: extra request headers, for example ``{'Authorization': 'Bearer ...'}``.
+            The headers the sender owns (``Content-Type``, ``Content-Length``,
+            ``Content-Encoding``, ``Host``, ``Transfer-Encoding``, ``b3``, ``X-B3-*``)
+            cannot be set.
+        gzip: compress bodies (``Content-Encoding: gzip``, fast level 1).
+        ssl_context: the TLS settings for https; default :func:`ssl.create_default_context`.
+
+    Raises:
+        ValueError: the URL, a timeout or a header is invalid; the message says which.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float = 2.0, read_timeout: float = 5.0,
+                 headers: Optional[dict[str, str]] = None, gzip: bool = False,
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ValueError(f'HttpSender url must look like http://host:9411/api/v2/spans, '
+                             f'got {url!r}')
+        if parts.username is not None or parts.password is not None:
+            raise ValueError('HttpSender url must not contain credentials; pass them as '
+                             "headers={'Authorization': ...}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f'HttpSender url has an invalid port: {url!r}') from None
+        for name, value in (('connect_timeout', connect_timeout),
+                            ('read_timeout', read_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < float('inf'):
+                raise ValueError(f'HttpSender {name} must be a positive number of seconds, '
+                                 f'got {value!r}')
+        self._headers = {'Content-Type': 'application/json', 'b3': '0',
+                         'User-Agent': f'falcon-tracing-wsgi/{__version__}'}
+        for name, value in (headers or {}).items():
+            if not isinstance(name, str) or not isinstance(value, str) \
+                    or not name or any(c in name + value for c in '\r\n\0') or ':' in name:
+                raise ValueError(f'HttpSender header {name!r} is not a valid header')
+            if name.lower() in _RESERVED_HEADERS or name.lower().startswith('x-b3-'):
+                raise ValueError(f'HttpSender header {name!r} is set by the sender itself')
+            self._headers[name] = value
+        if gzip:
+            self._headers['Content-Encoding'] = 'gzip'
+        self.url = url
+        self._https = parts.scheme == 'https'
+        self._host = parts.hostname
+        self._port = port
+        path = parts.path or _DEFAULT_PATH
+        self._target = path + ('?' + parts.query if parts.query else '')
+        # Messages name the endpoint without its query (which could carry a token).
+        self._where = f'{parts.scheme}://{parts.netloc}{path}'
+        self._connect_timeout = float(connect_timeout)
+        self._read_timeout = float(read_timeout)
+        self._gzip = bool(gzip)
+        self._ssl_context = ssl_context
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self._conn_pid = 0
+        self._closed = False
+
+    frame = staticmethod(frame_json_array)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connect_timeout
+
+    @property
+    def read_timeout(self) -> float:
+        return self._read_timeout
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        """POST one framed batch.
+
+        Args:
+            body: the JSON array (from :meth:`frame`).
+            span_count: how many spans ``body`` holds (for messages).
+            timeout: the caller's remaining time in seconds; caps both timeouts.
+
+        Raises:
+            SendError: the batch was not accepted; ``retryable`` says whether to try again.
+        """
+        if self._closed:
+            raise SendError(f'POST {self._where}: the sender is closed', retryable=False)
+        start = _monotonic()
+        limit = None if timeout is None else start + max(timeout, 0.0)
+        if self._gzip:
+            body = _gzip.compress(body, compresslevel=1, mtime=0)
+        conn = self._connection()
+        try:
+            if conn.sock is None:
+                connect_timeout = self._connect_timeout
+                if limit is not None:
+                    connect_timeout = min(connect_timeout, limit - _monotonic())
+                    if connect_timeout <= 0.0:
+                        raise socket.timeout('no time left to connect')
+                conn.timeout = connect_timeout
+                conn.connect()
+            deadline = _monotonic() + self._read_timeout
+            if limit is not None and limit < deadline:
+                deadline = limit
+            remaining = deadline - _monotonic()
+            if remaining <= 0.0:
+                raise socket.timeout('no time left to send')
+            # Since Python 3.5 a socket timeout bounds a whole sendall(), not each chunk.
+            conn.sock.settimeout(remaining)
+            conn.deadline = deadline  # type: ignore[attr-defined]
+            conn.request('POST', self._target, body, self._headers)
+            response = conn.getresponse()
+            data = response.read(_MAX_RESPONSE_BYTES)
+            status = response.status
+            if not response.isclosed():  # an oversized answer: do not reuse the stream
+                self._drop(conn)
+        except ssl.SSLCertVerificationError as exc:
+            self._drop(conn)
+            raise SendError(f'POST {self._where}: TLS certificate rejected: {exc}',
+                            retryable=False) from exc
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ValueError: http.client on a socket closed under it by close().
+            self._drop(conn)
+            what = 'timed out' if isinstance(exc, socket.timeout) else \
+                f'{type(exc).__name__}: {exc}'
+            raise SendError(f'POST {self._where} ({span_count} spans): {what}',
+                            retryable=True) from exc
+        if 200 <= status < 300:
+            return
+        shown = data[:_SHOWN_BODY].decode('utf-8', 'replace').strip()
+        retryable = status >= 500 or status in _RETRYABLE_4XX
+        raise SendError(f'POST {self._where} ({span_count} spans): HTTP {status}'
+                        + (f': {shown}' if shown else ''), retryable=retryable)
+
+    def close(self) -> None:
+        """Close the connection; a send in progress on another thread fails (retryable)."""
+        self._closed = True
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            sock = conn.sock
+            if sock is not None:
+                try:  # shutdown() wakes a thread blocked reading; close() alone may not
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            conn.close()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = self._conn
+        pid = os.getpid()
+        if conn is not None and self._conn_pid != pid:
+            # Forked: the socket is shared with the parent; closing our copy of the file
+            # descriptor does not end the parent's connection.
+            conn.close()
+            conn = None
+        if conn is not None and conn.sock is not None and _peer_closed(conn.sock):
+            conn.close()
+        if conn is None:
+            if self._https:
+                context = self._ssl_context or ssl.create_default_context()
+                self._ssl_context = context
+                conn = _HTTPSConnection(self._host, self._port, context=context)
+            else:
+                conn = _HTTPConnection(self._host, self._port)
+            self._conn = conn
+            self._conn_pid = pid
+        return conn
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+
+    def __repr__(self) -> str:
+        return f'HttpSender({self._where!r}, gzip={self._gzip})'
+
+
+class FileSender:
+    """Writes spans as JSON lines to a stream or a file (the ``log`` reporter).
+
+    Args:
+        stream_or_path: a text or binary stream (written to and flushed, never closed),
+            or a file path (opened for appending on the first batch, closed by
+            :meth:`close`). ``None`` means ``sys.stderr``, looked up at each write so
+            that a replaced ``sys.stderr`` is honoured.
+
+    A failed write raises a non-retryable :class:`SendError`: the lines may have been
+    partly written, and writing them again would duplicate spans.
+    """
+
+    def __init__(self, stream_or_path: Union[None, str, os.PathLike[str], IO[Any]] = None
+                 ) -> None:
+        self._path: Optional[str] = None
+        self._stream: Optional[IO[Any]] = None
+        self._owned: Optional[IO[bytes]] = None
+        if stream_or_path is None:
+            pass
+        elif isinstance(stream_or_path, (str, os.PathLike)):
+            self._path = os.fspath(stream_or_path)
+        elif hasattr(stream_or_path, 'write'):
+            self._stream = stream_or_path
+        else:
+            raise ValueError(f'FileSender needs a stream, a path or None, '
+                             f'got {stream_or_path!r}')
+        self._lock = threading.Lock()
+
+    frame = staticmethod(frame_json_lines)
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        """Write one framed batch (JSON lines) and flush.
+
+        Raises:
+            SendError: the write failed (never retryable).
+        """
+        try:
+            with self._lock:
+                if self._path is not None:
+                    if self._owned is None:
+                        self._owned = open(self._path, 'ab')
+                    stream: IO[Any] = self._owned
+                else:
+                    stream = self._stream if self._stream is not None else sys.stderr
+                if _is_binary(stream):
+                    stream.write(body)
+                else:
+                    stream.write(body.decode('utf-8', 'replace'))
+                stream.flush()
+        except (OSError, ValueError) as exc:
+            raise SendError(f'writing {span_count} spans to {self._describe()} failed: {exc}',
+                            retryable=False) from exc
+
+    def close(self) -> None:
+        """Close the file this sender opened; streams are only flushed."""
+        with self._lock:
+            owned, self._owned = self._owned, None
+            try:
+                if owned is not None:
+                    owned.close()
+                elif self._stream is not None:
+                    self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _describe(self) -> str:
+        if self._path is not None:
+            return self._path
+        return 'sys.stderr' if self._stream is None else repr(self._stream)
+
+    def __repr__(self) -> str:
+        return f'FileSender({self._describe()})'
+
+
+def _is_binary(stream: Any) -> bool:
+    if isinstance(stream, (io.RawIOBase, io.BufferedIOBase)):
+        return True
+    if isinstance(stream, io.TextIOBase):
+        return False
+    return 'b' in getattr(stream, 'mode', '')
