@@ -99,7 +99,9 @@ class _ContextVarScope(opentracing.Scope):
                  exc_tb: object) -> None:
         # PERF: the base __exit__ always calls Span._on_error; skip it when nothing raised.
         if exc_val is not None:
-            opentracing.Span._on_error(self._span, exc_type, exc_val, exc_tb)
+            # NOTE: opentracing's own Scope.__exit__ records errors with this helper.
+            opentracing.Span._on_error(  # type: ignore[attr-defined]
+                self._span, exc_type, exc_val, exc_tb)
         self.close()
 
 
@@ -119,7 +121,7 @@ def build_scope_manager(name: str) -> opentracing.ScopeManager:
     if name == 'contextvars':
         return ContextVarScopeManager()
     if name == 'threadlocal':
-        return ThreadLocalScopeManager()  # type: ignore[no-untyped-call]
+        return ThreadLocalScopeManager()
     if name == 'gevent':
         try:
             from opentracing.scope_managers.gevent import GeventScopeManager
@@ -127,6 +129,6 @@ def build_scope_manager(name: str) -> opentracing.ScopeManager:
             raise ValueError(
                 "the 'gevent' scope manager needs the gevent package (pip install gevent); "
                 "'contextvars' also works under gevent workers") from exc
-        return GeventScopeManager()  # type: ignore[no-untyped-call]
+        return GeventScopeManager()
     raise ValueError(f'unknown scope manager {name!r}; choose one of '
                      f'{", ".join(map(repr, SCOPE_MANAGER_NAMES))}')

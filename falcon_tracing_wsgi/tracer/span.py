@@ -135,7 +135,8 @@ class Span(opentracing.Span):
         # PERF: the base __exit__ always calls _on_error; skip it when nothing raised.
         # It tags error=True and logs event/message/error.object/error.kind/stack.
         if exc_val is not None:
-            opentracing.Span._on_error(self, exc_type, exc_val, exc_tb)
+            opentracing.Span._on_error(  # type: ignore[attr-defined]
+                self, exc_type, exc_val, exc_tb)
         self.finish()
 
     @property

@@ -112,7 +112,10 @@ class Tracer(opentracing.Tracer):
         else:
             _check_protocol('id_generator', id_generator, ('trace_id', 'span_id'),
                             'RandomIdGenerator')
-        super().__init__(ContextVarScopeManager() if scope_manager is None else scope_manager)
+        if scope_manager is None:
+            scope_manager = ContextVarScopeManager()
+        super().__init__(scope_manager)
+        self._scopes = scope_manager
         self._reporter = reporter
         self._sampler = sampler
         self._propagator = propagator
@@ -156,7 +159,7 @@ class Tracer(opentracing.Tracer):
         """
         span = self.start_span(operation_name, child_of, references, tags, start_time,
                                ignore_active_span)
-        return self._scope_manager.activate(span, finish_on_close)
+        return self._scopes.activate(span, finish_on_close)
 
     def start_span(
         self,
@@ -184,7 +187,7 @@ class Tracer(opentracing.Tracer):
         elif references:
             parent = _parent_of(references)
         if parent is None and not ignore_active_span:
-            scope = self._scope_manager.active
+            scope = self._scopes.active
             if scope is not None:
                 parent = scope.span.context
         name = '' if operation_name is None else operation_name
@@ -268,7 +271,8 @@ class Tracer(opentracing.Tracer):
         else:
             raise UnsupportedFormatException(format)
 
-    def extract(self, format: str, carrier: Any) -> Optional[SpanContext]:
+    def extract(  # type: ignore[override]  # the stubs forget the documented None
+            self, format: str, carrier: Any) -> Optional[SpanContext]:
         """Read a span context from ``carrier``.
 
         Args:
@@ -335,7 +339,7 @@ class Tracer(opentracing.Tracer):
 
     def __repr__(self) -> str:
         return (f'Tracer(reporter={self._reporter!r}, sampler={self._sampler!r}, '
-                f'propagator={self._propagator!r}, scope_manager={self._scope_manager!r}, '
+                f'propagator={self._propagator!r}, scope_manager={self._scopes!r}, '
                 f'trust_inbound_sampling={self._trust!r})')
 
 
