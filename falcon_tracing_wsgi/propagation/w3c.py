@@ -1,0 +1,186 @@
+"""W3C Trace Context (Level 1 Recommendation): the ``traceparent`` and ``tracestate`` headers.
+
+``traceparent: {version}-{trace-id}-{parent-id}-{trace-flags}`` carries the caller's
+identity; ``tracestate`` carries vendor entries that we pass on untouched. We follow the
+Recommendation and the expectations of its test suite:
+
+* **Versions.** ``00`` must be exactly 55 characters. A higher version is parsed for its
+  first four fields when it is at least 55 characters long and the flags are followed by
+  the end of the value or a ``-``; what follows is never interpreted. Version ``ff`` is
+  invalid. We always inject version ``00`` (the highest we know), which downgrades a
+  higher version as the spec requires.
+* **Strict lower-case hex.** Upper case, all-zero trace or parent ids, wrong lengths and
+  stray characters make the header invalid; an invalid ``traceparent`` means *no
+  context* (the tracer starts a new trace), and then ``tracestate`` is not even parsed.
+  Leading and trailing spaces or tabs around the value are ignored.
+* **Duplicate headers.** ``traceparent`` is not a list, so two of them (joined with
+  ``,`` under WSGI) are invalid, as the test suite expects.
+* **Flags.** Only the ``sampled`` bit is read. W3C has no "defer": a valid header always
+  yields ``sampled`` ``True`` or ``False``, and an absent header yields no context.
+* **tracestate.** Repeated headers are combined (``,``); empty members and optional
+  whitespace are allowed and dropped. Each member must match the key and value grammar,
+  keys must be unique, and there may be at most 32 members; otherwise the whole
+  ``tracestate`` is dropped without affecting ``traceparent``. The kept value is stored
+  normalised (``k=v,k=v``) in ``SpanContext.tracestate``. We propagate at most
+  :data:`MAX_TRACESTATE_LENGTH` (512) characters, the spec's minimum, truncating whole
+  entries as it prescribes: entries longer than 128 characters go first, then entries
+  from the end.
+* **64-bit trace ids** (from B3 or Jaeger) are injected left-padded with zeros to 32 hex
+  characters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Optional
+
+from ..tracer.context import SpanContext
+from ._common import OWS
+
+__all__ = ['TraceContextPropagator', 'MAX_TRACESTATE_LENGTH']
+
+_log = logging.getLogger(__name__)
+
+_TRACEPARENT = 'traceparent'
+_TRACESTATE = 'tracestate'
+
+#: ``00-{32}-{16}-{2}``
+_V00_LENGTH = 55
+#: Higher versions may append fields; longer values are "prohibitively large".
+_MAX_TRACEPARENT = 512
+_TRACEPARENT_RE = re.compile(r'([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})')
+_ZERO_TRACE_ID = '0' * 32
+_ZERO_SPAN_ID = '0' * 16
+_PAD_64 = '0' * 16
+_ODD_HEX = frozenset('13579bdf')
+
+#: The longest ``tracestate`` we propagate (the spec asks for at least 512 characters).
+MAX_TRACESTATE_LENGTH = 512
+#: Entries longer than this are the first to go when truncating.
+_LONG_ENTRY = 128
+_MAX_MEMBERS = 32
+#: 32 members of 513 characters and their commas, plus room for whitespace and empty
+#: members; anything longer cannot be a useful tracestate and is dropped unread.
+_MAX_TRACESTATE_INPUT = _MAX_MEMBERS * 514 + 1024
+#: Comma-separated parts, empty ones included, we are willing to look at.
+_MAX_PARTS = 4 * _MAX_MEMBERS
+_KEY = (r'(?:[a-z][a-z0-9_\-*/]{0,255}'
+        r'|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})')
+_VALUE = r'[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]'
+_MEMBER_RE = re.compile(f'({_KEY})={_VALUE}')
+
+
+def _parse_traceparent(raw: str) -> Optional[tuple[str, str, bool]]:
+    """Return ``(trace_id, span_id, sampled)`` or ``None`` when invalid."""
+    if len(raw) > _MAX_TRACEPARENT:
+        return None
+    value = raw.strip(OWS)
+    if len(value) < _V00_LENGTH or ',' in value:
+        return None
+    match = _TRACEPARENT_RE.match(value)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    if version == '00':
+        if len(value) != _V00_LENGTH:
+            return None
+    elif version == 'ff':
+        return None
+    elif len(value) > _V00_LENGTH and value[_V00_LENGTH] != '-':
+        return None
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+        return None
+    return trace_id, span_id, flags[1] in _ODD_HEX
+
+
+def _parse_tracestate(raw: str) -> Optional[str]:
+    """Validate a (combined) ``tracestate`` and return it normalised, or ``None``."""
+    if len(raw) > _MAX_TRACESTATE_INPUT:
+        return None
+    parts = raw.split(',', _MAX_PARTS)
+    if len(parts) > _MAX_PARTS:
+        return None
+    members: list[str] = []
+    keys: set[str] = set()
+    for part in parts:
+        member = part.strip(OWS)
+        if not member:
+            continue
+        match = _MEMBER_RE.fullmatch(member)
+        if match is None:
+            return None
+        key = match.group(1)
+        if key in keys or len(members) == _MAX_MEMBERS:
+            return None
+        keys.add(key)
+        members.append(member)
+    if not members:
+        return None
+    length = sum(map(len, members)) + len(members) - 1
+    while length > MAX_TRACESTATE_LENGTH:
+        index = len(members) - 1
+        for i in range(index, -1, -1):
+            if len(members[i]) > _LONG_ENTRY:
+                index = i
+                break
+        length -= len(members.pop(index)) + 1
+    if not members:
+        return None
+    return ','.join(members)
+
+
+class TraceContextPropagator:
+    """W3C Trace Context: ``traceparent`` and ``tracestate`` (see the module docstring)."""
+
+    __slots__ = ()
+
+    #: The headers this format reads, lower case.
+    fields: tuple[str, ...] = (_TRACEPARENT, _TRACESTATE)
+
+    def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
+        """Read the caller's context.
+
+        Args:
+            carrier: a header view answering lower-case names.
+
+        Returns:
+            A context with the caller's ids, its ``sampled`` flag and the normalised
+            ``tracestate`` (or ``None`` when absent or invalid); ``None`` when
+            ``traceparent`` is absent or invalid. Never raises on bad header values.
+        """
+        try:
+            raw = carrier.get(_TRACEPARENT)
+            if raw is None:
+                return None
+            parsed = _parse_traceparent(raw)
+            if parsed is None:
+                _log.debug('ignoring invalid traceparent %.80r', raw)
+                return None
+            trace_id, span_id, sampled = parsed
+            tracestate = carrier.get(_TRACESTATE)
+            if tracestate is not None:
+                tracestate = _parse_tracestate(tracestate)
+            return SpanContext(trace_id, span_id, None, sampled, False, None, tracestate)
+        except (TypeError, AttributeError):
+            # A carrier that breaks the contract (a non-str value): tracing must not
+            # fail the request. PERF: a try block costs nothing on 3.11 when not raised.
+            _log.debug('W3C extract: carrier returned a non-string value', exc_info=True)
+            return None
+
+    def inject(self, context: SpanContext, carrier: MutableMapping[str, str]) -> None:
+        """Write ``traceparent`` (version 00) and, when there is one, ``tracestate``.
+
+        A context without ids (a bare sampling decision or baggage) writes nothing: W3C
+        cannot express it. Debug maps to the sampled flag; a deferred decision to ``00``.
+        """
+        trace_id = context.trace_id
+        if trace_id is None or context.span_id is None:
+            return
+        if len(trace_id) == 16:
+            trace_id = _PAD_64 + trace_id
+        flags = '01' if context.sampled or context.debug else '00'
+        carrier['traceparent'] = f'00-{trace_id}-{context.span_id}-{flags}'
+        if context.tracestate:
+            carrier['tracestate'] = context.tracestate
