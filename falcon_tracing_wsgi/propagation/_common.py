@@ -66,15 +66,18 @@ def is_token(value: str) -> bool:
 
 
 def quote_baggage_value(value: str) -> str:
-    """Percent-encode a baggage value (UTF-8) so it only holds ``baggage-octet`` characters."""
+    """Percent-encode a baggage value (UTF-8) so it only holds ``baggage-octet`` characters.
+
+    A lone surrogate, which UTF-8 cannot encode, is sent as ``?`` rather than raising.
+    """
     # PERF: most values need no escaping; a full match is cheaper than quote()'s setup.
     if _BAGGAGE_PLAIN_RE.fullmatch(value) is not None:
         return value
-    return quote(value, safe=_BAGGAGE_SAFE)
+    return quote(value, safe=_BAGGAGE_SAFE, errors='replace')
 
 
 def quote_jaeger_value(value: str) -> str:
     """Encode a ``uberctx-*`` value like jaeger-client (``urllib.parse.quote``, ``/`` kept)."""
     if _JAEGER_PLAIN_RE.fullmatch(value) is not None:
         return value
-    return quote(value)
+    return quote(value, errors='replace')

@@ -86,10 +86,10 @@ def _extract_single(raw: str) -> Optional[SpanContext]:
         if value is None:
             return None
         if len(value) == 1:
-            state = _SINGLE_STATES.get(value)
-            if state is None:
+            decision = _SINGLE_STATES.get(value)
+            if decision is None:
                 return None
-            return SpanContext(None, None, None, state[0], state[1])
+            return SpanContext(None, None, None, decision[0], decision[1])
         match = _SINGLE_RE.fullmatch(value)
         if match is None:
             if _SINGLE_ANY_CASE_RE.fullmatch(value) is None:
@@ -134,7 +134,8 @@ def _extract_multi(carrier: Mapping[str, str]) -> Optional[SpanContext]:
 
     sampled: Optional[bool] = None
     if sampled_raw is not None:
-        sampled = _SAMPLED_VALUES.get(sampled_raw)
+        # The length test keeps a huge value from being hashed for the lookup.
+        sampled = _SAMPLED_VALUES.get(sampled_raw) if len(sampled_raw) <= 5 else None
         if sampled is None:
             value = first_value(sampled_raw, 5)
             if value is None:

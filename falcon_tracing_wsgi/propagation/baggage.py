@@ -23,8 +23,9 @@ Decisions:
   as repeated B3 headers).
 * **Limits** (the ones OpenTelemetry uses, above the spec's minimums of 64 members and
   8192 bytes): at most 180 members, 4096 bytes per member and 8192 bytes in all. A longer
-  header keeps only the members that end within its first 8192 characters; an over-long
-  member is dropped. Inject applies the same limits. Under WSGI a header value is
+  header keeps only the members that end within its first 8192 characters, and only the
+  first 180 comma-separated parts are read; an over-long member is dropped. Inject applies
+  the same limits. Under WSGI a header value is
   latin-1 text, one character per byte, and non-ASCII is never valid here, so character
   counts are byte counts.
 """
@@ -68,7 +69,8 @@ def _parse_baggage(raw: str) -> Optional[dict[str, str]]:
             return None
         raw = raw[:cut]
     baggage: Optional[dict[str, str]] = None
-    for part in raw.split(','):
+    # The grammar allows 180 list-members; the part after the 180th comma is not read.
+    for part in raw.split(',', MAX_MEMBERS)[:MAX_MEMBERS]:
         member = part.strip(OWS)
         if not member or len(member) > MAX_MEMBER_BYTES:
             continue
@@ -83,8 +85,6 @@ def _parse_baggage(raw: str) -> Optional[dict[str, str]]:
             baggage = {key: value}
         elif key not in baggage:
             baggage[key] = value
-            if len(baggage) == MAX_MEMBERS:
-                break
     return baggage
 
 

@@ -100,6 +100,15 @@ def _parse_trace(raw: str) -> Optional[SpanContext]:
 
 def _extract_baggage(carrier: Mapping[str, str]) -> Optional[dict[str, str]]:
     """Collect ``uberctx-*`` items, bounded; ``None`` when there are none."""
+    try:
+        return _scan_baggage(carrier)
+    except (TypeError, AttributeError):
+        # A carrier that yields non-string names: keep the trace context, drop baggage.
+        _log.debug('Jaeger extract: carrier has non-string header names', exc_info=True)
+        return None
+
+
+def _scan_baggage(carrier: Mapping[str, str]) -> Optional[dict[str, str]]:
     # PERF: most requests carry no Jaeger baggage; one join, lower and substring search
     # say so in about half the time of testing each name in a Python loop.
     if _BAGGAGE_PREFIX not in '\n'.join(carrier).lower():
@@ -168,9 +177,9 @@ class JaegerPropagator:
                                           context.sampled, context.debug, baggage)
                 return context
             debug_id = carrier.get(_DEBUG_HEADER)
-            if debug_id is not None:
+            if debug_id is not None and len(debug_id) <= _MAX_DEBUG_ID:
                 debug_id = debug_id.strip(OWS)
-                if len(debug_id) <= _MAX_DEBUG_ID and _DEBUG_ID_RE.fullmatch(debug_id):
+                if _DEBUG_ID_RE.fullmatch(debug_id):
                     return SpanContext(None, None, None, True, True, baggage, None,
                                        {DEBUG_ID_KEY: debug_id})
             if baggage is not None:
