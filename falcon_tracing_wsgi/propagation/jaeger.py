@@ -63,7 +63,8 @@ _MAX_DEBUG_ID = 256
 #: ``{32}:{16}:{16}:{2}`` with every ``:`` URL-encoded as ``%3A``, plus some whitespace.
 _MAX_TRACE_HEADER = 32 + 16 + 16 + 2 + 3 * 3 + 8
 _TRACE_RE = re.compile(r'([0-9a-f]{1,32}):([0-9a-f]{1,16}):([0-9a-f]{1,16}):([0-9a-f]{1,2})')
-_TRACE_ANY_CASE_RE = re.compile(r'[0-9a-fA-F]{1,32}:[0-9a-fA-F]{1,16}:[0-9a-fA-F]{1,16}:[0-9a-fA-F]{1,2}')
+_TRACE_ANY_CASE_RE = re.compile(
+    r'[0-9a-fA-F]{1,32}:[0-9a-fA-F]{1,16}:[0-9a-fA-F]{1,16}:[0-9a-fA-F]{1,2}')
 # Printable ASCII without spaces: what a debug id can sensibly be when used as a tag.
 _DEBUG_ID_RE = re.compile(r'[\x21-\x7e]+')
 
