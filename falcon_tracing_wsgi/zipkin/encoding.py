@@ -58,8 +58,8 @@ __all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH']
 #: Tag values, annotation values and names longer than this are cut (characters).
 DEFAULT_MAX_VALUE_LENGTH = 4096
 
-_KINDS = {'server': 'SERVER', 'client': 'CLIENT', 'producer': 'PRODUCER',
-          'consumer': 'CONSUMER'}
+_KIND_FRAGMENTS = {kind: f',"kind":"{kind.upper()}"'
+                   for kind in ('server', 'client', 'producer', 'consumer')}
 _PEER_TAGS = frozenset(('span.kind', 'peer.service', 'peer.ipv4', 'peer.ipv6', 'peer.port'))
 _DOTTED_QUAD = re.compile(r'(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}'
                           r'(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)')
@@ -124,7 +124,7 @@ class Endpoint:
         if ipv6 is not None and not (isinstance(ipv6, str) and _valid_ipv6(ipv6)):
             raise ValueError(f'Endpoint ipv6 must be an IPv6 address without a scope id, '
                              f'got {ipv6!r}')
-        if port is not None and (isinstance(port, bool) or _valid_port(port) is None):
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
             raise ValueError(f'Endpoint port must be an int in 1..65535, got {port!r}')
         self.service_name = service_name
         self.ipv4 = ipv4
@@ -357,12 +357,20 @@ class JsonV2Encoder:
                         text = text[:limit]
                     add(fragment + _c_escape(text))
             if kind is not _ABSENT:
-                zipkin_kind = _KINDS.get(kind.lower()) if type(kind) is str else None
-                if zipkin_kind is None:
+                fragment = _KIND_FRAGMENTS.get(kind) if type(kind) is str else None
+                if fragment is None and type(kind) is str:
+                    fragment = _KIND_FRAGMENTS.get(kind.lower())
+                if fragment is None:
                     add(_tag_pair('span.kind', kind, limit))
                 else:
-                    parts.append(f',"kind":"{zipkin_kind}"')
-            if service is not _ABSENT or ipv4 is not _ABSENT or port is not _ABSENT \
+                    parts.append(fragment)
+            if ipv4 is not _ABSENT and service is _ABSENT and ipv6 is _ABSENT \
+                    and type(port) is int and 0 < port < 65536 and type(ipv4) is str \
+                    and self._address_cache.get(ipv4):
+                # PERF: the usual server span (peer address and port, both valid) skips
+                # the general method below.
+                parts.append(f',"remoteEndpoint":{{"ipv4":"{ipv4}","port":{port}}}')
+            elif service is not _ABSENT or ipv4 is not _ABSENT or port is not _ABSENT \
                     or ipv6 is not _ABSENT:
                 remote = self._remote_endpoint(service, ipv4, ipv6, port, add, limit)
                 if remote is not None:

@@ -46,8 +46,9 @@ SDK's batch processor where that one is good, and differs where it is not:
   queue, so the spans are not lost.
 * **Quiet failure.** While the collector keeps failing, at most one warning is logged
   per ``warn_interval`` (30 s), counting the suppressed ones; one line says when
-  sending works again. At interpreter exit, an ``atexit`` hook closes the reporter with
-  ``shutdown_timeout`` and logs **one** summary line.
+  sending works again. Closing logs **one** summary line (sent, dropped, failed,
+  unsent). At interpreter exit an ``atexit`` hook closes a reporter the application did
+  not close, within ``shutdown_timeout``.
 * The reporter's own HTTP calls are never traced: :class:`~.sender.HttpSender` uses
   :mod:`http.client` directly and sends ``b3: 0``.
 
@@ -297,10 +298,18 @@ class BatchReporter:
                     self._in_flight += count
                 if left is not None:
                     left -= count
-                if not self._send_batch(batch, deadline):
+                outcome = self._send_batch(batch, deadline)
+                if outcome is None:  # out of time: the batch went back to the queue
+                    return False
+                if not outcome:
                     ok = False
             finally:
                 self._send_lock.release()
+
+    def _requeue(self, batch: list[Any]) -> None:
+        with self._lock:
+            self._queue.extendleft(reversed(batch))
+            self._in_flight -= len(batch)
 
     def _resolve(self, sent: int = 0, failed: int = 0, dropped: int = 0) -> None:
         with self._lock:
@@ -309,15 +318,19 @@ class BatchReporter:
             self._failed += failed
             self._dropped += dropped
 
-    def _send_batch(self, batch: list[Any], deadline: Optional[float]) -> bool:
+    def _send_batch(self, batch: list[Any], deadline: Optional[float]) -> Optional[bool]:
+        """Encode, frame and send one batch, retrying as configured.
+
+        Returns True when sent, False when (some of) it failed, and None when the
+        deadline came first and the batch was put back at the head of the queue.
+        """
         limit = self._deadline(deadline)
         if limit is not None and limit <= _monotonic():
             # Out of time before the first attempt: hand the spans back untouched.
-            with self._lock:
-                self._queue.extendleft(reversed(batch))
-                self._in_flight -= len(batch)
-            return False
-        encoded = []
+            self._requeue(batch)
+            return None
+        encoded: list[str] = []
+        add = encoded.append
         encode = self._encode
         for span in batch:
             try:
@@ -325,9 +338,10 @@ class BatchReporter:
             except Exception:
                 text = None
             if text is not None:
-                encoded.append(text)
+                add(text)
         bad = len(batch) - len(encoded)
         if bad:
+            batch = [span for span in batch if _encodes(encode, span)]
             self._resolve(failed=bad)
             self._warnings.warn('zipkin reporter: %d spans could not be encoded and were '
                                 'dropped (they break the Span contract)', bad)
@@ -366,6 +380,11 @@ class BatchReporter:
                 backoff = random.uniform(0.0, self.retry_backoff * 2 ** (attempt - 1))
                 limit = self._deadline(deadline)
                 out_of_time = limit is not None and _monotonic() + backoff >= limit
+                if out_of_time and attempt <= self.max_retries and not self._closed:
+                    # Only a flush's deadline ran out, not the retries: keep the spans
+                    # for the worker rather than lose them to a short flush(timeout).
+                    self._requeue(batch)
+                    return None
                 if attempt > self.max_retries or out_of_time:
                     self._resolve(failed=count)
                     self._warnings.warn('zipkin reporter: %d spans lost after %d attempts: %s',
@@ -402,7 +421,10 @@ class BatchReporter:
         """Stop taking spans, send what is queued, stop the worker and close the sender.
 
         Spans reported after this are dropped (and counted). Spans still queued at the
-        deadline are counted as dropped. Calling ``close`` again is harmless.
+        deadline are counted as dropped. The first call logs one summary line (INFO
+        when everything was sent, WARNING otherwise) if any span was reported in this
+        process; calling ``close`` again is harmless and quiet. The ``atexit`` hook
+        calls it with ``shutdown_timeout`` unless the application closed it first.
 
         Args:
             timeout: the most seconds this call may take; default ``shutdown_timeout``.
@@ -414,6 +436,7 @@ class BatchReporter:
         deadline = _monotonic() + max(0.0, self.shutdown_timeout if timeout is None
                                       else timeout)
         with self._lock:
+            first = not self._closed
             self._closed = True
             self._capacity = 0
             if self._close_deadline is None or deadline < self._close_deadline:
@@ -433,6 +456,8 @@ class BatchReporter:
             self._sender.close()
         except Exception:
             _log.warning('zipkin reporter: closing the sender failed', exc_info=True)
+        if first:
+            self._log_summary()
         return ok and leftover == 0 and done
 
     def stats(self) -> dict[str, int]:
@@ -450,18 +475,25 @@ class BatchReporter:
         """Whether :meth:`close` was called."""
         return self._closed
 
-    def _summary_at_exit(self) -> None:
-        self.close(self.shutdown_timeout)
+    def _log_summary(self) -> None:
         stats = self.stats()
-        if not any(stats.values()):
+        total = sum(stats.values())
+        if not total:
             return
-        level = logging.INFO if stats['sent'] == sum(stats.values()) else logging.WARNING
-        _log.log(level, 'zipkin reporter at exit: %d spans sent, %d dropped, %d failed, '
+        level = logging.INFO if stats['sent'] == total else logging.WARNING
+        _log.log(level, 'zipkin reporter closed: %d spans sent, %d dropped, %d failed, '
                  '%d unsent', stats['sent'], stats['dropped'], stats['failed'],
                  stats['queued'])
 
     def __repr__(self) -> str:
         return f'<BatchReporter {self._sender!r} {self.stats()}>'
+
+
+def _encodes(encode: Callable[[Any], Optional[str]], span: Any) -> bool:
+    try:
+        return encode(span) is not None
+    except Exception:
+        return False
 
 
 def _frame_json_array(encoded: list[str]) -> bytes:
@@ -488,10 +520,10 @@ def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,
 
 def _close_at_exit(ref: weakref.ref[BatchReporter]) -> None:
     reporter = ref()
-    if reporter is not None:
+    if reporter is not None and not reporter.closed:
         try:
-            reporter._summary_at_exit()
-        except Exception:  # pragma: no cover - logging at exit must not raise
+            reporter.close(reporter.shutdown_timeout)
+        except Exception:  # pragma: no cover - the exit must go on
             pass
 
 

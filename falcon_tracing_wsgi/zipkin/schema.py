@@ -211,7 +211,7 @@ def validate_spans(spans: Any) -> list[str]:
     """
     if not isinstance(spans, list):
         return [f'body: must be a JSON array of spans, got {_show(spans)}']
-    errors = []
+    errors: list[str] = []
     for index, span in enumerate(spans):
         errors.extend(f'spans[{index}]: {error}' for error in validate_span(span))
     return errors

@@ -119,15 +119,17 @@ class _DeadlineMixin:
     def response_class(self, sock: socket.socket, debuglevel: int = 0,
                        method: Optional[str] = None,
                        url: Optional[str] = None) -> http.client.HTTPResponse:
-        return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline),  # type: ignore[arg-type]
-                                        debuglevel, method, url)
+        reader: Any = _DeadlineSocket(sock, self.deadline)  # all HTTPResponse uses: makefile
+        return http.client.HTTPResponse(reader, debuglevel, method, url)
 
 
-class _HTTPConnection(_DeadlineMixin, http.client.HTTPConnection):
+# The type checker sees a method where http.client declares a class; both are callables
+# that return a response, which is all http.client relies on.
+class _HTTPConnection(_DeadlineMixin, http.client.HTTPConnection):  # type: ignore[misc]
     pass
 
 
-class _HTTPSConnection(_DeadlineMixin, http.client.HTTPSConnection):
+class _HTTPSConnection(_DeadlineMixin, http.client.HTTPSConnection):  # type: ignore[misc]
     pass
 
 
@@ -188,12 +190,12 @@ class HttpSender:
             port = parts.port
         except ValueError:
             raise ValueError(f'HttpSender url has an invalid port: {url!r}') from None
-        for name, value in (('connect_timeout', connect_timeout),
-                            ('read_timeout', read_timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value < float('inf'):
-                raise ValueError(f'HttpSender {name} must be a positive number of seconds, '
-                                 f'got {value!r}')
+        for option, seconds in (('connect_timeout', connect_timeout),
+                                ('read_timeout', read_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                    or not 0 < seconds < float('inf'):
+                raise ValueError(f'HttpSender {option} must be a positive number of seconds, '
+                                 f'got {seconds!r}')
         self._headers = {'Content-Type': 'application/json', 'b3': '0',
                          'User-Agent': f'falcon-tracing-wsgi/{__version__}'}
         for name, value in (headers or {}).items():

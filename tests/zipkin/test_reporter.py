@@ -1,0 +1,652 @@
+"""BatchReporter: accounting, batching, retries, deadlines, laziness, fork, exit."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from typing import Any, Optional
+
+import pytest
+
+from falcon_tracing_wsgi._types import SendError
+from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
+from falcon_tracing_wsgi.zipkin.encoding import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.zipkin.reporter import BatchReporter, NoopReporter
+from falcon_tracing_wsgi.zipkin.sender import HttpSender, frame_json_array
+
+from .conftest import make_span
+
+ENCODER = JsonV2Encoder(Endpoint('reporter-test'))
+MARGIN = 0.4
+THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
+LOGGER = 'falcon_tracing_wsgi.zipkin.reporter'
+
+
+class RecordingSender:
+    """Keeps the batches it is sent; ``script`` lists exceptions to raise first."""
+
+    frame = staticmethod(frame_json_array)
+
+    def __init__(self, script: Optional[list[Optional[Exception]]] = None) -> None:
+        self.script = list(script or [])
+        self.batches: list[list[dict[str, Any]]] = []
+        self.timeouts: list[Optional[float]] = []
+        self.calls = 0
+        self.closed = False
+        self.cond = threading.Condition()
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        self.calls += 1
+        self.timeouts.append(timeout)
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        batch = json.loads(body)
+        assert len(batch) == span_count
+        with self.cond:
+            self.batches.append(batch)
+            self.cond.notify_all()
+
+    def wait_for_batches(self, count: int, timeout: float = 5.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.batches) >= count, timeout)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def ids(self) -> list[str]:
+        return [span['id'] for batch in self.batches for span in batch]
+
+
+class GateSender(RecordingSender):
+    """Blocks every send until ``gate`` is set; ``entered`` says a send is waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        self.entered.set()
+        assert self.gate.wait(10.0)
+        super().send(body, span_count, timeout)
+
+
+def _total(stats: dict[str, int]) -> int:
+    return stats['queued'] + stats['sent'] + stats['dropped'] + stats['failed']
+
+
+def _reporter_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+
+
+def _retryable() -> SendError:
+    return SendError('collector down', retryable=True)
+
+
+def _rejected() -> SendError:
+    return SendError('HTTP 400: bad span', retryable=False)
+
+
+# -- the hot path and laziness --------------------------------------------------------------
+
+def test_no_thread_exists_before_the_first_report() -> None:
+    before = len(_reporter_threads())
+    reporter = BatchReporter(RecordingSender(), ENCODER, flush_interval=60)
+    assert len(_reporter_threads()) == before
+    reporter.report(make_span(0))
+    assert len(_reporter_threads()) == before + 1
+    reporter.report(make_span(1))
+    assert len(_reporter_threads()) == before + 1  # started once
+    assert reporter.close(5.0)
+    assert len(_reporter_threads()) == before
+
+
+def test_a_full_batch_wakes_the_worker() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=4, flush_interval=60)
+    for index in range(8):
+        reporter.report(make_span(index))
+    assert sender.wait_for_batches(2)
+    assert [len(batch) for batch in sender.batches] == [4, 4]
+    assert sender.ids() == [f'{i + 1:016x}' for i in range(8)]  # in order
+    reporter.close(5.0)
+
+
+def test_a_partial_batch_goes_out_after_the_interval() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=100, flush_interval=0.05)
+    for index in range(3):
+        reporter.report(make_span(index))
+    assert sender.wait_for_batches(1)
+    assert [len(batch) for batch in sender.batches] == [3]
+    reporter.close(5.0)
+
+
+def test_flush_sends_what_is_queued_now() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=2, max_queue_size=10,
+                             flush_interval=60)
+    for index in range(5):
+        reporter.report(make_span(index))
+    assert reporter.flush(5.0)
+    assert sorted(sender.ids()) == [f'{i + 1:016x}' for i in range(5)]
+    assert all(len(batch) <= 2 for batch in sender.batches)
+    assert reporter.stats() == {'queued': 0, 'sent': 5, 'dropped': 0, 'failed': 0}
+    reporter.close(5.0)
+
+
+def test_flush_with_nothing_queued_is_true_and_starts_no_thread() -> None:
+    before = len(_reporter_threads())
+    reporter = BatchReporter(RecordingSender(), ENCODER)
+    assert reporter.flush(1.0)
+    assert len(_reporter_threads()) == before
+
+
+# -- accounting -----------------------------------------------------------------------------
+
+def test_every_span_is_counted_exactly_once_under_drops() -> None:
+    sender = GateSender()
+    reporter = BatchReporter(sender, ENCODER, max_queue_size=10, batch_size=10,
+                             flush_interval=60)
+    for index in range(10):
+        reporter.report(make_span(index))
+    assert sender.entered.wait(5.0)  # the worker holds 10 spans in a blocked send
+    assert reporter.stats() == {'queued': 10, 'sent': 0, 'dropped': 0, 'failed': 0}
+    for index in range(10, 25):
+        reporter.report(make_span(index))
+    assert reporter.stats() == {'queued': 20, 'sent': 0, 'dropped': 5, 'failed': 0}
+    sender.gate.set()
+    assert reporter.flush(5.0)
+    assert reporter.stats() == {'queued': 0, 'sent': 20, 'dropped': 5, 'failed': 0}
+    assert sorted(sender.ids()) == [f'{i + 1:016x}' for i in range(20)]  # the newest dropped
+    reporter.close(5.0)
+
+
+def test_drops_are_counted_not_logged(caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    sender = GateSender()
+    reporter = BatchReporter(sender, ENCODER, max_queue_size=1, batch_size=1,
+                             flush_interval=60)
+    reporter.report(make_span(0))
+    assert sender.entered.wait(5.0)
+    reporter.report(make_span(1))
+    for index in range(2, 1000):
+        reporter.report(make_span(index))
+    assert reporter.stats()['dropped'] == 998
+    assert caplog.records == []
+    sender.gate.set()
+    reporter.close(5.0)
+
+
+def test_the_identity_holds_with_many_threads_reporting() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, max_queue_size=64, batch_size=16,
+                             flush_interval=60)
+    threads_count, per_thread = 4, 2000
+    start = threading.Barrier(threads_count)
+
+    def produce(offset: int) -> None:
+        start.wait(5.0)
+        for index in range(per_thread):
+            reporter.report(make_span(offset + index))
+            if index % 500 == 0:
+                stats = reporter.stats()
+                assert stats['queued'] <= 64 + 16 + threads_count
+
+    threads = [threading.Thread(target=produce, args=(n * per_thread,))
+               for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30.0)
+    assert reporter.close(10.0)
+    stats = reporter.stats()
+    assert _total(stats) == threads_count * per_thread
+    assert stats['queued'] == stats['failed'] == 0
+    assert stats['sent'] == len(sender.ids()) == len(set(sender.ids()))
+
+
+def test_spans_reported_after_close_are_dropped() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    reporter.report(make_span(0))
+    assert reporter.close(5.0)
+    assert sender.closed
+    reporter.report(make_span(1))
+    reporter.report(make_span(2))
+    assert reporter.stats() == {'queued': 0, 'sent': 1, 'dropped': 2, 'failed': 0}
+    assert reporter.closed
+    assert reporter.close(1.0)  # a second close is harmless
+
+
+class _Unencodable:
+    context = None  # breaks the Span contract
+
+
+def test_spans_that_cannot_be_encoded_fail_alone() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    reporter.report(make_span(0))
+    reporter.report(_Unencodable())
+    reporter.report(make_span(0, trace_id='NOT-HEX-AT-ALL!!'))  # encoder returns None
+    reporter.report(make_span(1))
+    assert not reporter.flush(5.0)
+    assert sender.ids() == ['0000000000000001', '0000000000000002']
+    assert reporter.stats() == {'queued': 0, 'sent': 2, 'dropped': 0, 'failed': 2}
+    reporter.close(5.0)
+
+
+def test_a_callable_encoder_and_a_sender_without_frame_or_timeout() -> None:
+    bodies: list[bytes] = []
+
+    class MinimalSender:
+        def send(self, body: bytes, span_count: int) -> None:
+            bodies.append(body)
+
+        def close(self) -> None:
+            pass
+
+    reporter = BatchReporter(MinimalSender(), ENCODER.encode, flush_interval=60)
+    reporter.report(make_span(0))
+    assert reporter.flush(5.0)
+    assert [span['id'] for span in json.loads(bodies[0])] == ['0000000000000001']
+    reporter.close(5.0)
+
+
+# -- failures and retries -------------------------------------------------------------------
+
+@pytest.mark.parametrize('script,max_retries,calls,stats,flushed', [
+    pytest.param([], 2, 1, {'sent': 3, 'failed': 0}, True, id='ok'),
+    pytest.param([_retryable()], 2, 2, {'sent': 3, 'failed': 0}, True,
+                 id='retry-then-ok'),
+    pytest.param([_retryable(), _retryable()], 2, 3, {'sent': 3, 'failed': 0}, True,
+                 id='two-retries-then-ok'),
+    pytest.param([_retryable()] * 3, 2, 3, {'sent': 0, 'failed': 3}, False,
+                 id='retries-exhausted'),
+    pytest.param([_retryable()], 0, 1, {'sent': 0, 'failed': 3}, False, id='no-retries'),
+    pytest.param([_rejected()], 2, 1, {'sent': 0, 'failed': 3}, False,
+                 id='rejected-not-retried'),
+    pytest.param([RuntimeError('bug in a custom sender')], 2, 1, {'sent': 0, 'failed': 3},
+                 False, id='unexpected-exception'),
+])
+def test_retries_are_bounded_and_only_for_retryable_errors(
+        script: list[Exception], max_retries: int, calls: int, stats: dict[str, int],
+        flushed: bool) -> None:
+    sender = RecordingSender(script)
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60, max_retries=max_retries,
+                             retry_backoff=0.0)
+    for index in range(3):
+        reporter.report(make_span(index))
+    assert reporter.flush(5.0) is flushed
+    assert sender.calls == calls
+    assert reporter.stats() == {'queued': 0, 'dropped': 0, **stats}
+    reporter.close(5.0)
+
+
+def test_the_remaining_time_is_passed_to_the_sender() -> None:
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    reporter.report(make_span(0))
+    assert reporter.flush(2.0)
+    (timeout,) = sender.timeouts
+    assert timeout is not None and 1.0 < timeout <= 2.0
+    reporter.close(5.0)
+
+
+def test_a_flush_deadline_cuts_the_backoff_and_keeps_the_spans() -> None:
+    sender = RecordingSender([_retryable()])
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60, retry_backoff=1000.0)
+    for index in range(3):
+        reporter.report(make_span(index))
+    start = time.monotonic()
+    assert not reporter.flush(0.3)
+    assert time.monotonic() - start < 0.3 + MARGIN
+    assert reporter.stats() == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert reporter.flush(5.0)  # the spans were kept, and now they go out
+    assert sender.ids() == ['0000000000000001', '0000000000000002', '0000000000000003']
+    reporter.close(5.0)
+
+
+def test_flush_and_close_keep_their_deadlines_with_a_hanging_collector(
+        collector: ZipkinCollector) -> None:
+    collector.set_fault(hang=True)
+    reporter = BatchReporter(HttpSender(collector.url, read_timeout=30.0), ENCODER,
+                             flush_interval=60)
+    for index in range(5):
+        reporter.report(make_span(index))
+
+    start = time.monotonic()
+    assert not reporter.flush(0.5)
+    assert time.monotonic() - start < 0.5 + MARGIN
+    assert reporter.stats() == {'queued': 5, 'sent': 0, 'dropped': 0, 'failed': 0}
+
+    start = time.monotonic()
+    assert not reporter.close(0.5)
+    assert time.monotonic() - start < 0.5 + MARGIN
+    stats = reporter.stats()
+    assert _total(stats) == 5 and stats['sent'] == 0
+    assert collector.spans() == []
+
+
+def test_a_flush_that_timed_out_loses_nothing_once_the_collector_recovers(
+        collector: ZipkinCollector) -> None:
+    collector.set_fault(hang=True)
+    reporter = BatchReporter(HttpSender(collector.url, read_timeout=30.0), ENCODER,
+                             flush_interval=60)
+    for index in range(5):
+        reporter.report(make_span(index))
+    assert not reporter.flush(0.3)
+    collector.set_fault()
+    assert reporter.flush(5.0)
+    assert sorted(span['id'] for span in collector.spans()) == [
+        f'{i + 1:016x}' for i in range(5)]  # each once
+    assert reporter.close(5.0)
+
+
+def test_close_waits_for_a_worker_stuck_in_a_send_only_until_its_deadline() -> None:
+    sender = GateSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=2, flush_interval=60)
+    for index in range(4):
+        reporter.report(make_span(index))
+    assert sender.entered.wait(5.0)
+    start = time.monotonic()
+    assert not reporter.close(0.3)
+    assert time.monotonic() - start < 0.3 + MARGIN
+    # 2 spans in the stuck send (still queued), 2 that close could not send (dropped).
+    assert reporter.stats() == {'queued': 2, 'sent': 0, 'dropped': 2, 'failed': 0}
+    sender.gate.set()
+
+
+def test_end_to_end_through_the_collector(collector: ZipkinCollector) -> None:
+    reporter = BatchReporter(HttpSender(collector.url), ENCODER, batch_size=10)
+    for index in range(25):
+        reporter.report(make_span(index))
+    assert reporter.flush(5.0)
+    assert collector.wait_for_spans(25, 5.0)
+    assert reporter.close(5.0)
+    assert len({span['id'] for span in collector.spans()}) == 25
+    assert collector.rejected_count == 0
+    assert collector.connection_count == 1
+
+
+# -- logging --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('interval,expected', [
+    pytest.param(3600.0, 1, id='one-per-interval'),
+    pytest.param(0.0, 3, id='no-limit'),
+])
+def test_failure_warnings_are_rate_limited(caplog: Any, interval: float,
+                                           expected: int) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    sender = RecordingSender([_rejected(), _rejected(), _rejected()])
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60, warn_interval=interval)
+    for index in range(3):
+        reporter.report(make_span(index))
+        assert not reporter.flush(5.0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == expected
+    assert 'rejected' in warnings[0].getMessage()
+    reporter.report(make_span(3))
+    assert reporter.flush(5.0)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == ['zipkin reporter: sending spans works again']
+    reporter.close(5.0)
+
+
+def test_suppressed_warnings_are_counted_in_the_next_one(caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    sender = RecordingSender([_rejected()] * 4)
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60, warn_interval=0.2)
+    reporter.report(make_span(0))
+    reporter.flush(5.0)
+    deadline = time.monotonic() + 0.2
+    for index in range(1, 3):  # inside the interval: held back
+        reporter.report(make_span(index))
+        reporter.flush(5.0)
+    assert len(caplog.records) == 1
+    threading.Event().wait(max(0.0, deadline - time.monotonic()))  # let the interval pass
+    reporter.report(make_span(3))
+    reporter.flush(5.0)
+    assert len(caplog.records) == 2
+    assert caplog.records[1].getMessage().endswith('(2 similar warnings suppressed)')
+    reporter.close(5.0)
+
+
+# -- construction ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('kwargs,message', [
+    pytest.param({'max_queue_size': 0}, 'max_queue_size', id='queue-zero'),
+    pytest.param({'max_queue_size': 2.5}, 'max_queue_size', id='queue-float'),
+    pytest.param({'batch_size': 0}, 'batch_size', id='batch-zero'),
+    pytest.param({'batch_size': 4096}, 'must not exceed', id='batch-over-queue'),
+    pytest.param({'flush_interval': 0}, 'flush_interval', id='interval-zero'),
+    pytest.param({'flush_interval': float('inf')}, 'flush_interval', id='interval-inf'),
+    pytest.param({'max_retries': -1}, 'max_retries', id='retries-negative'),
+    pytest.param({'max_retries': True}, 'max_retries', id='retries-bool'),
+    pytest.param({'retry_backoff': -0.1}, 'retry_backoff', id='backoff-negative'),
+    pytest.param({'shutdown_timeout': -1}, 'shutdown_timeout', id='shutdown-negative'),
+    pytest.param({'warn_interval': '30'}, 'warn_interval', id='warn-string'),
+])
+def test_options_are_validated_with_a_named_message(kwargs: dict[str, Any],
+                                                    message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BatchReporter(RecordingSender(), ENCODER, **kwargs)
+
+
+def test_collaborators_are_checked() -> None:
+    with pytest.raises(TypeError, match='sender'):
+        BatchReporter(object(), ENCODER)
+    with pytest.raises(TypeError, match='encoder'):
+        BatchReporter(RecordingSender(), object())
+
+
+def test_a_dropped_reporter_can_be_garbage_collected() -> None:
+    reporter = BatchReporter(RecordingSender(), ENCODER, flush_interval=60)
+    reporter.report(make_span(0))  # a worker thread, an atexit hook, an at-fork hook
+    ref = weakref.ref(reporter)
+    del reporter
+    gc.collect()
+    assert ref() is None
+
+
+def test_noop_reporter_keeps_nothing() -> None:
+    reporter = NoopReporter()
+    reporter.report(make_span(0))
+    assert reporter.flush(0.0) and reporter.close(0.0)
+    assert reporter.stats() == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+
+
+# -- fork -----------------------------------------------------------------------------------
+
+def _run_in_child(work: Any) -> dict[str, Any]:
+    """Fork; run ``work()`` in the child and return its JSON-able result to the parent."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(work()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(data)
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # 3.12+: fork with threads
+def test_a_forked_child_reports_its_own_spans_and_not_the_parents(
+        collector: ZipkinCollector) -> None:
+    reporter = BatchReporter(HttpSender(collector.url), ENCODER, flush_interval=60,
+                             batch_size=100)
+    for index in range(3):
+        reporter.report(make_span(index))  # queued in the parent, not sent yet
+
+    def child() -> dict[str, Any]:
+        inherited = reporter.stats()
+        for index in range(100, 104):
+            reporter.report(make_span(index))
+        return {'inherited': inherited, 'flushed': reporter.flush(5.0),
+                'stats': reporter.stats(), 'workers': len(_reporter_threads())}
+
+    result = _run_in_child(child)
+    assert result['inherited'] == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert result['flushed'] is True
+    assert result['stats'] == {'queued': 0, 'sent': 4, 'dropped': 0, 'failed': 0}
+    assert result['workers'] == 1  # the child started its own worker
+    assert reporter.stats() == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert reporter.flush(5.0)
+    ids = sorted(span['id'] for span in collector.spans())
+    assert ids == sorted([f'{i + 1:016x}' for i in range(3)]
+                         + [f'{i + 1:016x}' for i in range(100, 104)])
+    reporter.close(5.0)
+
+
+class _ParentBlockingSender:
+    """Blocks in the parent until released; sends for real in any process."""
+
+    frame = staticmethod(frame_json_array)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.parent = os.getpid()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.http: Optional[HttpSender] = None
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        if os.getpid() == self.parent:
+            self.entered.set()
+            assert self.gate.wait(10.0)
+        if self.http is None:
+            self.http = HttpSender(self.url)
+        self.http.send(body, span_count, timeout)
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_a_fork_while_the_worker_holds_the_send_lock_does_not_deadlock_the_child(
+        collector: ZipkinCollector) -> None:
+    sender = _ParentBlockingSender(collector.url)
+    reporter = BatchReporter(sender, ENCODER, batch_size=2, flush_interval=60)
+    reporter.report(make_span(0))
+    reporter.report(make_span(1))
+    assert sender.entered.wait(5.0)  # the parent's worker is inside send()
+
+    def child() -> dict[str, Any]:
+        for index in range(10, 13):
+            reporter.report(make_span(index))
+        start = time.monotonic()
+        flushed = reporter.flush(5.0)
+        return {'flushed': flushed, 'elapsed': time.monotonic() - start,
+                'stats': reporter.stats()}
+
+    result = _run_in_child(child)
+    sender.gate.set()
+    assert result['flushed'] is True and result['elapsed'] < 2.0
+    assert result['stats'] == {'queued': 0, 'sent': 3, 'dropped': 0, 'failed': 0}
+    assert reporter.flush(5.0)
+    assert sorted(span['id'] for span in collector.spans()) == [
+        '0000000000000001', '0000000000000002', '000000000000000b', '000000000000000c',
+        '000000000000000d']
+    reporter.close(5.0)
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_fork_after_a_reporter_was_collected_is_fine() -> None:
+    reporter = BatchReporter(RecordingSender(), ENCODER, flush_interval=60)
+    reporter.report(make_span(0))
+    reporter.close(5.0)
+    del reporter
+    gc.collect()
+    assert _run_in_child(lambda: 'alive') == 'alive'
+
+
+# -- interpreter exit -----------------------------------------------------------------------
+
+_EXIT_SCRIPT = textwrap.dedent('''
+    import logging, sys
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format='%(levelname)s %(name)s %(message)s')
+    from falcon_tracing_wsgi.tracer.context import SpanContext
+    from falcon_tracing_wsgi.zipkin import (BatchReporter, Endpoint, HttpSender,
+                                            JsonV2Encoder, ZipkinCollector)
+
+    class Span:
+        def __init__(self, index):
+            self.context = SpanContext('5af7183fb1d4cf5f', '%016x' % (index + 1), None, True)
+            self.operation_name, self.start_time, self.duration = 'exit', 1.7e9, 0.001
+            self.tags, self.logs = {}, None
+
+    jsonl, mode = sys.argv[1], sys.argv[2]
+    collector = ZipkinCollector(jsonl=jsonl).start()
+    if mode == 'hang':
+        collector.set_fault(hang=True)
+    reporter = BatchReporter(HttpSender(collector.url, read_timeout=30.0),
+                             JsonV2Encoder(Endpoint('exit-test')), flush_interval=60,
+                             shutdown_timeout=0.5)
+    if mode != 'unused':
+        for index in range(5):
+            reporter.report(Span(index))
+    # no flush, no close: the atexit hook must deliver and summarise
+''')
+
+
+def test_close_logs_one_summary_line(caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    reporter = BatchReporter(RecordingSender([_rejected()]), ENCODER, flush_interval=60)
+    for index in range(3):
+        reporter.report(make_span(index))
+    assert reporter.flush(5.0) is False
+    reporter.report(make_span(3))
+    reporter.close(5.0)
+    reporter.close(5.0)
+    reporter.report(make_span(4))
+    reporter.close(5.0)
+    summaries = [r for r in caplog.records if 'reporter closed' in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in summaries] == [
+        (logging.WARNING, 'zipkin reporter closed: 1 spans sent, 0 dropped, 3 failed, '
+                          '0 unsent')]
+
+
+@pytest.mark.parametrize('mode,level,summary,lines', [
+    pytest.param('ok', 'INFO', '5 spans sent, 0 dropped, 0 failed, 0 unsent', 5, id='ok'),
+    pytest.param('hang', 'WARNING', '0 spans sent, 0 dropped, 5 failed, 0 unsent', 0,
+                 id='hanging-collector'),
+    pytest.param('unused', None, None, 0, id='never-used'),
+])
+def test_exit_flushes_within_the_deadline_and_logs_one_summary(
+        tmp_path: Any, mode: str, level: Optional[str], summary: Optional[str],
+        lines: int) -> None:
+    jsonl = tmp_path / 'spans.jsonl'
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, '-c', _EXIT_SCRIPT, str(jsonl), mode],
+                          capture_output=True, text=True, timeout=30,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__)))))
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    summaries = [line for line in done.stderr.splitlines() if 'reporter closed' in line]
+    if summary is None:
+        assert summaries == []
+    else:
+        assert summaries == [f'{level} {LOGGER} zipkin reporter closed: {summary}']
+    written = jsonl.read_text().splitlines() if jsonl.exists() else []
+    assert len(written) == lines
+    assert elapsed < 10.0  # the hanging collector does not hold the exit
