@@ -41,6 +41,7 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 import zlib
@@ -81,6 +82,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     collector: ZipkinCollector
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or fails the TLS handshake is normal in tests; the
+        # default prints a traceback to stderr.
+        _log.debug('collector: error serving %s', client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -161,6 +167,7 @@ class ZipkinCollector:
         max_spans: the most spans kept in memory (the oldest go first).
         on_spans: called with each accepted batch (a list of span dicts), on the
             server's thread; the command-line mode prints counts with it.
+        ssl_context: serve https with this server-side context (for TLS tests).
 
     Use it as a context manager (``with ZipkinCollector() as collector:``) or call
     :meth:`start` and :meth:`stop`.
@@ -168,8 +175,10 @@ class ZipkinCollector:
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0, *,
                  jsonl: Optional[str] = None, max_spans: int = 100_000,
-                 on_spans: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> None:
+                 on_spans: Optional[Callable[[list[dict[str, Any]]], None]] = None,
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.host = host
+        self._ssl_context = ssl_context
         self.port = port
         self._jsonl = jsonl
         self._on_spans = on_spans
@@ -194,6 +203,10 @@ class ZipkinCollector:
             return self
         self._stopping.clear()
         server = _Server((self.host, self.port), _Handler)
+        if self._ssl_context is not None:
+            # The handshake happens on the handler's thread (first read), not in accept().
+            server.socket = self._ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False)
         server.collector = self
         self._server = server
         self.port = server.server_address[1]
@@ -237,9 +250,10 @@ class ZipkinCollector:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (the Zipkin UI's base)."""
+        """``http://127.0.0.1:<port>`` (the Zipkin UI's base); https with TLS."""
         host = f'[{self.host}]' if ':' in self.host else self.host
-        return f'http://{host}:{self.port}'
+        scheme = 'http' if self._ssl_context is None else 'https'
+        return f'{scheme}://{host}:{self.port}'
 
     # -- what tests read --------------------------------------------------------------------
 

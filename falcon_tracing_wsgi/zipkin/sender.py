@@ -54,7 +54,6 @@ from time import monotonic as _monotonic
 from typing import IO, Any, Optional, Union
 from urllib.parse import urlsplit
 
-from .. import __version__
 from .._types import SendError
 
 __all__ = ['HttpSender', 'FileSender', 'frame_json_array', 'frame_json_lines', 'SendError']
@@ -196,6 +195,7 @@ class HttpSender:
                     or not 0 < seconds < float('inf'):
                 raise ValueError(f'HttpSender {option} must be a positive number of seconds, '
                                  f'got {seconds!r}')
+        from .. import __version__  # here, not at the top: the package imports us
         self._headers = {'Content-Type': 'application/json', 'b3': '0',
                          'User-Agent': f'falcon-tracing-wsgi/{__version__}'}
         for name, value in (headers or {}).items():
