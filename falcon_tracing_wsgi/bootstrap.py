@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
@@ -39,7 +38,7 @@ from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
 from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
 
-__all__ = ['wrap', 'install', 'build_tracer', 'build_reporter']
+__all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
 
 _log = logging.getLogger(__name__)
 
@@ -66,17 +65,29 @@ def wrap(app: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     return TracingMiddleware(app, config=config)
 
 
+#: The configuration of the tracer :func:`install` set up last in this process (the
+#: gunicorn hooks rebuild the tracer in each worker from it).
+_installed: Optional[TracingConfig] = None
+
+
 def install(config: Optional[TracingConfig] = None) -> Tracer:
     """Build the tracer for ``config`` and make it opentracing's global tracer."""
+    global _installed
     if config is None:
         config = TracingConfig.from_env()
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
+    _installed = config
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
               config.service_name, ','.join(config.propagation) or 'none',
               config.sample_rate, config.effective_reporter,
               f' url={config.zipkin_url}' if config.effective_reporter == 'zipkin' else '')
     return tracer
+
+
+def installed_config() -> Optional[TracingConfig]:
+    """The configuration last passed to :func:`install` in this process, if any."""
+    return _installed
 
 
 def build_tracer(config: TracingConfig, reporter: Any = None) -> Tracer:
@@ -106,7 +117,7 @@ def build_reporter(config: TracingConfig) -> Any:
                             read_timeout=config.export_timeout,
                             headers=dict(config.zipkin_headers), gzip=config.zipkin_gzip)
     else:
-        sender = FileSender(config.log_file or sys.stderr)
+        sender = FileSender(config.log_file)  # None: sys.stderr at each write
     return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
                          batch_size=config.batch_size, flush_interval=config.flush_interval,
                          max_retries=config.max_retries,

@@ -181,7 +181,7 @@ def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
     for item in _split(text):
         key, sep, value = item.partition('=')
         if not sep or not _HEADER_NAME.fullmatch(key.strip()):
-            raise ValueError('expected a comma list of Name=value pairs')
+            raise ValueError('expected a comma list of name=value pairs')
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
 
@@ -223,6 +223,9 @@ SETTINGS: tuple[_Setting, ...] = (
              'Fraction of new traces to sample (0 to 1).', 'OTEL_TRACES_SAMPLER_ARG'),
     _Setting('sample_rate_limit', 'FALCON_TRACING_SAMPLE_RATE_LIMIT', _number(float, 0.0, None),
              'At most this many new traces per second per process (0: no limit).'),
+    _Setting('tags', 'FALCON_TRACING_TAGS', _parse_key_values,
+             'Tags added to every span of this process, e.g. "env=prod,region=eu-1".',
+             'OTEL_RESOURCE_ATTRIBUTES'),
     _Setting('trust_inbound', 'FALCON_TRACING_TRUST_INBOUND', _parse_bool,
              'Follow the sampling and debug decision of incoming headers. Set false on an '
              'edge service so clients cannot force sampling.'),
@@ -303,6 +306,7 @@ class TracingConfig:
     propagation: tuple[str, ...] = ('b3', 'w3c', 'baggage')
     sample_rate: float = 1.0
     sample_rate_limit: float = 0.0
+    tags: tuple[tuple[str, str], ...] = ()
     trust_inbound: bool = True
     trace_id_128bit: bool = True
     scope_manager: str = 'contextvars'
@@ -335,6 +339,9 @@ class TracingConfig:
             raise ConfigError('FALCON_TRACING_REPORTER=zipkin needs FALCON_TRACING_ZIPKIN_URL '
                               '(or OTEL_EXPORTER_ZIPKIN_ENDPOINT), e.g. '
                               'http://127.0.0.1:9411/api/v2/spans')
+        if self.batch_size > self.queue_size:
+            raise ConfigError(f'FALCON_TRACING_BATCH_SIZE={self.batch_size} is not valid: it '
+                              f'must not exceed FALCON_TRACING_QUEUE_SIZE={self.queue_size}')
         for name in ('request_hook', 'response_hook', 'operation_name'):
             value = getattr(self, name)
             if value is not None and not callable(value):
