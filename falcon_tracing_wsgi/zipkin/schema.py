@@ -22,7 +22,9 @@ server, because its job is to catch our own encoding mistakes:
   leading zeros.
 
 Every function returns a list of human-readable errors, empty when the input is valid,
-and never raises for any JSON-like input.
+and never raises for any JSON-like input. It shares no code with the encoder on purpose
+(the address rules are written twice): a shared helper with a bug would let the encoder's
+mistake pass its own check.
 """
 
 from __future__ import annotations
