@@ -109,7 +109,8 @@ def build_reporter(config: TracingConfig) -> Any:
     kind = config.effective_reporter
     if kind == 'none':
         return NoopReporter()
-    encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()))
+    encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()),
+                            process_tags=dict(config.tags))
     sender: Any
     if kind == 'zipkin':
         assert config.zipkin_url is not None  # TracingConfig checks this

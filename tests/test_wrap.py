@@ -206,3 +206,13 @@ def test_disabled_returns_the_app_itself(monkeypatch):
 class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
     def log_message(self, *args):
         pass
+
+
+def test_process_tags_from_the_environment(collector, monkeypatch):
+    monkeypatch.setenv('FALCON_TRACING_ZIPKIN_URL', collector.url)
+    monkeypatch.setenv('FALCON_TRACING_TAGS', 'env=staging,region=eu-1')
+    app = falcon.App()
+    app.add_route('/hello', Hello())
+    falcon.testing.TestClient(wrap(app)).simulate_get('/hello')
+    (span,) = exported(collector, 1)
+    assert span['tags']['env'] == 'staging' and span['tags']['region'] == 'eu-1'

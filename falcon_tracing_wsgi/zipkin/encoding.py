@@ -51,6 +51,7 @@ import re
 import traceback
 import types
 from json.encoder import encode_basestring_ascii as _c_escape
+from collections.abc import Mapping
 from typing import Any, Optional
 
 __all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH']
@@ -237,16 +238,20 @@ class JsonV2Encoder:
             on every span.
         max_value_length: the longest name, tag value or annotation value (characters);
             longer ones are cut.
+        process_tags: tags added to every span (``FALCON_TRACING_TAGS``, the gunicorn
+            worker identity); a span's own tag of the same name wins. Their JSON is built
+            once here.
 
     The encoder is safe to share between threads: the only state it changes is two small
     caches, and a lost cache insert costs nothing but a later miss.
     """
 
     __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
-                 '_address_cache')
+                 '_address_cache', 'process_tags', '_process_pairs')
 
     def __init__(self, local_endpoint: Endpoint, *,
-                 max_value_length: int = DEFAULT_MAX_VALUE_LENGTH) -> None:
+                 max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
+                 process_tags: Optional[Mapping[str, str]] = None) -> None:
         if not isinstance(local_endpoint, Endpoint):
             raise TypeError(f'local_endpoint must be an Endpoint, got {local_endpoint!r}')
         if isinstance(max_value_length, bool) or not isinstance(max_value_length, int) \
@@ -258,6 +263,10 @@ class JsonV2Encoder:
         # '"key":' per tag key; None marks the keys that map to Zipkin fields instead.
         self._key_cache: dict[str, Optional[str]] = dict.fromkeys(_PEER_TAGS)
         self._address_cache: dict[str, bool] = {}
+        self.process_tags = dict(process_tags or {})
+        self._process_pairs = tuple(
+            (key, _tag_pair(key, value, max_value_length))
+            for key, value in self.process_tags.items())
 
     def encode(self, span: Any) -> Optional[str]:
         """Encode one finished span as the text of one Zipkin v2 JSON object.
@@ -375,12 +384,22 @@ class JsonV2Encoder:
                 remote_json = self._remote_endpoint(service, ipv4, ipv6, port, add, limit)
             if pairs:
                 tags_json = ',"tags":{' + ','.join(pairs) + '}'
+        if self._process_pairs:
+            tags_json = self._with_process_tags(tags, tags_json)
 
         logs = span.logs
         if logs:
             annotations_json = self._annotations(logs, limit)
         return (f'{head}{debug}{kind_json}{remote_json}{tags_json}{self._local_fragment}'
                 f'{annotations_json}}}')
+
+    def _with_process_tags(self, tags: Any, tags_json: str) -> str:
+        extra = [pair for key, pair in self._process_pairs if not tags or key not in tags]
+        if not extra:
+            return tags_json
+        if tags_json:
+            return tags_json[:-1] + ',' + ','.join(extra) + '}'
+        return ',"tags":{' + ','.join(extra) + '}'
 
     def _key_fragment(self, key: Any) -> str:
         """The '"key":' fragment of a tag key, cached while the cache has room."""

@@ -365,3 +365,27 @@ def test_property_any_tags_encode_to_valid_zipkin_equal_to_the_oracle(
     decoded = json.loads(JsonV2Encoder(LOCAL).encode(span))
     assert validate_span(decoded) == []
     assert decoded == reference_encode(span)
+
+
+@pytest.mark.parametrize('span_tags, expected', [
+    pytest.param({}, {'env': 'prod', 'gunicorn.worker.pid': '12'}, id='no-span-tags'),
+    pytest.param({'http.method': 'GET'},
+                 {'http.method': 'GET', 'env': 'prod', 'gunicorn.worker.pid': '12'},
+                 id='merged'),
+    pytest.param({'env': 'span-wins'}, {'env': 'span-wins', 'gunicorn.worker.pid': '12'},
+                 id='span-tag-wins'),
+])
+def test_process_tags_are_added_to_every_span(span_tags, expected):
+    import json as _json
+    from types import SimpleNamespace
+
+    from falcon_tracing_wsgi.tracer.context import SpanContext
+    from falcon_tracing_wsgi.zipkin import Endpoint, JsonV2Encoder, validate_span
+    encoder = JsonV2Encoder(Endpoint('svc'),
+                            process_tags={'env': 'prod', 'gunicorn.worker.pid': '12'})
+    span = SimpleNamespace(context=SpanContext('a' * 32, 'b' * 16, sampled=True),
+                           operation_name='op', start_time=1_700_000_000.0, duration=0.001,
+                           tags=dict(span_tags), logs=None)
+    encoded = _json.loads(encoder.encode(span))
+    assert validate_span(encoded) == []
+    assert encoded['tags'] == expected
