@@ -29,7 +29,7 @@ from typing import Any, Callable, NamedTuple, Optional
 from ._redact import DEFAULT_REDACT_QUERY
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
-           'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS']
+           'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'APP_ENV', 'app_target']
 
 _log = logging.getLogger(__name__)
 
@@ -448,5 +448,19 @@ def _warn_unknown(environ: Mapping[str, str]) -> None:
                           stacklevel=3)
 
 
+#: The variable naming the app the zero-code entrypoint wraps
+#: (``falcon_tracing_wsgi.entrypoint``), e.g. ``myservice.wsgi:app``.
+APP_ENV = 'FALCON_TRACING_APP'
+
 #: FALCON_TRACING_* variables read by other entry points (not TracingConfig fields).
-_OTHER_KNOWN = {'FALCON_TRACING_APP'}
+_OTHER_KNOWN = {APP_ENV}
+
+
+def app_target(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The ``FALCON_TRACING_APP`` value (stripped), or None when unset or empty.
+
+    Args:
+        environ: the variables to read; ``os.environ`` when omitted.
+    """
+    value = (os.environ if environ is None else environ).get(APP_ENV, '').strip()
+    return value or None
