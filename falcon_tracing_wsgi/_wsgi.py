@@ -85,7 +85,7 @@ class EnvironHeaders(Mapping[str, str]):
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self._environ = environ
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         key = _ENV_KEYS.get(name)
         if key is None:
             key = environ_key(name.lower())

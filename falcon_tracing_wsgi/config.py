@@ -123,8 +123,8 @@ def _parse_otel_propagators(text: str) -> tuple[str, ...]:
 def _parse_exclude(text: str) -> tuple[ExcludeRule, ...]:
     rules = []
     for item in _split(text):
-        method, _, path = item.rpartition(' ')
-        method = method.strip().upper() or None
+        method_text, _, path = item.rpartition(' ')
+        method = method_text.strip().upper() or None
         if method is not None and not _METHOD.fullmatch(method):
             raise ValueError(f'rule {item!r}: expected "[METHOD ]/path" such as "GET /healthz"')
         if not path.startswith('/') or '*' in path[:-1]:

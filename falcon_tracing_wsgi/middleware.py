@@ -55,8 +55,9 @@ import opentracing
 from opentracing import Format
 from opentracing import tags as ot_tags
 
+from ._redact import REDACTED
 from ._wsgi import (
-    ALWAYS_REDACTED, IN_FLIGHT, REDACTED, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
     EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
 )
 from .config import TracingConfig
@@ -149,7 +150,8 @@ class TracingMiddleware:
                start_response: Callable[..., Any]) -> TracedResponse:
         method = environ.get('REQUEST_METHOD') or 'GET'
         try:
-            parent = tracer.extract(Format.HTTP_HEADERS, EnvironHeaders(environ))
+            parent = tracer.extract(Format.HTTP_HEADERS,
+                                    EnvironHeaders(environ))  # type: ignore[arg-type]
         except Exception:
             # Client-controlled input: a corrupt context is not our fault, nor an error.
             _log.debug('ignoring an invalid incoming trace context', exc_info=True)
@@ -164,7 +166,7 @@ class TracingMiddleware:
             set_tag(ot_tags.COMPONENT, self._component)
             set_tag(ot_tags.HTTP_METHOD, method)
             set_tag(ot_tags.HTTP_URL, self._url(environ))
-            peer = {}
+            peer: dict[str, Any] = {}
             peer_tags(environ, peer)
             for key, value in peer.items():
                 set_tag(key, value)

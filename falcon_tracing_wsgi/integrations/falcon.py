@@ -135,7 +135,7 @@ def _default_exception_handler(req: falcon.Request, resp: falcon.Response, error
     raise falcon.HTTPInternalServerError()
 
 
-def instrument_app(app: falcon.App) -> None:
+def instrument_app(app: falcon.App[Any, Any]) -> None:
     """Add :class:`TracingComponent` and exception capture to a Falcon app, once."""
     if id(app) in _INSTRUMENTED:
         return
