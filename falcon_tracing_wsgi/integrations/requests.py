@@ -52,7 +52,7 @@ def _traced_send(tracer: Optional[opentracing.Tracer], send: Any,
         return send(request, **kwargs)  # type: ignore[no-any-return]
     try:
         outgoing = request.copy()
-        inject_headers(outgoing.headers, scope.span,  # type: ignore[arg-type]
+        inject_headers(outgoing.headers, scope.span,  # type: ignore[arg-type,unused-ignore]
                        scope.span.tracer)
     except Exception:  # pragma: no cover - copy() of a valid PreparedRequest
         outgoing = request
