@@ -219,7 +219,8 @@ def readme_variables_block() -> str:
             default = str(default).lower()
         shown = f'``{default}``' if default not in (None, '') else 'none'
         fallback = f'; OpenTelemetry fallback ``{setting.otel}``' if setting.otel else ''
-        lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {setting.doc}', '']
+        doc = setting.doc.replace('*', '\\*')  # RST: a literal asterisk
+        lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {doc}', '']
     return '\n'.join(lines)
 
 
