@@ -17,13 +17,17 @@ Design:
 
 :class:`RandomIdGenerator` bundles the two functions the tracer needs; a test can hand
 the tracer any object with the same two methods to get reproducible ids.
+:class:`XRayIdGenerator` makes 128-bit trace ids whose first 32 bits are the epoch
+seconds, as AWS X-Ray's trace ids are (``1-{8 hex seconds}-{24 hex random}``).
 """
 
 from __future__ import annotations
 
 from random import getrandbits as _getrandbits
+from time import time as _time
 
-__all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'RandomIdGenerator']
+__all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'new_xray_trace_id',
+           'RandomIdGenerator', 'XRayIdGenerator']
 
 
 def new_span_id() -> str:
@@ -52,6 +56,16 @@ def new_trace_id_128() -> str:
     return bits.to_bytes(16, 'big').hex()
 
 
+def new_xray_trace_id() -> str:
+    """Return a 128-bit trace id whose first 32 bits are the current epoch seconds.
+
+    The other 96 bits are random. Such an id is never zero (the time is not), it is a
+    valid W3C/B3 trace id, and its X-Ray form ``1-{first 8}-{last 24}`` is what AWS
+    X-Ray expects (it used to reject trace ids not stamped within the last 30 days).
+    """
+    return ((int(_time()) & 0xffffffff) << 96 | _getrandbits(96)).to_bytes(16, 'big').hex()
+
+
 class RandomIdGenerator:
     """The tracer's source of new ids.
 
@@ -72,3 +86,20 @@ class RandomIdGenerator:
     def __repr__(self) -> str:
         bits = 128 if self.trace_id is new_trace_id_128 else 64
         return f'RandomIdGenerator(trace_id_bits={bits})'
+
+
+class XRayIdGenerator:
+    """The tracer's source of ids when traces are viewed in AWS X-Ray.
+
+    Trace ids come from :func:`new_xray_trace_id` (time-stamped 128-bit ids), span ids
+    from :func:`new_span_id`. Same interface as :class:`RandomIdGenerator`.
+    """
+
+    __slots__ = ('trace_id', 'span_id')
+
+    def __init__(self) -> None:
+        self.trace_id = new_xray_trace_id
+        self.span_id = new_span_id
+
+    def __repr__(self) -> str:
+        return 'XRayIdGenerator()'
