@@ -14,6 +14,7 @@ name          reads                                    writes
 ``baggage``   ``baggage``                              ``baggage``
 ``jaeger``    ``uber-trace-id``, ``uberctx-*``,        ``uber-trace-id``, ``uberctx-*``
               ``jaeger-debug-id``
+``xray``      ``X-Amzn-Trace-Id``                      ``X-Amzn-Trace-Id``
 ============  =======================================  ====================================
 
 :class:`CompositePropagator` lets a service speak several formats at once, which is what
@@ -36,12 +37,14 @@ from .b3 import B3MultiPropagator, B3SinglePropagator
 from .baggage import W3CBaggagePropagator
 from .jaeger import JaegerPropagator
 from .w3c import TraceContextPropagator
+from .xray import XRayPropagator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._types import Propagator
 
 __all__ = ['B3MultiPropagator', 'B3SinglePropagator', 'TraceContextPropagator',
-           'W3CBaggagePropagator', 'JaegerPropagator', 'CompositePropagator',
+           'W3CBaggagePropagator', 'JaegerPropagator', 'XRayPropagator',
+           'CompositePropagator',
            'PROPAGATORS', 'build_propagator']
 
 
@@ -158,6 +161,7 @@ PROPAGATORS: dict[str, Callable[[], Propagator]] = {
     'w3c': TraceContextPropagator,
     'baggage': W3CBaggagePropagator,
     'jaeger': JaegerPropagator,
+    'xray': XRayPropagator,
 }
 
 
