@@ -157,7 +157,7 @@ def test_one_name_builds_that_propagator(name, cls):
 
 def test_registry_is_a_plain_dict_of_the_documented_names():
     assert type(PROPAGATORS) is dict
-    assert sorted(PROPAGATORS) == ['b3', 'b3single', 'baggage', 'jaeger', 'w3c']
+    assert sorted(PROPAGATORS) == ['b3', 'b3single', 'baggage', 'jaeger', 'w3c', 'xray']
 
 
 @pytest.mark.parametrize('names, expected', [
@@ -206,7 +206,8 @@ def test_a_new_format_is_one_registry_entry(monkeypatch):
 def test_public_names():
     assert set(propagation.__all__) == {
         'B3MultiPropagator', 'B3SinglePropagator', 'TraceContextPropagator',
-        'W3CBaggagePropagator', 'JaegerPropagator', 'CompositePropagator', 'PROPAGATORS',
+        'W3CBaggagePropagator', 'JaegerPropagator', 'XRayPropagator', 'CompositePropagator',
+        'PROPAGATORS',
         'build_propagator'}
 
 
