@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import logging
 import os
 import re
@@ -29,19 +30,22 @@ from typing import Any, Callable, NamedTuple, Optional
 from ._redact import DEFAULT_REDACT_QUERY
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
-           'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'APP_ENV', 'app_target']
+           'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
+           'app_target']
 
 _log = logging.getLogger(__name__)
 
 ENV_PREFIX = 'FALCON_TRACING_'
 
 #: Propagation format names accepted by ``FALCON_TRACING_PROPAGATION``.
-PROPAGATION_FORMATS = ('b3', 'b3single', 'w3c', 'baggage', 'jaeger')
+PROPAGATION_FORMATS = ('b3', 'b3single', 'w3c', 'baggage', 'jaeger', 'xray')
 #: ``OTEL_PROPAGATORS`` names and the format each one means here.
 _OTEL_PROPAGATORS = {'tracecontext': 'w3c', 'baggage': 'baggage', 'b3': 'b3single',
-                     'b3multi': 'b3', 'jaeger': 'jaeger'}
-REPORTERS = ('zipkin', 'log', 'none')
+                     'b3multi': 'b3', 'jaeger': 'jaeger', 'xray': 'xray'}
+REPORTERS = ('zipkin', 'log', 'xray', 'none')
 SCOPE_MANAGERS = ('contextvars', 'threadlocal', 'gevent')
+#: ``FALCON_TRACING_TRACER``: this package's tracer, or an OpenTelemetry SDK behind the shim.
+TRACERS = ('builtin', 'otel')
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _METHOD = re.compile(r'[A-Z]+')
@@ -197,6 +201,70 @@ def _parse_optional_text(text: str) -> Optional[str]:
     return text.strip() or None
 
 
+def _parse_auto_bool(text: str) -> Optional[bool]:
+    if text.strip().lower() == 'auto':
+        return None
+    try:
+        return _parse_bool(text)
+    except ValueError:
+        raise ValueError('expected auto, or one of true, false, 1, 0, yes, no, on, off') \
+            from None
+
+
+_DAEMON_HOST = re.compile(r'[A-Za-z0-9.-]+')
+
+
+def _parse_daemon_address(text: str) -> str:
+    """The UDP ``host:port`` of an X-Ray daemon address, in either of the SDKs' forms.
+
+    ``host:port`` (UDP and TCP on one address), or ``tcp:host:port udp:host:port`` in
+    either order. An IPv6 host is written in brackets: ``[::1]:2000``.
+    """
+    parts = text.split()
+    expected = ('expected host:port such as 127.0.0.1:2000, or '
+                '"tcp:host:port udp:host:port"')
+    if len(parts) == 2:
+        kinds = {part.partition(':')[0].lower(): part.partition(':')[2] for part in parts}
+        if set(kinds) != {'tcp', 'udp'}:
+            raise ValueError(expected)
+        _split_host_port(kinds['tcp'], expected)
+        address = kinds['udp']
+    elif len(parts) == 1:
+        address = parts[0]
+    else:
+        raise ValueError(expected)
+    host, port = _split_host_port(address, expected)
+    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+
+
+def _split_host_port(address: str, expected: str) -> tuple[str, int]:
+    if address.startswith('['):
+        host, sep, port_text = address[1:].partition(']:')
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(expected) from None
+    else:
+        host, sep, port_text = address.rpartition(':')
+        if not _DAEMON_HOST.fullmatch(host):
+            raise ValueError(expected)
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(expected)
+    return host, int(port_text)
+
+
+_EXPORTER_NAME = re.compile(r'[A-Za-z0-9_.-]+')
+
+
+def _parse_exporters(text: str) -> tuple[str, ...]:
+    names = _parse_names(text)
+    if not names or not all(_EXPORTER_NAME.fullmatch(name) for name in names) or (
+            'none' in names and len(names) > 1):
+        raise ValueError('expected a comma list of OpenTelemetry span exporter names '
+                         '(console, otlp, zipkin, ...) or none')
+    return names
+
+
 class _Setting(NamedTuple):
     field: str
     env: str
@@ -215,8 +283,17 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('enabled', 'FALCON_TRACING_ENABLED', _parse_bool,
              'false turns tracing off: wrap() returns the app unchanged.',
              'OTEL_SDK_DISABLED', lambda text: not _parse_bool(text)),
+    _Setting('tracer', 'FALCON_TRACING_TRACER', _choice(TRACERS),
+             'builtin (this package\'s tracer) or otel (an OpenTelemetry SDK tracer provider '
+             'behind the OpenTracing shim, configured by the OTEL_* variables; needs the '
+             '[otel] extra).'),
+    _Setting('otel_traces_exporter', 'FALCON_TRACING_OTEL_TRACES_EXPORTER', _parse_exporters,
+             'With the otel tracer: the OpenTelemetry span exporters by entry-point name '
+             '(console, otlp, zipkin, ...; each one installed) or none.',
+             'OTEL_TRACES_EXPORTER'),
     _Setting('propagation', 'FALCON_TRACING_PROPAGATION', _parse_propagation,
-             'Propagation formats, in extraction order: b3, b3single, w3c, baggage, jaeger. '
+             'Propagation formats, in extraction order: b3, b3single, w3c, baggage, jaeger, '
+             'xray. '
              'Injection writes all of them.',
              'OTEL_PROPAGATORS', _parse_otel_propagators),
     _Setting('sample_rate', 'FALCON_TRACING_SAMPLE_RATE', _number(float, 0.0, 1.0),
@@ -231,6 +308,9 @@ SETTINGS: tuple[_Setting, ...] = (
              'edge service so clients cannot force sampling.'),
     _Setting('trace_id_128bit', 'FALCON_TRACING_TRACE_ID_128BIT', _parse_bool,
              'New traces get 128-bit trace ids (false: 64-bit).'),
+    _Setting('xray_ids', 'FALCON_TRACING_XRAY_IDS', _parse_auto_bool,
+             'New trace ids start with the epoch seconds, as AWS X-Ray ids do. Default '
+             '(auto): on when the xray propagation format or the xray reporter is chosen.'),
     _Setting('scope_manager', 'FALCON_TRACING_SCOPE_MANAGER', _choice(SCOPE_MANAGERS),
              'In-process context: contextvars (threads, gthread, asyncio), threadlocal, '
              'gevent.'),
@@ -256,8 +336,8 @@ SETTINGS: tuple[_Setting, ...] = (
              _parse_optional_header,
              'Response header that carries the trace id (e.g. X-Trace-Id); empty: none.'),
     _Setting('reporter', 'FALCON_TRACING_REPORTER', _choice(REPORTERS),
-             'zipkin (HTTP to FALCON_TRACING_ZIPKIN_URL), log (Zipkin v2 JSON lines) or '
-             'none. Default: zipkin when a URL is set, else log.'),
+             'zipkin (HTTP to FALCON_TRACING_ZIPKIN_URL), log (Zipkin v2 JSON lines), xray '
+             '(UDP to the X-Ray daemon) or none. Default: zipkin when a URL is set, else log.'),
     _Setting('zipkin_url', 'FALCON_TRACING_ZIPKIN_URL', _parse_url,
              'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans.',
              'OTEL_EXPORTER_ZIPKIN_ENDPOINT'),
@@ -265,6 +345,10 @@ SETTINGS: tuple[_Setting, ...] = (
              'Extra headers on every upload, e.g. "Authorization=Bearer abc".'),
     _Setting('zipkin_gzip', 'FALCON_TRACING_ZIPKIN_GZIP', _parse_bool,
              'gzip the upload body.'),
+    _Setting('xray_daemon_address', 'FALCON_TRACING_XRAY_DAEMON_ADDRESS', _parse_daemon_address,
+             'UDP address of the X-Ray daemon for the xray reporter: host:port, or the SDKs\' '
+             '"tcp:host:port udp:host:port". Fallback: AWS_XRAY_DAEMON_ADDRESS, the X-Ray '
+             'SDKs\' variable.', 'AWS_XRAY_DAEMON_ADDRESS'),
     _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_optional_text,
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
@@ -303,12 +387,15 @@ class TracingConfig:
 
     service_name: str = 'unknown_service'
     enabled: bool = True
+    tracer: str = 'builtin'
+    otel_traces_exporter: tuple[str, ...] = ('otlp',)
     propagation: tuple[str, ...] = ('b3', 'w3c', 'baggage')
     sample_rate: float = 1.0
     sample_rate_limit: float = 0.0
     tags: tuple[tuple[str, str], ...] = ()
     trust_inbound: bool = True
     trace_id_128bit: bool = True
+    xray_ids: Optional[bool] = None
     scope_manager: str = 'contextvars'
     exclude: tuple[ExcludeRule, ...] = ()
     exclude_patterns: tuple[str, ...] = ()
@@ -321,6 +408,7 @@ class TracingConfig:
     zipkin_url: Optional[str] = None
     zipkin_headers: tuple[tuple[str, str], ...] = ()
     zipkin_gzip: bool = False
+    xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
     queue_size: int = 2048
     batch_size: int = 256
@@ -353,6 +441,13 @@ class TracingConfig:
         if self.reporter is not None:
             return self.reporter
         return 'zipkin' if self.zipkin_url else 'log'
+
+    @property
+    def effective_xray_ids(self) -> bool:
+        """Whether new trace ids are X-Ray style: as configured, else on with xray in use."""
+        if self.xray_ids is not None:
+            return self.xray_ids
+        return 'xray' in self.propagation or self.effective_reporter == 'xray'
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None,
