@@ -20,6 +20,6 @@ server span as the child of the frontend's client span.
 
 from __future__ import annotations
 
-from ._runner import run
+from ._runner import REQUESTS, DemoRequest, cross_service_traces, run
 
-__all__ = ['run']
+__all__ = ['run', 'cross_service_traces', 'REQUESTS', 'DemoRequest']
