@@ -24,6 +24,7 @@ middleware looks the global tracer up per request, so a tracer re-installed in a
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Optional
@@ -33,9 +34,11 @@ import opentracing
 from .config import TracingConfig
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
+from .tracer.ids import XRayIdGenerator
 from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
+from .xray import SegmentEncoder, UdpSender
 from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
 
 __all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
@@ -70,7 +73,7 @@ def wrap(app: Callable[..., Any], **options: Any) -> Callable[..., Any]:
 _installed: Optional[TracingConfig] = None
 
 
-def install(config: Optional[TracingConfig] = None) -> Tracer:
+def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     """Build the tracer for ``config`` and make it opentracing's global tracer."""
     global _installed
     if config is None:
@@ -90,8 +93,15 @@ def installed_config() -> Optional[TracingConfig]:
     return _installed
 
 
-def build_tracer(config: TracingConfig, reporter: Any = None) -> Tracer:
-    """Wire the tracer for ``config`` (``reporter`` overrides the configured one)."""
+def build_tracer(config: TracingConfig, reporter: Any = None) -> opentracing.Tracer:
+    """Wire the tracer for ``config`` (``reporter`` overrides the configured one).
+
+    ``FALCON_TRACING_TRACER=otel`` gives the OpenTelemetry bridge
+    (:func:`falcon_tracing_wsgi.otel.build_tracer`; ``reporter`` is not used).
+    """
+    if config.tracer == 'otel':
+        from .otel import build_tracer as build_otel_tracer  # the [otel] extra, on demand
+        return build_otel_tracer(config)
     propagator: Any = build_propagator(config.propagation) if config.propagation \
         else _NoPropagation()
     return Tracer(
@@ -101,6 +111,7 @@ def build_tracer(config: TracingConfig, reporter: Any = None) -> Tracer:
         build_scope_manager(config.scope_manager),
         trace_id_128bit=config.trace_id_128bit,
         trust_inbound_sampling=config.trust_inbound,
+        id_generator=XRayIdGenerator() if config.effective_xray_ids else None,
     )
 
 
@@ -109,6 +120,15 @@ def build_reporter(config: TracingConfig) -> Any:
     kind = config.effective_reporter
     if kind == 'none':
         return NoopReporter()
+    if kind == 'xray':
+        from . import __version__
+        return BatchReporter(
+            UdpSender(config.xray_daemon_address, timeout=config.export_timeout),
+            SegmentEncoder(config.service_name, tags=config.tags,
+                           working_directory=os.getcwd(), sdk_version=__version__),
+            max_queue_size=config.queue_size, batch_size=config.batch_size,
+            flush_interval=config.flush_interval, max_retries=config.max_retries,
+            shutdown_timeout=config.shutdown_timeout)
     encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()),
                             process_tags=dict(config.tags))
     sender: Any
