@@ -1,0 +1,164 @@
+"""Reporter capacity: spans per second one process encodes and sends to a loopback sink.
+
+The spans are real server spans: the wrapped benchmark app (``apps.py``) is run for a
+few hundred requests on both routes with a reporter that keeps the finished spans, so
+each has the tags the middleware and the Falcon component really set (10 tags, a peer
+address, a route name). Those span objects are then reported over and over (the
+encoder does not change a span), to the counting sink (``sink.py``, its own process)
+over HTTP/1.1 keep-alive.
+
+Figures:
+
+* ``encode``: :meth:`JsonV2Encoder.encode` alone (best of 5), no I/O.
+* ``worker``: the production shape. This thread calls ``report()`` as request threads
+  do, at most ``max_queue_size`` ahead of the sender, while the reporter's worker thread
+  encodes, frames and POSTs batches; timed from the first ``report()`` until the sink
+  has every span. ``CPU/span`` is process CPU (both threads) over the same interval.
+* ``flush``: every span queued first, then ``flush()`` encodes and sends them all from
+  this thread (the worker may help): the raw pipeline without producer costs.
+
+Run: ``python benchmarks/bench_reporter.py [--spans 200000] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import timeit
+from typing import Any
+
+from _common import ROOT, Sink, table, verdict
+
+sys.path.insert(0, str(ROOT))
+
+BUDGET_SPANS_PER_SECOND = 200_000
+
+
+def real_spans(count: int = 400) -> list[Any]:
+    """Finished server spans from the wrapped benchmark app (``count`` requests)."""
+    import apps
+    from bench_inprocess import _run_route
+
+    from falcon_tracing_wsgi import TracingMiddleware
+    from falcon_tracing_wsgi.propagation import build_propagator
+    from falcon_tracing_wsgi.tracer.sampler import ConstSampler
+    from falcon_tracing_wsgi.tracer.tracer import Tracer
+
+    class Keep:
+        def __init__(self) -> None:
+            self.spans: list[Any] = []
+
+        def report(self, span: Any) -> None:
+            self.spans.append(span)
+
+        def flush(self, timeout: float) -> bool:
+            return True
+
+        def close(self, timeout: float = 0) -> bool:
+            return True
+
+    keep = Keep()
+    tracer = Tracer(keep, ConstSampler(True), build_propagator(('b3', 'w3c', 'baggage')))
+    app = TracingMiddleware(apps.make_app(), tracer=tracer)
+    for path in ('/hello', '/users/42'):
+        _run_route(app, path, count // 2, None)
+    return keep.spans
+
+
+def run(spans: int = 200_000, encode_runs: int = 100_000) -> dict[str, Any]:
+    from falcon_tracing_wsgi.zipkin import BatchReporter, Endpoint, HttpSender, JsonV2Encoder
+    sample = real_spans()
+    encoder = JsonV2Encoder(Endpoint('bench', '10.0.0.7'))
+    size = sum(len(encoder.encode(span) or '') for span in sample) / len(sample)
+    span = sample[-1]
+    best = min(timeit.repeat(lambda: encoder.encode(span), number=encode_runs, repeat=5))
+    result: dict[str, Any] = {'span_bytes': size, 'tags': len(span.tags),
+                              'encode_per_s': encode_runs / best,
+                              'encode_us': best / encode_runs * 1e6}
+    batch = [sample[i % len(sample)] for i in range(spans)]
+    with Sink() as sink:
+        before = sink.counts()['spans']
+        # The production shape: the worker thread sends while this thread reports.
+        reporter = BatchReporter(HttpSender(sink.url), encoder, max_queue_size=spans,
+                                 batch_size=256)
+        report = reporter.report
+        cpu0 = time.process_time()
+        start = time.perf_counter()
+        for item in batch:
+            report(item)
+        reported = time.perf_counter() - start
+        sent = sink.wait_for(before + spans, 120.0)['spans'] - before
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        stats = reporter.stats()
+        reporter.close(5.0)
+        result.update(worker_per_s=sent / elapsed, worker_cpu_us=cpu / spans * 1e6,
+                      report_us=reported / spans * 1e6, worker_sent=sent,
+                      worker_stats=stats)
+
+        before = sink.counts()['spans']
+        reporter = BatchReporter(HttpSender(sink.url), encoder, max_queue_size=spans,
+                                 batch_size=256)
+        for item in batch:
+            reporter.report(item)
+        cpu0 = time.process_time()
+        start = time.perf_counter()
+        ok = reporter.flush(120.0)
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        reporter.close(5.0)
+        flushed = sink.wait_for(before + spans, 30.0)['spans'] - before
+        result.update(flush_per_s=flushed / elapsed, flush_cpu_us=cpu / spans * 1e6,
+                      flush_ok=ok, flush_sent=flushed)
+    result['spans'] = spans
+    result['lost'] = [f'{what}: the sink received {got} of {spans} spans'
+                      for what, got in (('worker', result['worker_sent']),
+                                        ('flush', result['flush_sent'])) if got != spans]
+    return result
+
+
+def format_summary(result: dict[str, Any], judge_budgets: bool = True) -> str:
+    rows = [
+        ['encode only', result['encode_per_s'], result['encode_us'], '-'],
+        ['worker (report + encode + POST)', result['worker_per_s'],
+         1e6 / result['worker_per_s'], result['worker_cpu_us']],
+        ['flush (encode + POST)', result['flush_per_s'], 1e6 / result['flush_per_s'],
+         result['flush_cpu_us']],
+    ]
+    out = [f'Reporter capacity: {result["spans"]:,} real server spans ({result["tags"]} tags, '
+           f'{result["span_bytes"]:.0f} bytes of JSON each), one process, batches of 256 to the '
+           f'loopback sink', '',
+           table(['path', 'spans/s', 'us/span (wall)', 'CPU us/span'], rows), '',
+           f'  report() on the request thread: {result["report_us"]:.2f} us/span; '
+           f'worker stats {result["worker_stats"]}']
+    if judge_budgets:
+        out.append(f'  budget: >= {BUDGET_SPANS_PER_SECOND:,} spans/s/process (worker '
+                   f'{result["worker_per_s"]:,.0f}): '
+                   f'{verdict(result["worker_per_s"] >= BUDGET_SPANS_PER_SECOND)}')
+    for line in result['lost']:
+        out.append('  SPANS LOST: ' + line)
+    return '\n'.join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--spans', type=int, default=200_000)
+    parser.add_argument('--quick', action='store_true', help='5,000 spans')
+    parser.add_argument('--json', help='write the result as JSON to this file')
+    args = parser.parse_args()
+    if args.quick:
+        args.spans = 5_000
+    result = run(args.spans, 2_000 if args.quick else 100_000)
+    print(format_summary(result, not args.quick))
+    if args.json:
+        with open(args.json, 'w') as out:
+            json.dump(result, out, indent=1)
+    return 1 if result['lost'] else 0
+
+
+if __name__ == '__main__':
+    os.environ.pop('FALCON_TRACING_ZIPKIN_URL', None)
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Run every benchmark and print their tables: ``python benchmarks/run.py [--quick]``.
+
+The benchmarks (each also runs on its own, see ``benchmarks/README.md``):
+
+* ``inprocess``: per-request cost in-process, bare Falcon vs this package (sampled and
+  exported, unsampled, excluded, no-op tracer) vs OpenTelemetry;
+* ``e2e``: gunicorn ``-w 2`` under wrk (or a Python load generator): throughput, p99,
+  worker CPU and peak RSS, spans received == requests answered;
+* ``reporter``: spans per second one process encodes and sends;
+* ``propagation``: extract and inject cost per format.
+
+``--quick`` runs each one briefly (well under two minutes in all) to prove it works:
+nothing is judged on timings then. The exit status is non-zero only when a benchmark
+crashed or spans were lost (an exporting variant delivered fewer or more spans than
+requests were made); a full run prints the budgets (``holds``/``MISSED``) but does not
+fail on them either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from _common import machine
+
+BENCHMARKS = ('propagation', 'reporter', 'inprocess', 'e2e')
+
+
+def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, Any], str]]]:
+    import bench_e2e
+    import bench_inprocess
+    import bench_propagation
+    import bench_reporter
+
+    def inprocess() -> tuple[dict[str, Any], str]:
+        result = bench_inprocess.run(1, 1_000, 200) if quick else bench_inprocess.run()
+        return result, bench_inprocess.format_summary(result, not quick)
+
+    def e2e() -> tuple[dict[str, Any], str]:
+        result = bench_e2e.run(1, 2.0, 1.0, load) if quick else bench_e2e.run(load=load)
+        return result, bench_e2e.format_summary(result, not quick)
+
+    def reporter() -> tuple[dict[str, Any], str]:
+        result = bench_reporter.run(5_000, 2_000) if quick else bench_reporter.run()
+        return result, bench_reporter.format_summary(result, not quick)
+
+    def propagation() -> tuple[dict[str, Any], str]:
+        result = bench_propagation.run(2_000 if quick else 100_000)
+        return result, bench_propagation.format_summary(result)
+
+    return {'inprocess': inprocess, 'e2e': e2e, 'reporter': reporter,
+            'propagation': propagation}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='smoke mode: every benchmark briefly, no timing judged')
+    parser.add_argument('--only', help=f'comma list from {",".join(BENCHMARKS)}')
+    parser.add_argument('--load', choices=('auto', 'wrk', 'python'), default='auto',
+                        help='e2e load generator (auto: wrk when installed)')
+    parser.add_argument('--json', help='write every result as JSON to this file')
+    args = parser.parse_args()
+    names = args.only.split(',') if args.only else list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f'unknown benchmark {", ".join(unknown)}; choose from '
+                     f'{", ".join(BENCHMARKS)}')
+    print(f'machine: {machine()}')
+    print(f'mode: {"quick smoke run (timings not judged)" if args.quick else "full"}\n',
+          flush=True)
+    runners = _runners(args.quick, args.load)
+    results: dict[str, Any] = {'machine': machine(), 'quick': args.quick}
+    failed = []
+    for name in names:
+        started = time.monotonic()
+        print(f'== {name} ==', flush=True)
+        try:
+            result, text = runners[name]()
+        except Exception:
+            traceback.print_exc()
+            failed.append(f'{name}: crashed')
+            continue
+        results[name] = result
+        print(text)
+        print(f'({name}: {time.monotonic() - started:.0f} s)\n', flush=True)
+        for line in result.get('lost', []):
+            failed.append(f'{name}: spans lost: {line}')
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    if failed:
+        print('FAILED: ' + '; '.join(failed))
+        return 1
+    print('all benchmarks ran; no spans lost')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""A counting span sink: the "live collector on loopback" every exporting benchmark posts to.
+
+It runs in its own process (``python benchmarks/sink.py``), prints its port on the first
+line of standard output and then serves HTTP/1.1 with keep-alive on 127.0.0.1:
+
+* ``POST <any path>``: reads the whole body (``Content-Length`` or chunked), counts the
+  spans in it and answers ``202 Accepted``. The answer is sent only after the spans were
+  counted, so an exporter's successful flush means the count includes its spans.
+* ``GET /count``: ``{"spans": N, "posts": N, "bytes": N}`` as JSON.
+
+Why not the package's ``ZipkinCollector``: that one validates every span against the
+Zipkin v2 schema, which costs CPU on the same two cores the benchmark measures. This sink
+only counts: every Zipkin v2 JSON span, ours and OpenTelemetry's, has exactly one
+``"traceId"`` key, so ``body.count(b'"traceId"')`` (one C-level scan) is the span count.
+Gzip bodies are decompressed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import socket
+import sys
+import threading
+
+_COUNTS = {'spans': 0, 'posts': 0, 'bytes': 0}
+_LOCK = threading.Lock()
+_ACCEPTED = b'HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'
+
+
+def _read_chunked(stream) -> bytes:
+    parts = []
+    while True:
+        size = int(stream.readline(1024).split(b';', 1)[0].strip() or b'0', 16)
+        if size == 0:
+            while stream.readline(1024) not in (b'\r\n', b'\n', b''):
+                pass
+            return b''.join(parts)
+        parts.append(stream.read(size))
+        stream.readline(1024)
+
+
+def _serve(conn: socket.socket) -> None:
+    stream = conn.makefile('rb')
+    try:
+        while True:
+            request_line = stream.readline(65536)
+            if not request_line:
+                return
+            method, _, rest = request_line.partition(b' ')
+            path = rest.split(b' ', 1)[0]
+            length = 0
+            chunked = gzipped = False
+            while True:
+                line = stream.readline(65536)
+                if not line:
+                    return
+                if line in (b'\r\n', b'\n'):
+                    break
+                name, _, value = line.partition(b':')
+                name = name.strip().lower()
+                if name == b'content-length':
+                    length = int(value)
+                elif name == b'transfer-encoding' and b'chunked' in value.lower():
+                    chunked = True
+                elif name == b'content-encoding' and b'gzip' in value.lower():
+                    gzipped = True
+            body = _read_chunked(stream) if chunked else stream.read(length)
+            if method == b'GET' and path == b'/count':
+                with _LOCK:
+                    payload = json.dumps(_COUNTS).encode()
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
+                             b'Content-Length: %d\r\n\r\n%s' % (len(payload), payload))
+                continue
+            if gzipped:
+                body = gzip.decompress(body)
+            spans = body.count(b'"traceId"')
+            with _LOCK:
+                _COUNTS['spans'] += spans
+                _COUNTS['posts'] += 1
+                _COUNTS['bytes'] += len(body)
+            conn.sendall(_ACCEPTED)
+    except (OSError, ValueError):
+        return
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--port', type=int, default=0)
+    args = parser.parse_args()
+    listener = socket.create_server(('127.0.0.1', args.port), backlog=128)
+    print(listener.getsockname()[1], flush=True)
+    sys.stdout.close()
+    while True:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=_serve, args=(conn,), daemon=True).start()
+
+
+if __name__ == '__main__':
+    main()
