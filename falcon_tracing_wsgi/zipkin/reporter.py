@@ -74,6 +74,7 @@ __all__ = ['BatchReporter', 'NoopReporter']
 _log = logging.getLogger(__name__)
 _getpid = os.getpid
 _THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
+_ABORT_GRACE = 0.1  # seconds close() waits for an aborted send to settle its batch
 
 
 class _WarningGate:
@@ -434,6 +435,9 @@ class BatchReporter:
 
         Args:
             timeout: the most seconds this call may take; default ``shutdown_timeout``.
+                A send still in progress at the deadline is aborted by closing the
+                sender, and its batch counted as failed, which may take up to 0.1 s
+                more; a sender that cannot be aborted leaves that batch ``queued``.
 
         Returns:
             Whether everything was sent within the time.
@@ -451,17 +455,24 @@ class BatchReporter:
         self._wake.set()
         ok = self._drain(deadline, None)
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is threading.current_thread():
+            thread = None  # close() called from the worker: it cannot wait for itself
+        if thread is not None:
             thread.join(max(0.0, deadline - _monotonic()))
+        try:
+            self._sender.close()
+        except Exception:
+            _log.warning('zipkin reporter: closing the sender failed', exc_info=True)
+        if thread is not None and thread.is_alive():
+            # Closing the sender aborts a send the worker is still stuck in (a collector
+            # that hangs); the worker then settles that batch as failed at once. Waiting
+            # briefly for it makes the counters final when close() returns.
+            thread.join(_ABORT_GRACE)
         with self._lock:
             leftover = len(self._queue)
             self._queue.clear()
             self._dropped += leftover
             done = self._in_flight == 0
-        try:
-            self._sender.close()
-        except Exception:
-            _log.warning('zipkin reporter: closing the sender failed', exc_info=True)
         if first:
             self._log_summary()
         return ok and leftover == 0 and done
