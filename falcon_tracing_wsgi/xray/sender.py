@@ -154,4 +154,5 @@ class UdpSender:
         self._reset()
 
     def __repr__(self) -> str:
-        return f'UdpSender({self.host}:{self.port})'
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        return f'UdpSender({host}:{self.port})'
