@@ -19,6 +19,8 @@ Routes:
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 import opentracing
 
@@ -40,7 +42,7 @@ class _Fail:
         raise RuntimeError('the inventory database is unavailable (a demo failure)')
 
 
-def create_app() -> falcon.App:
+def create_app() -> falcon.App[Any, Any]:
     """The backend's Falcon app (not traced by itself: the entrypoint wraps it)."""
     app = falcon.App()
     app.add_route('/items/{item_id}', _Item())

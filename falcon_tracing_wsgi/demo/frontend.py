@@ -87,7 +87,7 @@ class _Stream:
             yield f'item {item_id}: {stock} in stock\n'.encode()
 
 
-def create_app(backend_url: str) -> falcon.App:
+def create_app(backend_url: str) -> falcon.App[Any, Any]:
     """The frontend's Falcon app, calling the backend at ``backend_url``."""
     backend = _Backend(backend_url)
     app = falcon.App()

@@ -29,6 +29,7 @@ Decisions:
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -57,7 +58,7 @@ def free_port(host: str = _HOST) -> int:
 
 def _control_socket_option() -> list[str]:
     try:
-        import gunicorn
+        gunicorn = importlib.import_module('gunicorn')  # untyped: no stubs needed
     except ImportError:  # the child will say so, with a clear message
         return []
     version = getattr(gunicorn, 'version_info', (0,))

@@ -54,7 +54,7 @@ def start_server(collector, app='tests.e2e.wsgi:app', *, service='e2e', env=None
 
 @pytest.fixture
 def servers(collector):
-    """``servers(app=..., service=..., env=..., options=...)`` starts a server; all stop at the end."""
+    """``servers(app, service=, env=, options=)`` starts a server; all are stopped at the end."""
     started = []
 
     def start(*args, **kwargs):

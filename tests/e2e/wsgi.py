@@ -1,4 +1,4 @@
-"""The e2e app traced the README's way: ``app = wrap(create_app())`` (gunicorn tests.e2e.wsgi:app)."""
+"""The e2e app traced the README's way, ``app = wrap(create_app())``: tests.e2e.wsgi:app."""
 
 from __future__ import annotations
 
