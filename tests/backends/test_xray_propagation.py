@@ -54,10 +54,11 @@ def extract(value):
                  SpanContext(TRACE, PARENT, None, True,
                              extra={EXTRA_KEY: 'Lineage=a87bd80c:1|68fd508a:5'}),
                  id='lineage-is-kept'),
-    pytest.param('Self=1-67891234-12456789abcdef012345678;Root=1-67891233-abcdef012345678912345678;'
-                 'CalledFrom=app', None, id='elb-docs-self-dropped-no-decision'),
-    pytest.param('Self=1-67891234-12456789abcdef0123456789;Root=1-67891233-abcdef012345678912345678'
-                 ';Parent=53995c3f42cd8ad8;Sampled=1',
+    pytest.param('Self=1-67891234-12456789abcdef012345678;'
+                 'Root=1-67891233-abcdef012345678912345678;CalledFrom=app', None,
+                 id='elb-docs-self-dropped-no-decision'),
+    pytest.param('Self=1-67891234-12456789abcdef0123456789;'
+                 'Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1',
                  SpanContext('67891233abcdef012345678912345678', PARENT, None, True),
                  id='self-dropped-trace-kept'),
     pytest.param(f'Root={ROOT};Parent={PARENT};Sampled=1,Root=1-00000001-000000000000000000000001',
