@@ -384,6 +384,7 @@ def _new_provider(config: TracingConfig) -> TracerProvider:
 
 def _exporter(name: str) -> SpanExporter:
     found = _entry_points(EXPORTER_GROUP)
+    name = _otlp_entry_point(name, found)
     if name not in found:
         known = ', '.join(sorted(found)) or 'none'
         hint = (' (pip install opentelemetry-exporter-otlp)' if name.startswith('otlp')
@@ -394,6 +395,35 @@ def _exporter(name: str) -> SpanExporter:
                           f'package provides{hint}; installed: {known}')
     exporter: SpanExporter = found[name].load()()
     return exporter
+
+
+def _otlp_entry_point(name: str, found: Mapping[str, Any]) -> str:
+    """The entry point ``otlp`` means: gRPC or HTTP, by ``OTEL_EXPORTER_OTLP_PROTOCOL``.
+
+    No package registers ``otlp`` itself; the SDK's auto-configuration maps it to
+    ``otlp_proto_grpc`` or ``otlp_proto_http`` from the protocol variables. The SDK's
+    (private) helper for that is used when it exists, so the protocol variables mean
+    what they mean under ``opentelemetry-instrument``; otherwise gRPC is preferred when
+    installed, as the SDK's default is.
+    """
+    if name != 'otlp' or name in found:
+        return name
+    try:
+        from opentelemetry.sdk._configuration import _get_exporter_entry_point
+    except ImportError:  # pragma: no cover - an SDK without the helper
+        pass
+    else:
+        try:
+            mapped = _get_exporter_entry_point(name, 'traces')
+        except RuntimeError as exc:  # "Unsupported OTLP protocol ... is configured"
+            raise ConfigError(f'OTEL_EXPORTER_OTLP_PROTOCOL is not valid for the otlp '
+                              f'exporter: {exc}') from None
+        if isinstance(mapped, str):
+            return mapped
+    for candidate in ('otlp_proto_grpc', 'otlp_proto_http'):
+        if candidate in found:
+            return candidate
+    return name
 
 
 def _entry_points(group: str) -> dict[str, importlib.metadata.EntryPoint]:

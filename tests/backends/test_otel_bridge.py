@@ -8,6 +8,7 @@ provider can be set only once per process.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -158,6 +159,13 @@ def test_flush_and_close(bridge):
     assert tracer.close(1.0) is True
 
 
+def _installed_exporters() -> set[str]:
+    points = importlib.metadata.entry_points()
+    selected = (points.select(group=otel.EXPORTER_GROUP) if hasattr(points, 'select')
+                else points.get(otel.EXPORTER_GROUP, ()))
+    return {point.name for point in selected}
+
+
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items()
              if not key.startswith(('OTEL_', 'FALCON_TRACING_', 'AWS_XRAY_'))}
@@ -208,8 +216,20 @@ def test_wrap_builds_the_provider_from_the_environment(env, exported):
     assert span['resource']['attributes']['service.name'] == 'users'
 
 
-def test_an_exporter_nobody_installed_stops_startup_with_a_hint():
-    result = _run(_APP, FALCON_TRACING_TRACER='otel', OTEL_TRACES_EXPORTER='otlp_missing')
+@pytest.mark.parametrize('env, named', [
+    pytest.param({'OTEL_TRACES_EXPORTER': 'otlp_missing'}, "'otlp_missing'", id='unknown'),
+    pytest.param({'OTEL_TRACES_EXPORTER': 'otlp', 'OTEL_EXPORTER_OTLP_PROTOCOL': 'grpc'},
+                 "'otlp_proto_grpc'", id='otlp-grpc'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'http/protobuf'}, "'otlp_proto_http'",
+                 id='otlp-default-with-http-protocol'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'carrier-pigeon'},
+                 'OTEL_EXPORTER_OTLP_PROTOCOL', id='bad-protocol'),
+])
+def test_a_missing_exporter_stops_startup_with_a_hint(env, named):
+    if any(name.startswith('otlp') for name in _installed_exporters()):
+        pytest.skip('an OTLP exporter is installed here')
+    result = _run(_APP, FALCON_TRACING_TRACER='otel', **env)
     assert result.returncode != 0
-    assert 'ConfigError' in result.stderr and "'otlp_missing'" in result.stderr
-    assert 'pip install opentelemetry-exporter-otlp' in result.stderr
+    assert 'ConfigError' in result.stderr and named in result.stderr
+    if 'PROTOCOL' not in named:
+        assert 'pip install opentelemetry-exporter-otlp' in result.stderr
