@@ -20,11 +20,11 @@ What :func:`build_tracer` wires, and why:
   - exporters: ``FALCON_TRACING_OTEL_TRACES_EXPORTER`` (else ``OTEL_TRACES_EXPORTER``,
     default ``otlp``), each looked up by its entry-point name in the
     ``opentelemetry_traces_exporter`` group as the SDK's own auto-configuration does
-    (``console`` ships with the SDK; ``otlp`` needs ``opentelemetry-exporter-otlp``;
-    ``zipkin`` needs ``opentelemetry-exporter-zipkin``), each behind a
-    ``BatchSpanProcessor``. The exporters read their own ``OTEL_EXPORTER_*`` variables.
-    A name no installed package provides stops startup with a message saying what to
-    install;
+    (``console`` ships with the SDK; ``otlp`` needs ``opentelemetry-exporter-otlp`` and
+    means ``otlp_proto_grpc`` or ``otlp_proto_http`` by ``OTEL_EXPORTER_OTLP_PROTOCOL``,
+    as in the SDK), each behind a ``BatchSpanProcessor``. The exporters read their own
+    ``OTEL_EXPORTER_*`` variables. A name no installed package provides stops startup
+    with a message saying what to install;
   - sampler: a ``FALCON_TRACING_SAMPLE_RATE`` (or ``OTEL_TRACES_SAMPLER_ARG``) below 1
     gives ``ParentBased(TraceIdRatioBased(rate))``; otherwise the SDK applies
     ``OTEL_TRACES_SAMPLER`` itself (default ``parentbased_always_on``).
