@@ -8,6 +8,7 @@ and the segment document reference.
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 
@@ -305,6 +306,29 @@ def test_sender_sends_one_datagram_per_document():
         sender.close()
         sender.send(sender.frame(texts[:1]), 1)  # a closed sender opens a new socket
         assert daemon.receive(1) == [texts[0].encode()]
+
+
+def test_a_forked_child_sends_through_its_own_socket():
+    with DaemonListener() as daemon:
+        sender = UdpSender(daemon.address)
+        sender.send(sender.frame([DAEMON_HEADER + '{"from":"parent"}']), 1)
+        parent_socket = sender._socket  # noqa: SLF001
+        pid = os.fork()
+        if pid == 0:  # the child: report through the inherited sender, then leave at once
+            code = 0
+            try:
+                sender.send(sender.frame([DAEMON_HEADER + '{"from":"child"}']), 1)
+                code = 0 if sender._socket is not parent_socket else 3  # noqa: SLF001
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [json.loads(d.partition(b'\n')[2]) for d in daemon.receive(2)] == [
+            {'from': 'parent'}, {'from': 'child'}]
+        sender.send(sender.frame([DAEMON_HEADER + '{"from":"parent"}']), 1)
+        assert sender._socket is parent_socket  # noqa: SLF001  # the parent's is untouched
+        assert daemon.receive(1)
 
 
 def test_an_unresolvable_daemon_is_a_retryable_send_error():
