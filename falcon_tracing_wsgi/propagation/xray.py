@@ -157,6 +157,8 @@ class XRayPropagator:
 
     #: The header this format reads, lower case.
     fields: tuple[str, ...] = (_FIELD,)
+    #: extract() reads no other header (a tracer may skip it when none is present).
+    reads_only_fields = True
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read the caller's context from ``X-Amzn-Trace-Id``.
