@@ -115,7 +115,8 @@ class _Demo:
             self.say(f'    {name}={value}')
         for server in self.servers:
             server.start()
-        took = max(server.wait_ready(_READY_TIMEOUT) for server in self.servers)
+        took = max(server.wait_ready(_READY_TIMEOUT) + server.wait_workers(1, _READY_TIMEOUT)
+                   for server in self.servers)
         self.say(f'  listening after {took:.1f} s')
         return backend, frontend
 

@@ -21,6 +21,10 @@ Decisions:
   killed together with its workers.
 * **Readiness is a bounded loop of connection attempts**, pausing by waiting on the
   process itself, so a server that dies at boot is reported at once, with its log.
+  The master listens before its workers have booted; :meth:`GunicornProcess.wait_workers`
+  waits for those too (Linux), because gunicorn has a race: a worker that receives
+  SIGTERM between its fork and the moment it installs its own signal handlers ignores
+  it, and the graceful shutdown then waits for ``--graceful-timeout``.
 * **The log goes to a temporary file**, never a pipe that could fill up and block the
   server; :meth:`GunicornProcess.log` reads it.
 * ``--no-control-socket`` on gunicorn 25.1+, whose default control socket path is
@@ -146,6 +150,58 @@ class GunicornProcess:
                 continue
             raise ServerError(f'{self.name} exited with status {code} before it was '
                               f'ready\n{self.log()}')
+
+    def booted_workers(self) -> Optional[list[int]]:
+        """Pids of the workers that have installed their signal handlers (None: unknown).
+
+        A booted gunicorn worker resets SIGHUP to its default action, which the master
+        catches; ``/proc`` shows both, so this works on Linux only.
+        """
+        master = self.pid
+        if master is None or not os.path.isdir('/proc'):
+            return None
+        booted = []
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f'/proc/{entry}/stat') as stat:
+                    # the command name is in parentheses and may contain anything
+                    parent = int(stat.read().rpartition(')')[2].split()[1])
+                if parent != master:
+                    continue
+                with open(f'/proc/{entry}/status') as status:
+                    caught = next(int(line.split()[1], 16) for line in status
+                                  if line.startswith('SigCgt:'))
+            except (OSError, ValueError, IndexError, StopIteration):
+                continue  # gone meanwhile, or not readable
+            if not caught & (1 << (signal.SIGHUP - 1)):
+                booted.append(int(entry))
+        return booted
+
+    def wait_workers(self, count: int, timeout: float) -> float:
+        """Wait until ``count`` workers have booted; return the seconds it took.
+
+        Does nothing where that cannot be known (no ``/proc``).
+
+        Raises:
+            ServerError: the server exited, or fewer workers booted within ``timeout``.
+        """
+        process = self._running()
+        started = _monotonic()
+        deadline = started + timeout
+        while True:
+            booted = self.booted_workers()
+            if booted is None or len(booted) >= count:
+                return _monotonic() - started
+            if _monotonic() >= deadline:
+                raise ServerError(f'{self.name}: {len(booted)} of {count} workers booted '
+                                  f'within {timeout:g} s\n{self.log()}')
+            try:
+                code = process.wait(timeout=0.02)
+            except subprocess.TimeoutExpired:
+                continue
+            raise ServerError(f'{self.name} exited with status {code}\n{self.log()}')
 
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` to the master (SIGHUP reloads, SIGTTIN adds a worker, ...)."""

@@ -32,8 +32,12 @@ def collector():
 
 
 def start_server(collector, app='tests.e2e.wsgi:app', *, service='e2e', env=None, options=(),
-                 flush_interval='0.1', ready=True):
-    """A started gunicorn (the caller stops it) reporting to ``collector``."""
+                 workers=1, flush_interval='0.1', ready=True):
+    """A started gunicorn (the caller stops it) reporting to ``collector``.
+
+    Ready means listening *and* every worker booted, so that a SIGTERM reaches them all
+    (see ``GunicornProcess.wait_workers``).
+    """
     server = GunicornProcess(
         app, name=service, cwd=str(REPO),
         env={'FALCON_TRACING_SERVICE_NAME': service,
@@ -41,11 +45,12 @@ def start_server(collector, app='tests.e2e.wsgi:app', *, service='e2e', env=None
              'FALCON_TRACING_FLUSH_INTERVAL': flush_interval,
              'FALCON_TRACING_RESPONSE_TRACE_HEADER': TRACE_HEADER,
              **(env or {})},
-        options=['--workers', '1', '--graceful-timeout', '10', *options])
+        options=['--workers', str(workers), '--graceful-timeout', '10', *options])
     server.start()
     try:
         if ready:
             server.wait_ready(READY_TIMEOUT)
+            server.wait_workers(workers, READY_TIMEOUT)
     except BaseException:
         server.close()
         raise
