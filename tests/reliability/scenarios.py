@@ -287,7 +287,7 @@ def _fault(**fault: Any) -> Callable[[RemoteCollector, Optional[tuple[str, str]]
 
 SCENARIOS = (
     Scenario('healthy', 'collector up (baseline)', _nothing, _nothing),
-    Scenario('down', 'collector down: connection refused', _nothing, _start_again,
+    Scenario('down', 'collector down: connection refused', _stop, _start_again,
              up_at_start=False),
     Scenario('http_500', 'collector answers 500', _fault(status=500), _fault()),
     Scenario('http_503', 'collector answers 503', _fault(status=503), _fault()),
@@ -397,8 +397,7 @@ def run_scenario(name: str, collector: RemoteCollector,
         shutdown = time.perf_counter() - started
         stats = reporter.stats()
     finally:
-        reporter.close(0)
-        tracer.close(0)
+        reporter.close(0)  # quiet and harmless after close(); closes it after an error
     received = collector.counts()[0]
     collector.stop()
     return Result(name, scenario.title, requests, failed, requests, stats, received,
@@ -475,7 +474,6 @@ def run_sustained(collector: RemoteCollector, seconds: float) -> Sustained:
         stats = reporter.stats()
     finally:
         reporter.close(0)
-        tracer.close(0)
     collector.wait_for_spans(answered, 10.0)
     received = collector.counts()[0]
     collector.stop()
