@@ -9,6 +9,7 @@ from time import monotonic as _monotonic
 from typing import Any, NamedTuple, Optional, TextIO
 
 from .._waterfall import group_traces, render_trace
+from ..config import APP_ENV, SETTINGS
 from ..zipkin.collector import ZipkinCollector
 from .processes import GunicornProcess, ServerError
 
@@ -70,6 +71,17 @@ def cross_service_traces(spans: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
+def _isolated(env: dict[str, str]) -> dict[str, str]:
+    """``env`` plus every other tracing variable set to empty, which means "not set".
+
+    The services inherit the user's environment; a ``FALCON_TRACING_SAMPLE_RATE=0`` or
+    ``OTEL_SDK_DISABLED=true`` left in the shell must not change what the demo shows.
+    """
+    names = {setting.env for setting in SETTINGS} | {APP_ENV}
+    names |= {setting.otel for setting in SETTINGS if setting.otel}
+    return {**dict.fromkeys(sorted(names), ''), **env}
+
+
 def _service(span: dict[str, Any]) -> Optional[str]:
     return (span.get('localEndpoint') or {}).get('serviceName')
 
@@ -93,13 +105,13 @@ class _Demo:
                   'FALCON_TRACING_RESPONSE_TRACE_HEADER': _TRACE_HEADER}
         backend = GunicornProcess(
             'falcon_tracing_wsgi.entrypoint:app', name=BACKEND,
-            env={'FALCON_TRACING_SERVICE_NAME': BACKEND,
-                 'FALCON_TRACING_APP': 'falcon_tracing_wsgi.demo.backend:create_app()',
-                 **common},
+            env=_isolated({'FALCON_TRACING_SERVICE_NAME': BACKEND,
+                           APP_ENV: 'falcon_tracing_wsgi.demo.backend:create_app()',
+                           **common}),
             options=['--workers', '1', '--graceful-timeout', '5'])
         frontend = GunicornProcess(
             f'falcon_tracing_wsgi.demo.frontend:application({backend.url!r})', name=FRONTEND,
-            env={'FALCON_TRACING_SERVICE_NAME': FRONTEND, **common},
+            env=_isolated({'FALCON_TRACING_SERVICE_NAME': FRONTEND, **common}),
             options=['--workers', '1', '--graceful-timeout', '5'])
         self.servers = [backend, frontend]
         self.say('falcon-tracing-wsgi demo')

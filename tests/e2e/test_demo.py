@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
 import pytest
 
 from falcon_tracing_wsgi.demo import REQUESTS, cross_service_traces, run
+from falcon_tracing_wsgi.demo.processes import GunicornProcess
 
 
 @pytest.mark.e2e
@@ -62,3 +64,18 @@ def test_the_demo_says_what_is_missing(monkeypatch, capsys):
     assert run(sys.stdout) == 2
     assert "the demo needs gunicorn: pip install 'falcon-tracing-wsgi[demo]'" in \
         capsys.readouterr().out
+
+
+def test_the_demo_fails_with_exit_status_1_when_a_service_does_not_start(monkeypatch):
+    """Every server is still stopped, and the output says what went wrong."""
+    started = []
+
+    def failing_command(self):
+        started.append(self)
+        return [sys.executable, '-c', 'import sys; sys.exit(3)']
+    monkeypatch.setattr(GunicornProcess, 'command', failing_command)
+    out = io.StringIO()
+    assert run(out) == 1
+    assert 'FAILED: backend exited with status 3 before it was ready' in out.getvalue()
+    assert len(started) == 2
+    assert all(server.process.returncode is not None for server in started)  # all stopped
