@@ -144,7 +144,13 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def worker_abort(worker: Any) -> None:
-    """gunicorn's worker timeout: finish the in-flight spans with an error and flush them."""
+    """gunicorn's worker timeout: finish the in-flight spans with an error and flush them.
+
+    NOTE: gunicorn calls this from its SIGABRT handler, on the main thread, which may be
+    anywhere in the request (a sync worker's request runs there). Everything here is
+    bounded by the short deadline; should the signal land while that same thread holds
+    the reporter's lock, the flush waits until the master's SIGKILL, which comes anyway.
+    """
     global _aborted
     _aborted = True
     log = _logger(worker)
