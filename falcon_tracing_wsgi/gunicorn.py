@@ -48,8 +48,10 @@ Decisions:
   one exception: an invalid ``FALCON_TRACING_*`` value raises
   :class:`~falcon_tracing_wsgi.ConfigError` from ``post_fork``, which stops the
   worker from booting with a message naming the variable, as ``wrap()`` would.
-* **Only our tracer is touched.** When another OpenTracing tracer is the global
-  tracer, the hooks leave it alone.
+* **Only a tracer this package installed is touched**: ours, or the one ``wrap()``
+  built for ``FALCON_TRACING_TRACER`` (the OpenTelemetry bridge is flushed and closed
+  the same way, and its summary line has no counts). Another library's global tracer
+  is left alone.
 * **The right process.** gunicorn also calls ``worker_exit`` in the master, for a
   worker that had already died; the hook then does nothing (the master's tracer is
   not the worker's).
@@ -184,9 +186,20 @@ def _logger(owner: Any) -> Any:
     return log if log is not None else _log
 
 
-def _our_tracer() -> Optional[Tracer]:
+def _our_tracer() -> Optional[Any]:
+    """The global tracer when this package installed it, else None.
+
+    That is our :class:`Tracer`, or whatever ``bootstrap.install()`` built for another
+    ``FALCON_TRACING_TRACER`` (the OpenTelemetry bridge), which has ``flush(timeout)``
+    and ``close(timeout)`` too.
+    """
     tracer = opentracing.global_tracer()
-    return tracer if isinstance(tracer, Tracer) else None
+    if isinstance(tracer, Tracer):
+        return tracer
+    if (bootstrap.installed_config() is not None and callable(getattr(tracer, 'flush', None))
+            and callable(getattr(tracer, 'close', None))):
+        return tracer
+    return None
 
 
 def _foreign_tracer() -> bool:
@@ -199,8 +212,8 @@ def _shutdown_timeout() -> float:
     config = bootstrap.installed_config()
     if config is not None:
         return config.shutdown_timeout
-    tracer = _our_tracer()
-    timeout = getattr(tracer.reporter, 'shutdown_timeout', None) if tracer else None
+    reporter = getattr(_our_tracer(), 'reporter', None)
+    timeout = getattr(reporter, 'shutdown_timeout', None)
     return float(timeout) if isinstance(timeout, (int, float)) else _DEFAULT_SHUTDOWN_TIMEOUT
 
 
@@ -244,10 +257,12 @@ def _close(log: Any, who: str, timeout: float) -> None:
     started = _monotonic()
     ok = tracer.close(timeout)
     elapsed = _monotonic() - started
-    stats_of = getattr(tracer.reporter, 'stats', None)
+    stats_of = getattr(getattr(tracer, 'reporter', None), 'stats', None)
     stats = stats_of() if callable(stats_of) else None
-    if not isinstance(stats, dict):
-        log.info('falcon-tracing-wsgi: %s: reporter closed in %.3f s', who, elapsed)
+    if not isinstance(stats, dict):  # a tracer or reporter that keeps no counts
+        (log.info if ok else log.warning)(
+            'falcon-tracing-wsgi: %s: tracer closed%s in %.3f s', who,
+            '' if ok else ' (not everything was sent)', elapsed)
         return
     unsent = stats.get('queued', 0)
     clean = ok and not (stats.get('dropped') or stats.get('failed') or unsent)

@@ -274,6 +274,48 @@ def test_worker_exit_never_raises(monkeypatch):
     assert server.log.visible() == [('warning', 'falcon-tracing-wsgi: worker_exit hook failed')]
 
 
+class BridgeLike:
+    """A tracer bootstrap may build for FALCON_TRACING_TRACER=otel: flush/close, no reporter."""
+
+    def __init__(self, ok=True):
+        self.ok = ok
+        self.calls = []
+
+    def flush(self, timeout=5.0):
+        self.calls.append(('flush', timeout))
+        return self.ok
+
+    def close(self, timeout=5.0):
+        self.calls.append(('close', timeout))
+        return self.ok
+
+
+@pytest.mark.parametrize('ok, level, text', [
+    pytest.param(True, 'info', 'tracer closed in', id='all-sent'),
+    pytest.param(False, 'warning', 'tracer closed (not everything was sent) in', id='not-all'),
+])
+def test_worker_exit_closes_another_tracer_bootstrap_installed(ok, level, text):
+    bootstrap.install(bootstrap.TracingConfig(reporter='none', shutdown_timeout=2.5))
+    bridge = BridgeLike(ok)
+    opentracing.set_global_tracer(bridge)
+    server = FakeServer()
+    hooks.worker_exit(server, FakeWorker())
+    assert bridge.calls == [('close', 2.5)]
+    ((logged_level, line),) = server.log.visible()
+    assert logged_level == level and text in line
+
+
+def test_the_hooks_leave_a_foreign_tracer_alone():
+    """Not installed by this package (no wrap()/install()): never flushed or closed."""
+    bridge = BridgeLike()
+    opentracing.set_global_tracer(bridge)
+    server, worker = FakeServer(), FakeWorker()
+    hooks.worker_abort(worker)
+    hooks.worker_exit(server, worker)
+    hooks.on_exit(server)
+    assert bridge.calls == []
+
+
 # --------------------------------------------------------------------------- worker_abort
 
 def test_worker_abort_finishes_the_timed_out_request_with_an_error_and_flushes(span_file):
