@@ -57,7 +57,7 @@ def _row(result: scenarios.Result) -> list[str]:
             f'{stats["sent"]:,} / {stats["dropped"]:,} / {stats["failed"]:,}',
             f'{result.received:,}', exact, f'{_ms(result.p50)} / {_ms(result.p99)}',
             f'{_kib(result.memory_peak)} ({_kib(result.memory_bound)})', recovery,
-            f'{result.shutdown:.2f} ({result.shutdown_deadline:g})']
+            f'{result.shutdown:.2f} ({result.shutdown_deadline:.1f})']
 
 
 def _machine() -> str:
