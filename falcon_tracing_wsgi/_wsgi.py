@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
-           'build_url_builder', 'parse_status', 'record_exception', 'IN_FLIGHT']
+           'build_url_builder', 'parse_status', 'record_exception', 'set_tags', 'IN_FLIGHT']
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ TAG_ABORTED = 'http.aborted'
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
 _ENV_KEYS: dict[str, str] = {'content-type': 'CONTENT_TYPE', 'content-length': 'CONTENT_LENGTH'}
+#: id(names) -> (names, their environ keys) for EnvironHeaders.has_any.
+_KEY_SETS: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
 def environ_key(name: str) -> str:
@@ -84,6 +86,23 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self._environ = environ
+
+    def has_any(self, names: tuple[str, ...]) -> bool:
+        """Whether any of these lower-case header names is present.
+
+        Our tracer asks this before running the propagation formats, so a request that
+        carries no trace context (a new trace) costs one C-level test instead of one
+        lookup per header each format reads.
+        """
+        entry = _KEY_SETS.get(id(names))
+        if entry is None or entry[0] is not names:
+            # Keyed by identity: callers pass the same tuple every time (a tracer's
+            # fields); the tuple is kept in the entry so its id cannot be reused.
+            entry = (names, frozenset(environ_key(name) for name in names))
+            if len(_KEY_SETS) >= 64:
+                _KEY_SETS.clear()
+            _KEY_SETS[id(names)] = entry
+        return not self._environ.keys().isdisjoint(entry[1])
 
     def get(self, name: str, default: Any = None) -> Any:
         key = _ENV_KEYS.get(name)
@@ -183,6 +202,17 @@ def peer_tags(environ: Mapping[str, Any], tags: dict[str, Any]) -> None:
             pass
 
 
+def set_tags(span: Any, tags: dict[str, Any]) -> None:
+    """Set several tags: in one call when the span has ``set_tags`` (ours does), else one
+    ``set_tag`` per tag (any OpenTracing span)."""
+    bulk = getattr(span, 'set_tags', None)
+    if bulk is not None:
+        bulk(tags)
+    else:
+        for key, value in tags.items():
+            span.set_tag(key, value)
+
+
 def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
                      mark_error: bool = True) -> None:
     """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log).
@@ -234,23 +264,27 @@ class TracedResponse:
     """The per-request state: wraps ``start_response`` and the response iterable.
 
     One instance per traced request; it is the iterable handed back to the server.
+    ``recording`` is false for a span that records nothing (our tracer's unsampled
+    spans): then only the response trace header and the span's activation matter.
     """
 
     __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_middleware',
-                 '_start_response', '_iterable', '_iterator', '_activate', 'status_code',
-                 'sent_bytes', 'exhausted', '_finished')
+                 '_start_response', '_iterable', '_iterator', '_activate', '_plain',
+                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
-                 start_response: Callable[..., Any], scope_manager: Any) -> None:
+                 start_response: Callable[..., Any], scope_manager: Any,
+                 recording: bool = True) -> None:
         self.span = span
         self.environ = environ
-        self.recording = True
+        self.recording = recording
         self._middleware = middleware
         self._start_response = start_response
         self.scope_manager = scope_manager
         self._iterable: Any = None
         self._iterator: Optional[Iterator[bytes]] = None
         self._activate = True
+        self._plain = False
         self.status_code = 0
         self.sent_bytes = 0
         self.exhausted = False
@@ -264,17 +298,22 @@ class TracedResponse:
             self.status_code = code = parse_status(status)
             if exc_info is not None and exc_info[1] is not None:
                 record_exception(self.span, exc_info[1])
-            self._middleware.on_start_response(self, status, headers, code)
+            middleware = self._middleware
+            # PERF: most deployments record nothing here (no trace header, no captured
+            # response headers, no hook): skip the call.
+            if middleware._trace_header is not None or (self.recording
+                                                        and middleware.watch_response):
+                middleware.on_start_response(self, status, headers, code)
         except Exception:
             _log.warning('tracing failed in start_response; the response goes on',
                          exc_info=True)
-        return self._counting_write(self._start_response(status, headers, exc_info))
+        self._write = self._start_response(status, headers, exc_info)
+        # PERF: a bound method instead of a new closure per request; apps rarely write.
+        return self._counting_write
 
-    def _counting_write(self, write: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-        def counted(data: bytes) -> Any:
-            self.sent_bytes += len(data)
-            return write(data)
-        return counted
+    def _counting_write(self, data: bytes) -> Any:
+        self.sent_bytes += len(data)
+        return self._write(data)
 
     # -- the iterable -------------------------------------------------------------------
     def wrap(self, result: Any) -> Any:
@@ -289,18 +328,27 @@ class TracedResponse:
             except Exception:
                 _log.warning('could not re-wrap wsgi.file_wrapper; tracing it as a plain '
                              'iterable (no sendfile)', exc_info=True)
-        # PERF: a list or tuple body runs no app code while it is iterated.
-        self._activate = not isinstance(result, (list, tuple))
+        # PERF: a list or tuple body runs no app code while it is iterated, and an exact
+        # list or tuple is iterated by its own C iterator (see __iter__).
+        self._plain = type(result) is list or type(result) is tuple
+        self._activate = not (self._plain or isinstance(result, (list, tuple)))
         return self
 
-    def __iter__(self) -> TracedResponse:
-        self._iterator = iter(self._iterable)
+    def __iter__(self) -> Iterator[bytes]:
+        iterator: Iterator[bytes] = iter(self._iterable)
+        self._iterator = iterator
+        if self._plain:
+            # PERF: the server iterates the list's own iterator (no Python call per
+            # chunk); finish() reads how far it got from its length hint.
+            return iterator
         return self
 
     def __next__(self) -> bytes:
         iterator = self._iterator
         if iterator is None:
             iterator = self._iterator = iter(self._iterable)
+        if self._plain:
+            return next(iterator)  # counted by finish(), like the C iteration
         if not self._activate:
             try:
                 chunk = next(iterator)
@@ -322,6 +370,17 @@ class TracedResponse:
             scope.close()
         self.sent_bytes += len(chunk)
         return chunk
+
+    def _count_plain(self) -> None:
+        """Bytes sent and exhaustion of a list/tuple body, from its iterator's position."""
+        iterator = self._iterator
+        if iterator is None:
+            return  # never iterated: nothing was sent
+        body = self._iterable
+        left = iterator.__length_hint__()  # type: ignore[attr-defined]
+        self.exhausted = left == 0
+        # += : bytes the app passed to write() were counted already.
+        self.sent_bytes += sum(map(len, body if not left else body[:len(body) - left]))
 
     def close(self) -> None:
         """Close the app's iterable (inside the span), then finish the span; only once."""
@@ -363,11 +422,14 @@ class TracedResponse:
         if self._finished:
             return
         self._finished = True
-        IN_FLIGHT.discard(self)
-        try:
-            self._middleware.on_finish(self)
-        except Exception:
-            _log.warning('tracing failed while finishing a span', exc_info=True)
+        if self.recording:
+            IN_FLIGHT.discard(self)
+            try:
+                if self._plain:
+                    self._count_plain()
+                self._middleware.on_finish(self)
+            except Exception:
+                _log.warning('tracing failed while finishing a span', exc_info=True)
         try:
             self.span.finish()
         except Exception:

@@ -16,8 +16,11 @@ Per request, in this order:
    from the tracer here is logged at debug level and never reaches the app.
 3. **Start** a ``server`` span named after the request method (never the raw path) with
    the standard tags ``span.kind``, ``component``, ``http.method``, ``http.url`` (secret
-   query values redacted) and ``peer.ipv4``/``peer.ipv6``/``peer.port``. An unsampled
-   span gets no tags at all: its cost is kept to the minimum.
+   query values redacted) and ``peer.ipv4``/``peer.ipv6``/``peer.port``, in one
+   ``set_tags(dict)`` call when the span has that method (ours does; any other span gets
+   one ``set_tag`` per tag). An unsampled span gets no tags at all and, unless a response
+   trace header is configured, no ``start_response`` wrapper and, for a list body, no
+   response object: its cost is kept to the minimum.
 4. **Inject into the environ.** The server span's context is written back into the
    environ as the tracer's propagation headers, so code that forwards "the incoming
    headers" continues the trace as a child of *this* span. Propagation headers that were
@@ -49,7 +52,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Final, Optional
 
 import opentracing
 from opentracing import Format
@@ -59,6 +62,7 @@ from ._redact import REDACTED
 from ._wsgi import (
     ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
     EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
+    set_tags,
 )
 from .config import TracingConfig
 
@@ -79,7 +83,23 @@ _CONTEXT_KEYS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_PARENTSPANI
                  'HTTP_X_B3_SAMPLED', 'HTTP_X_B3_FLAGS', 'HTTP_B3', 'HTTP_TRACEPARENT',
                  'HTTP_TRACESTATE', 'HTTP_UBER_TRACE_ID', 'HTTP_X_AMZN_TRACE_ID',
                  'HTTP_OT_TRACER_TRACEID', 'HTTP_OT_TRACER_SPANID', 'HTTP_OT_TRACER_SAMPLED')
+_CONTEXT_KEY_SET = frozenset(_CONTEXT_KEYS)
 _SAFE_HEADER_VALUE = re.compile(r'[0-9A-Za-z:._-]{1,128}').fullmatch
+_HTTP_HEADERS: Final = Format.HTTP_HEADERS
+_SPAN_KIND = ot_tags.SPAN_KIND
+_SERVER = ot_tags.SPAN_KIND_RPC_SERVER
+_COMPONENT = ot_tags.COMPONENT
+_HTTP_METHOD = ot_tags.HTTP_METHOD
+_HTTP_URL = ot_tags.HTTP_URL
+_HTTP_STATUS_CODE = ot_tags.HTTP_STATUS_CODE
+_ERROR = ot_tags.ERROR
+#: Bound of the cache of injected header names -> environ keys (one entry per distinct
+#: set of headers a tracer writes: a handful).
+_INJECT_CACHE_SIZE = 64
+
+
+def _excluded_always(environ: Any) -> bool:
+    return True
 
 
 class TracingMiddleware:
@@ -111,7 +131,9 @@ class TracingMiddleware:
         self.config = config
         self._tracer = tracer
         self._enabled = config.enabled
-        self._excluded = build_excluder(config.exclude, config.exclude_patterns)
+        # PERF: a disabled middleware excludes everything, so __call__ tests one thing.
+        self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
+            if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
@@ -124,18 +146,41 @@ class TracingMiddleware:
         self._response_hook = config.response_hook
         self._operation_name = config.operation_name
         self._component = _instrument_framework(app) or config.component
+        #: Whether start_response has anything to record for a recording span.
+        self.watch_response = bool(self._capture_response) or self._response_hook is not None
+        # (header names injected) -> (their environ keys, the keys whose presence means
+        # there is something to move to ENVIRON_INCOMING)
+        self._inject_keys: dict[tuple[str, ...], tuple[tuple[str, ...], frozenset[str]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not self._enabled or (self._excluded is not None and self._excluded(environ)):
+        if self._excluded is not None and self._excluded(environ):
             return self.app(environ, start_response)
-        tracer = self._tracer or opentracing.global_tracer()
+        # PERF: the module attribute global_tracer() returns, without the call.
+        tracer = self._tracer or opentracing.tracer
         try:
-            response = self._start(tracer, environ, start_response)
-            scope = response.scope_manager.activate(response.span, False)
+            span, recording = self._start(tracer, environ)
+            scope_manager = tracer.scope_manager
+            scope = scope_manager.activate(span, False)
         except Exception:
             _log.warning('tracing failed to start a span; the request goes on untraced',
                          exc_info=True)
             return self.app(environ, start_response)
+        if not recording and self._trace_header is None:
+            # PERF: a span that records nothing needs no start_response interception and
+            # no finish; only a body that runs app code while it is iterated needs it
+            # active again (and a response object to do that).
+            try:
+                result = self.app(environ, start_response)
+            finally:
+                scope.close()
+            if type(result) is list or type(result) is tuple:
+                return result
+            return TracedResponse(self, span, environ, start_response, scope_manager,
+                                  False).wrap(result)
+        response = TracedResponse(self, span, environ, start_response, scope_manager,
+                                  recording)
+        if recording:
+            IN_FLIGHT.add(response)
         try:
             result = self.app(environ, response.start_response)
         except BaseException as exc:
@@ -146,58 +191,64 @@ class TracingMiddleware:
         return response.wrap(result)
 
     # -- the steps (called by __call__ and by TracedResponse) ---------------------------
-    def _start(self, tracer: opentracing.Tracer, environ: dict[str, Any],
-               start_response: Callable[..., Any]) -> TracedResponse:
+    def _start(self, tracer: opentracing.Tracer, environ: dict[str, Any]) -> tuple[Any, bool]:
+        """Extract, start the span, tag it, inject; return ``(span, recording)``."""
         method = environ.get('REQUEST_METHOD') or 'GET'
         try:
-            parent = tracer.extract(Format.HTTP_HEADERS,
+            parent = tracer.extract(_HTTP_HEADERS,
                                     EnvironHeaders(environ))  # type: ignore[arg-type]
         except Exception:
             # Client-controlled input: a corrupt context is not our fault, nor an error.
             _log.debug('ignoring an invalid incoming trace context', exc_info=True)
             parent = None
         span = tracer.start_span(method, child_of=parent, ignore_active_span=True)
-        response = TracedResponse(self, span, environ, start_response, tracer.scope_manager)
+        context = span.context
         # NOTE: our tracer's unsampled spans say so; any other tracer is assumed recording.
-        response.recording = getattr(span.context, 'sampled', True) is not False
-        if response.recording:
-            set_tag = span.set_tag
-            set_tag(ot_tags.SPAN_KIND, ot_tags.SPAN_KIND_RPC_SERVER)
-            set_tag(ot_tags.COMPONENT, self._component)
-            set_tag(ot_tags.HTTP_METHOD, method)
-            set_tag(ot_tags.HTTP_URL, self._url(environ))
-            peer: dict[str, Any] = {}
-            peer_tags(environ, peer)
-            for key, value in peer.items():
-                set_tag(key, value)
+        recording = getattr(context, 'sampled', True) is not False
+        if recording:
+            # PERF: one dict, handed over in one call when the span offers set_tags().
+            tags = {_SPAN_KIND: _SERVER, _COMPONENT: self._component, _HTTP_METHOD: method,
+                    _HTTP_URL: self._url(environ)}
+            peer_tags(environ, tags)
             for key, tag, redacted in self._capture_request:
                 value = environ.get(key)
                 if value is not None:
-                    set_tag(tag, REDACTED if redacted else value)
-        self._inject(tracer, span, environ)
+                    tags[tag] = REDACTED if redacted else value
+            set_tags(span, tags)
+        self._inject(tracer, context, environ)
         environ[ENVIRON_SPAN] = span
-        if self._request_hook is not None and response.recording:
+        if recording and self._request_hook is not None:
             self._call_hook(self._request_hook, span, environ)
-        IN_FLIGHT.add(response)
-        return response
+        return span, recording
 
-    def _inject(self, tracer: opentracing.Tracer, span: Any, environ: dict[str, Any]) -> None:
+    def _inject(self, tracer: opentracing.Tracer, context: Any, environ: dict[str, Any]) -> None:
         headers: dict[str, str] = {}
-        incoming: dict[str, str] = {}
         try:
-            tracer.inject(span.context, Format.HTTP_HEADERS, headers)
+            tracer.inject(context, _HTTP_HEADERS, headers)
         except Exception:
             _log.warning('tracer failed to inject the server span context', exc_info=True)
-        written = set()
-        for name, value in headers.items():
-            key = environ_key(name)
-            written.add(key)
+        names = tuple(headers)
+        cached = self._inject_keys.get(names)
+        if cached is None:
+            keys = tuple(environ_key(name) for name in names)
+            cached = (keys, _CONTEXT_KEY_SET.union(keys))
+            if len(self._inject_keys) < _INJECT_CACHE_SIZE:
+                self._inject_keys[names] = cached
+        keys, watched = cached
+        # PERF: usually (a new trace) the environ holds none of the context headers nor
+        # the ones about to be written: one C-level disjointness test, one update.
+        if environ.keys().isdisjoint(watched):
+            environ.update(zip(keys, headers.values()))
+            environ[ENVIRON_INCOMING] = {}
+            return
+        incoming: dict[str, str] = {}
+        for key, value in zip(keys, headers.values()):
             old = environ.get(key)
             if old is not None:
                 incoming[key] = old
             environ[key] = value
         for key in _CONTEXT_KEYS:
-            if key in environ and key not in written:
+            if key in environ and key not in keys:
                 incoming[key] = environ.pop(key)
         environ[ENVIRON_INCOMING] = incoming
 
@@ -224,15 +275,16 @@ class TracingMiddleware:
         if not response.recording:
             return
         span = response.span
+        tags: dict[str, Any] = {}
         code = response.status_code
         if code:
-            span.set_tag(ot_tags.HTTP_STATUS_CODE, code)
+            tags[_HTTP_STATUS_CODE] = code
             if code >= 500:
-                span.set_tag(ot_tags.ERROR, True)
+                tags[_ERROR] = True
         if response.sent_bytes:
-            span.set_tag(TAG_RESPONSE_SIZE, response.sent_bytes)
+            tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:
-            span.set_tag(TAG_ABORTED, True)
+            tags[TAG_ABORTED] = True
         environ = response.environ
         route = environ.get(ENVIRON_ROUTE)
         if route is None and self._operation_name is not None:
@@ -243,7 +295,8 @@ class TracingMiddleware:
                              exc_info=True)
         if route:
             span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
-            span.set_tag(TAG_ROUTE, route)
+            tags[TAG_ROUTE] = route
+        set_tags(span, tags)
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], *args: Any) -> None:

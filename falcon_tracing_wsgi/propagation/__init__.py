@@ -80,7 +80,7 @@ class CompositePropagator:
         ValueError: when ``propagators`` is empty.
     """
 
-    __slots__ = ('_propagators', 'fields')
+    __slots__ = ('_propagators', 'fields', 'reads_only_fields')
 
     def __init__(self, propagators: Sequence[Propagator]) -> None:
         self._propagators = tuple(propagators)
@@ -91,6 +91,9 @@ class CompositePropagator:
             fields.extend(f for f in propagator.fields if f not in fields)
         #: The union of the formats' header names, in order.
         self.fields: tuple[str, ...] = tuple(fields)
+        #: Whether every format reads only its ``fields`` (Jaeger's ``uberctx-*`` do not).
+        self.reads_only_fields = all(getattr(propagator, 'reads_only_fields', False)
+                                     for propagator in self._propagators)
 
     @property
     def propagators(self) -> tuple[Propagator, ...]:

@@ -176,6 +176,8 @@ class _B3Propagator:
 
     #: Every header B3 may read, lower case.
     fields: tuple[str, ...] = (_B3, _TRACE_ID, _SPAN_ID, _PARENT_ID, _SAMPLED, _FLAGS)
+    #: extract() reads no other header (a tracer may skip it when none is present).
+    reads_only_fields = True
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read a B3 context from either encoding, ``b3`` first.

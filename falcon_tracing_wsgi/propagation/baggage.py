@@ -95,6 +95,8 @@ class W3CBaggagePropagator:
 
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_BAGGAGE,)
+    #: extract() reads no other header (a tracer may skip it when none is present).
+    reads_only_fields = True
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read baggage.

@@ -138,6 +138,8 @@ class TraceContextPropagator:
 
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_TRACEPARENT, _TRACESTATE)
+    #: extract() reads no other header (a tracer may skip it when none is present).
+    reads_only_fields = True
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read the caller's context.

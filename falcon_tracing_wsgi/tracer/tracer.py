@@ -24,7 +24,10 @@ Design:
   composite of the configured formats) for both ``Format.HTTP_HEADERS`` and
   ``Format.TEXT_MAP``. The propagator reads lower-case names, so :meth:`extract` passes a
   carrier through unchanged when it declares ``case_insensitive = True`` (the middleware's
-  environ view does) and otherwise builds one lower-cased dict of it. Bad header content
+  environ view does) and otherwise builds one lower-cased dict of it. When every format
+  reads only its ``fields`` and the carrier offers ``has_any(fields)`` (the environ view
+  does), a carrier holding none of them gives ``None`` at once: a new trace costs one
+  test instead of a lookup per header per format. Bad header content
   gives ``None`` (a new trace), never an exception; only a wrong carrier *type* or an
   unknown format raises, as the OpenTracing API requires. ``Format.BINARY`` uses this
   library's own compact encoding (see ``_binary.py``).
@@ -125,6 +128,11 @@ class Tracer(opentracing.Tracer):
         self._is_sampled = sampler.is_sampled
         self._new_trace_id = id_generator.trace_id
         self._new_span_id = id_generator.span_id
+        # When the propagator reads no header outside its ``fields``, a carrier that can
+        # say none of them is present (``has_any``) lets extract() skip it altogether.
+        self._exhaustive_fields: Optional[tuple[str, ...]] = (
+            tuple(getattr(propagator, 'fields', ()))
+            if getattr(propagator, 'reads_only_fields', False) else None)
 
     @property
     def reporter(self) -> Reporter:
@@ -193,7 +201,17 @@ class Tracer(opentracing.Tracer):
         name = '' if operation_name is None else operation_name
 
         span_id = self._new_span_id()
-        if isinstance(parent, SpanContext):
+        if parent is None:
+            # PERF: the common case (a new trace) first, without helper calls.
+            trace_id = self._new_trace_id()
+            sampled: Optional[bool]
+            try:
+                sampled = True if self._is_sampled(trace_id, name) else False
+            except Exception:
+                _log.warning('the sampler failed; the trace is not sampled', exc_info=True)
+                sampled = False
+            context = SpanContext(trace_id, span_id, None, sampled)
+        elif isinstance(parent, SpanContext):
             sampled = True if parent.debug else parent.sampled
             if parent.trace_id is not None and parent.span_id is not None:
                 trace_id = parent.trace_id
@@ -291,7 +309,18 @@ class Tracer(opentracing.Tracer):
             InvalidCarrierException: the carrier has the wrong type for the format.
         """
         if format == _HTTP_HEADERS or format == _TEXT_MAP:
-            view = carrier if getattr(carrier, 'case_insensitive', False) else _lowered(carrier)
+            if getattr(carrier, 'case_insensitive', False):
+                fields = self._exhaustive_fields
+                if fields is not None:
+                    has_any = getattr(carrier, 'has_any', None)
+                    # PERF: a request without any trace header (a new trace) is one
+                    # C-level test in the middleware's environ view, not a lookup per
+                    # header per format.
+                    if has_any is not None and not has_any(fields):
+                        return None
+                view = carrier
+            else:
+                view = _lowered(carrier)
             try:
                 context = self._propagator.extract(view)
             except Exception:
