@@ -68,6 +68,12 @@ _DOTTED_QUAD = re.compile(r'(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}'
 # peer addresses; a program that makes up keys or talks to many peers simply stops
 # caching, it never grows memory.
 _KEY_CACHE_SIZE = 1024
+# The finished '"key":"value"' text of repeated values: for at most this many keys, this
+# many values each, of at most this many characters (a few hundred kB at worst; a
+# high-cardinality tag such as http.url simply stops being cached when its slots are full).
+_PAIR_CACHE_KEYS = 64
+_PAIR_CACHE_VALUES = 32
+_PAIR_CACHE_LENGTH = 128
 _ADDRESS_CACHE_SIZE = 1024
 _UNPRINTABLE = '<unprintable>'
 _HEX_DIGITS = b'0123456789abcdef'
@@ -247,7 +253,7 @@ class JsonV2Encoder:
     """
 
     __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
-                 '_address_cache', 'process_tags', '_process_pairs')
+                 '_pair_cache', '_address_cache', 'process_tags', '_process_pairs')
 
     def __init__(self, local_endpoint: Endpoint, *,
                  max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
@@ -262,6 +268,8 @@ class JsonV2Encoder:
         self._local_fragment = ',"localEndpoint":' + local_endpoint.to_json()
         # '"key":' per tag key; None marks the keys that map to Zipkin fields instead.
         self._key_cache: dict[str, Optional[str]] = dict.fromkeys(_PEER_TAGS)
+        # tag key -> {value: '"key":"value"'}; see _PAIR_CACHE_KEYS.
+        self._pair_cache: dict[str, dict[Any, str]] = {}
         self._address_cache: dict[str, bool] = {}
         self.process_tags = dict(process_tags or {})
         self._process_pairs = tuple(
@@ -326,9 +334,18 @@ class JsonV2Encoder:
         if tags:
             kind = service = ipv4 = ipv6 = port = _ABSENT
             cache = self._key_cache
+            values = self._pair_cache
             pairs: list[str] = []
             add = pairs.append
             for key, value in tags.items():
+                # PERF: most tag values repeat (component, method, route, status, ...):
+                # their finished '"key":"value"' text is one more dict lookup away.
+                seen = values.get(key)
+                if seen is not None and (type(value) is str or type(value) is int):
+                    pair = seen.get(value)
+                    if pair is not None:
+                        add(pair)
+                        continue
                 fragment = cache.get(key)
                 if fragment is None:
                     # Uncached, or one of the tags that map to Zipkin fields (cached as
@@ -353,18 +370,23 @@ class JsonV2Encoder:
                 if type(value) is str:
                     if len(value) > limit:
                         value = value[:limit]
-                    add(fragment + _c_escape(value))
+                    pair = fragment + _c_escape(value)
                 elif value is True:
-                    add(fragment + '"true"')
+                    pair = fragment + '"true"'
                 elif value is False:
-                    add(fragment + '"false"')
+                    pair = fragment + '"false"'
                 elif type(value) is int:
-                    add(f'{fragment}"{value}"')
+                    pair = f'{fragment}"{value}"'
                 else:
                     text = _text(value)
                     if len(text) > limit:
                         text = text[:limit]
-                    add(fragment + _c_escape(text))
+                    pair = fragment + _c_escape(text)
+                add(pair)
+                if seen is not None and len(seen) < _PAIR_CACHE_VALUES \
+                        and (type(value) is int or (type(value) is str
+                                                    and len(value) <= _PAIR_CACHE_LENGTH)):
+                    seen[value] = pair
             if kind is not _ABSENT:
                 fragment = _KIND_FRAGMENTS.get(kind) if type(kind) is str else None
                 if fragment is None and type(kind) is str:
@@ -410,6 +432,8 @@ class JsonV2Encoder:
         cache = self._key_cache
         if len(cache) < _KEY_CACHE_SIZE and type(key) is str and key not in _PEER_TAGS:
             cache[key] = fragment
+            if len(self._pair_cache) < _PAIR_CACHE_KEYS:
+                self._pair_cache[key] = {}
         return fragment
 
     def _remote_endpoint(self, service: Any, ipv4: Any, ipv6: Any, port: Any, add: Any,
@@ -432,7 +456,8 @@ class JsonV2Encoder:
             else:
                 add(_tag_pair('peer.ipv4', ipv4, limit))
         if ipv6 is not _ABSENT:
-            if type(ipv6) is str and self._address_ok(ipv6, _valid_ipv6):
+            # NOTE: cached under a prefix: a text valid as IPv4 ('0.0.0.0') is not IPv6.
+            if type(ipv6) is str and self._address_ok('6/' + ipv6, _valid_ipv6, 2):
                 fields.append('"ipv6":"' + ipv6 + '"')
             else:
                 add(_tag_pair('peer.ipv6', ipv6, limit))
@@ -446,11 +471,12 @@ class JsonV2Encoder:
             return ''
         return ',"remoteEndpoint":{' + ','.join(fields) + '}'
 
-    def _address_ok(self, value: str, check: Any) -> bool:
+    def _address_ok(self, value: str, check: Any, skip: int = 0) -> bool:
+        """``check(value[skip:])``, cached under ``value``."""
         cache = self._address_cache
         ok = cache.get(value)
         if ok is None:
-            ok = check(value)
+            ok = check(value[skip:] if skip else value)
             if len(cache) >= _ADDRESS_CACHE_SIZE:
                 cache.clear()
             cache[value] = ok
