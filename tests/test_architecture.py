@@ -57,8 +57,9 @@ def test_middleware_imports_only_stdlib_and_opentracing():
 
 
 def test_only_the_falcon_integration_imports_falcon():
-    assert owners(lambda n, t: any(i.split('.')[0] == 'falcon' for i in imported(t, n))) \
-        == ['integrations/falcon.py']
+    # The demo's example services are Falcon apps by design (not library code).
+    importers = owners(lambda n, t: any(i.split('.')[0] == 'falcon' for i in imported(t, n)))
+    assert [n for n in importers if not n.startswith('demo/')] == ['integrations/falcon.py']
 
 
 def test_the_tracer_knows_no_reporter():

@@ -232,7 +232,10 @@ def readme_variables_block() -> str:
         elif isinstance(default, bool):
             default = str(default).lower()
         shown = f'``{default}``' if default not in (None, '') else 'none'
-        fallback = f'; OpenTelemetry fallback ``{setting.otel}``' if setting.otel else ''
+        fallback = ''
+        if setting.otel:
+            owner = 'OpenTelemetry fallback' if setting.otel.startswith('OTEL_') else 'fallback'
+            fallback = f'; {owner} ``{setting.otel}``'
         doc = setting.doc.replace('*', '\\*')  # RST: a literal asterisk
         lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {doc}', '']
     return '\n'.join(lines)
