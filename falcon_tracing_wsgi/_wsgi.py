@@ -51,6 +51,7 @@ IN_FLIGHT: set[TracedResponse] = set()
 TAG_ROUTE = 'http.route'
 TAG_RESPONSE_SIZE = 'http.response_size'
 TAG_ABORTED = 'http.aborted'
+TAG_ABORT_REASON = 'http.aborted.reason'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
@@ -405,6 +406,8 @@ class TracedResponse:
     # -- outcome ------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
         """The app raised before returning an iterable: record it and finish."""
+        if self._finished:  # e.g. the SystemExit of a worker whose spans were aborted
+            return
         self._record_failure(exc)
         if not self.status_code:
             self.status_code = 500
@@ -412,18 +415,54 @@ class TracedResponse:
         self.finish()
 
     def _record_failure(self, exc: BaseException) -> None:
+        if self._finished:
+            return
         try:
             record_exception(self.span, exc)
         except Exception:
             _log.warning('tracing failed to record an exception', exc_info=True)
 
+    def _claim(self) -> bool:
+        """Take the right to finish the span; False if it was taken already.
+
+        A recorded response is in IN_FLIGHT until then, and ``set.remove`` is atomic,
+        so the request thread and a worker-abort hook on another thread cannot both
+        finish (and report) the same span.
+        """
+        if self._finished:
+            return False
+        if self.recording:
+            try:
+                IN_FLIGHT.remove(self)
+            except KeyError:
+                return False
+        self._finished = True
+        return True
+
     def finish(self) -> None:
         """Finish the span exactly once (tags that depend on the outcome go on here)."""
-        if self._finished:
-            return
-        self._finished = True
+        if self._claim():
+            self._complete()
+
+    def abort(self, reason: str) -> bool:
+        """Finish an unfinished span as failed because the process is going away."""
+        if not self._claim():
+            return False
+        try:
+            span = self.span
+            span.set_tag(ot_tags.ERROR, True)
+            span.set_tag(TAG_ABORT_REASON, reason)
+            span.log_kv({ot_logs.EVENT: ot_tags.ERROR, 'error.kind': 'WorkerAbort',
+                         ot_logs.MESSAGE: reason})
+            if not self.status_code:
+                self.status_code = 500
+        except Exception:
+            _log.warning('tracing failed to tag an aborted span', exc_info=True)
+        self._complete()
+        return True
+
+    def _complete(self) -> None:
         if self.recording:
-            IN_FLIGHT.discard(self)
             try:
                 if self._plain:
                     self._count_plain()

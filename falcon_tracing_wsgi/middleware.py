@@ -201,13 +201,16 @@ class TracingMiddleware:
             # Client-controlled input: a corrupt context is not our fault, nor an error.
             _log.debug('ignoring an invalid incoming trace context', exc_info=True)
             parent = None
-        span = tracer.start_span(method, child_of=parent, ignore_active_span=True)
+        # NOTE: span.kind goes in at start: some tracers (OpenTelemetry's shim) read the
+        # kind only then. A fresh dict, because a tracer may adopt it as its tag dict.
+        span = tracer.start_span(method, child_of=parent, tags={_SPAN_KIND: _SERVER},
+                                 ignore_active_span=True)
         context = span.context
         # NOTE: our tracer's unsampled spans say so; any other tracer is assumed recording.
         recording = getattr(context, 'sampled', True) is not False
         if recording:
             # PERF: one dict, handed over in one call when the span offers set_tags().
-            tags = {_SPAN_KIND: _SERVER, _COMPONENT: self._component, _HTTP_METHOD: method,
+            tags = {_COMPONENT: self._component, _HTTP_METHOD: method,
                     _HTTP_URL: self._url(environ)}
             peer_tags(environ, tags)
             for key, tag, redacted in self._capture_request:
@@ -343,14 +346,7 @@ def abort_in_flight(reason: str) -> int:
     count = 0
     for response in list(IN_FLIGHT):
         try:
-            span = response.span
-            span.set_tag(ot_tags.ERROR, True)
-            span.set_tag('http.aborted.reason', reason)
-            span.log_kv({'event': 'error', 'error.kind': 'WorkerAbort', 'message': reason})
-            if not response.status_code:
-                response.status_code = 500
-            response.finish()
-            count += 1
+            count += response.abort(reason)
         except Exception:
             _log.warning('could not finish an in-flight span', exc_info=True)
     return count

@@ -405,3 +405,15 @@ def test_abort_in_flight_finishes_unfinished_spans(tracer):
     result.close()
     assert len(tracer.finished_spans()) == 1
     assert abort_in_flight('again') == 0
+
+
+def test_exception_after_abort_is_not_logged_on_the_finished_span(tracer):
+    """A worker abort finishes the span; the SystemExit that follows adds nothing to it."""
+    def app(environ, start_response):
+        abort_in_flight('worker timeout')
+        raise SystemExit(1)
+    with pytest.raises(SystemExit):
+        call(TracingMiddleware(app, tracer))
+    span = only_span(tracer)
+    assert [log.key_values['error.kind'] for log in span.logs] == ['WorkerAbort']
+    assert span.tags['http.status_code'] == 500

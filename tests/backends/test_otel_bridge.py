@@ -210,7 +210,7 @@ def test_wrap_builds_the_provider_from_the_environment(env, exported):
         return
     span = json.loads(body)
     assert span['name'] == 'GET /users/{user_id}'
-    assert span['kind'] == 'SpanKind.INTERNAL'  # the middleware sets span.kind after start
+    assert span['kind'] == 'SpanKind.SERVER'  # span.kind is given at start
     assert span['attributes']['span.kind'] == 'server'
     assert span['attributes']['http.status_code'] == 200
     assert span['resource']['attributes']['service.name'] == 'users'
