@@ -23,6 +23,7 @@ middleware looks the global tracer up per request, so a tracer re-installed in a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -145,11 +146,13 @@ def build_reporter(config: TracingConfig) -> Any:
                          shutdown_timeout=config.shutdown_timeout)
 
 
+@functools.lru_cache(maxsize=1)
 def _host_ipv4() -> Optional[str]:
     """This host's IPv4 address for ``localEndpoint``, or None when unknown.
 
     Resolved once at startup from the host name (normally ``/etc/hosts``); a failure only
-    leaves the address out of the spans.
+    leaves the address out of the spans. Cached: a gunicorn worker rebuilding its
+    tracer in ``post_fork`` must not wait on a slow resolver again.
     """
     try:
         address = socket.gethostbyname(socket.gethostname())

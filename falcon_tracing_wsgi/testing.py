@@ -67,7 +67,7 @@ class InMemoryReporter:
         """Nothing to send: always ``True``."""
         return True
 
-    def close(self, timeout: float = 0.0) -> bool:
+    def close(self, timeout: Optional[float] = None) -> bool:
         """Nothing to stop: always ``True``."""
         return True
 

@@ -354,8 +354,11 @@ class Tracer(opentracing.Tracer):
             _log.warning('the reporter failed to flush', exc_info=True)
             return False
 
-    def close(self, timeout: float = 5.0) -> bool:
+    def close(self, timeout: Optional[float] = None) -> bool:
         """Flush and stop the reporter; see ``Reporter.close``.
+
+        ``timeout=None`` lets the reporter use its own shutdown deadline
+        (``FALCON_TRACING_SHUTDOWN_TIMEOUT`` for the reporters this package builds).
 
         Returns:
             Whether everything was sent within ``timeout`` seconds.
