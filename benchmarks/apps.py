@@ -36,7 +36,9 @@ OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
 VARIANT_ENV = {
-    'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    # NOTE: OpenTelemetry's default batch size, so both exporters send batches of 512;
+    # with the default 256 a loop that never releases the GIL outruns the exporter.
+    'traced': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_BATCH_SIZE': '512'},
     'unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
     'traced_noexport': {'FALCON_TRACING_REPORTER': 'none'},
@@ -80,11 +82,9 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
         reporter = tracer.reporter  # type: ignore[attr-defined]
 
         def finish(timeout: float) -> Optional[int]:
+            # Spans dropped or failed show up as lost: the sink gets fewer than requests.
             reporter.flush(timeout)
-            stats = reporter.stats()
-            if stats['dropped'] or stats['failed'] or stats['queued']:
-                raise RuntimeError(f'the reporter lost spans: {stats}')
-            return stats['sent']
+            return int(reporter.stats()['sent'])
         return wrapped, finish
     if variant == 'noop':
         import opentracing
