@@ -36,9 +36,7 @@ OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
 VARIANT_ENV = {
-    # NOTE: OpenTelemetry's default batch size, so both exporters send batches of 512;
-    # with the default 256 a loop that never releases the GIL outruns the exporter.
-    'traced': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_BATCH_SIZE': '512'},
+    'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
     'traced_noexport': {'FALCON_TRACING_REPORTER': 'none'},

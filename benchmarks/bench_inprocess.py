@@ -39,6 +39,13 @@ from apps import VARIANT_ENV
 from _common import HERE, PYTHON, ROOT, Sink, median, otel_available, table, verdict
 
 ROUTES = ('/hello', '/users/42')
+#: In-process only: the exporting variant sends batches of 512 (OpenTelemetry's default
+#: batch size) instead of the default 256. This loop never releases the GIL, so the
+#: reporter's thread only runs when the interpreter forces a switch (every 5 ms) and
+#: each POST costs it two or three such switches; with batches of 256 it falls behind a
+#: request every ~15 us and the default queue (2048) overflows. A real server releases
+#: the GIL on every socket call, and bench_e2e.py uses the defaults.
+_INPROCESS_ENV = {'traced': {'FALCON_TRACING_BATCH_SIZE': '512'}}
 #: Budgets (issue 5): overhead over bare Falcon in us per request.
 BUDGET_SAMPLED_US = 5.0
 #: Variants whose spans are checked: True = one span per request, False = none at all.
@@ -118,6 +125,7 @@ def _spawn(variant: str, requests: int, warmup: int, sink: Sink) -> dict[str, An
                 'BENCH_SINK_URL': sink.url, 'OTEL_SERVICE_NAME': 'bench',
                 'PYTHONPATH': os.pathsep.join([str(HERE), str(ROOT)])})
     env.update(VARIANT_ENV.get(variant, {}))
+    env.update(_INPROCESS_ENV.get(variant, {}))
     before = sink.counts()['spans']
     proc = subprocess.run(
         [PYTHON, str(HERE / 'bench_inprocess.py'), '--child', variant,
