@@ -11,9 +11,10 @@ Figures:
 
 * ``encode``: :meth:`JsonV2Encoder.encode` alone (best of 5), no I/O.
 * ``worker``: the production shape. This thread calls ``report()`` as request threads
-  do, at most ``max_queue_size`` ahead of the sender, while the reporter's worker thread
-  encodes, frames and POSTs batches; timed from the first ``report()`` until the sink
-  has every span. ``CPU/span`` is process CPU (both threads) over the same interval.
+  do while the reporter's worker thread encodes, frames and POSTs batches (the queue
+  holds all spans, so the figure is throughput, not drops); timed from the first
+  ``report()`` until every span was sent. ``CPU/span`` is process CPU (both threads)
+  over the same interval. Once with the default batch size (256) and once with 512.
 * ``flush``: every span queued first, then ``flush()`` encodes and sends them all from
   this thread (the worker may help): the raw pipeline without producer costs.
 
@@ -35,6 +36,8 @@ from _common import ROOT, Sink, table, verdict
 sys.path.insert(0, str(ROOT))
 
 BUDGET_SPANS_PER_SECOND = 200_000
+#: Batch sizes of the worker figure: the default (256) and OpenTelemetry's (512).
+BATCH_SIZES = (256, 512)
 
 
 def real_spans(count: int = 400) -> list[Any]:
@@ -79,25 +82,15 @@ def run(spans: int = 200_000, encode_runs: int = 100_000) -> dict[str, Any]:
                               'encode_per_s': encode_runs / best,
                               'encode_us': best / encode_runs * 1e6}
     batch = [sample[i % len(sample)] for i in range(spans)]
+    lost = []
     with Sink() as sink:
-        before = sink.counts()['spans']
-        # The production shape: the worker thread sends while this thread reports.
-        reporter = BatchReporter(HttpSender(sink.url), encoder, max_queue_size=spans,
-                                 batch_size=256)
-        report = reporter.report
-        cpu0 = time.process_time()
-        start = time.perf_counter()
-        for item in batch:
-            report(item)
-        reported = time.perf_counter() - start
-        sent = sink.wait_for(before + spans, 120.0)['spans'] - before
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu0
-        stats = reporter.stats()
-        reporter.close(5.0)
-        result.update(worker_per_s=sent / elapsed, worker_cpu_us=cpu / spans * 1e6,
-                      report_us=reported / spans * 1e6, worker_sent=sent,
-                      worker_stats=stats)
+        result['worker'] = {}
+        for batch_size in BATCH_SIZES:
+            figures = _worker(sink, encoder, batch, batch_size)
+            result['worker'][batch_size] = figures
+            if figures['received'] != spans:
+                lost.append(f'worker, batches of {batch_size}: the sink received '
+                            f'{figures["received"]} of {spans} spans')
 
         before = sink.counts()['spans']
         reporter = BatchReporter(HttpSender(sink.url), encoder, max_queue_size=spans,
@@ -113,31 +106,58 @@ def run(spans: int = 200_000, encode_runs: int = 100_000) -> dict[str, Any]:
         flushed = sink.wait_for(before + spans, 30.0)['spans'] - before
         result.update(flush_per_s=flushed / elapsed, flush_cpu_us=cpu / spans * 1e6,
                       flush_ok=ok, flush_sent=flushed)
+        if flushed != spans:
+            lost.append(f'flush: the sink received {flushed} of {spans} spans')
     result['spans'] = spans
-    result['lost'] = [f'{what}: the sink received {got} of {spans} spans'
-                      for what, got in (('worker', result['worker_sent']),
-                                        ('flush', result['flush_sent'])) if got != spans]
+    result['lost'] = lost
     return result
 
 
+def _worker(sink: Sink, encoder: Any, batch: list[Any], batch_size: int) -> dict[str, Any]:
+    """The production shape: this thread reports while the worker thread sends."""
+    from falcon_tracing_wsgi.zipkin import BatchReporter, HttpSender
+    spans = len(batch)
+    before = sink.counts()['spans']
+    reporter = BatchReporter(HttpSender(sink.url), encoder, max_queue_size=spans,
+                             batch_size=batch_size)
+    report = reporter.report
+    stats = reporter.stats
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    for item in batch:
+        report(item)
+    reported = time.perf_counter() - start
+    # Polling the counters (1 ms) is fine in a benchmark, not in a test.
+    deadline = start + 120.0
+    while stats()['queued'] and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    final = stats()
+    reporter.close(5.0)
+    received = sink.wait_for(before + spans, 10.0)['spans'] - before
+    return {'per_s': final['sent'] / elapsed, 'cpu_us': cpu / spans * 1e6,
+            'report_us': reported / spans * 1e6, 'received': received, 'stats': final}
+
+
 def format_summary(result: dict[str, Any], judge_budgets: bool = True) -> str:
-    rows = [
-        ['encode only', result['encode_per_s'], result['encode_us'], '-'],
-        ['worker (report + encode + POST)', result['worker_per_s'],
-         1e6 / result['worker_per_s'], result['worker_cpu_us']],
-        ['flush (encode + POST)', result['flush_per_s'], 1e6 / result['flush_per_s'],
-         result['flush_cpu_us']],
-    ]
+    rows = [['encode only', '-', result['encode_per_s'], result['encode_us'], '-']]
+    for batch_size, figures in result['worker'].items():
+        rows.append([f'worker: report + encode + POST', batch_size, figures['per_s'],
+                     1e6 / figures['per_s'], figures['cpu_us']])
+    rows.append(['flush: encode + POST', 256, result['flush_per_s'],
+                 1e6 / result['flush_per_s'], result['flush_cpu_us']])
+    default = result['worker'][256]
     out = [f'Reporter capacity: {result["spans"]:,} real server spans ({result["tags"]} tags, '
-           f'{result["span_bytes"]:.0f} bytes of JSON each), one process, batches of 256 to the '
-           f'loopback sink', '',
-           table(['path', 'spans/s', 'us/span (wall)', 'CPU us/span'], rows), '',
-           f'  report() on the request thread: {result["report_us"]:.2f} us/span; '
-           f'worker stats {result["worker_stats"]}']
+           f'{result["span_bytes"]:.0f} bytes of JSON each), one process, to the loopback '
+           f'sink', '',
+           table(['path', 'batch', 'spans/s', 'us/span (wall)', 'CPU us/span'], rows), '',
+           f'  report() on the request thread: {default["report_us"]:.2f} us/span; '
+           f'worker stats (batches of 256) {default["stats"]}']
     if judge_budgets:
-        out.append(f'  budget: >= {BUDGET_SPANS_PER_SECOND:,} spans/s/process (worker '
-                   f'{result["worker_per_s"]:,.0f}): '
-                   f'{verdict(result["worker_per_s"] >= BUDGET_SPANS_PER_SECOND)}')
+        out.append(f'  budget: >= {BUDGET_SPANS_PER_SECOND:,} spans/s/process (worker, default '
+                   f'batches of 256: {default["per_s"]:,.0f}): '
+                   f'{verdict(default["per_s"] >= BUDGET_SPANS_PER_SECOND)}')
     for line in result['lost']:
         out.append('  SPANS LOST: ' + line)
     return '\n'.join(out)
