@@ -14,7 +14,7 @@ Decisions:
 * **The environment goes through gunicorn's ``--env``**: the child inherits the
   caller's environment untouched and gunicorn sets the given variables in the master
   before it loads the configuration or the app, so the workers (and ``--preload``)
-  see them. (This package reads ``os.environ`` in one module only.)
+  see them. (Only ``config.py`` reads the process environment.)
 * **Its own session** (process group): Ctrl-C in a terminal reaches the caller only,
   which then stops the server itself with SIGTERM (a graceful shutdown that runs the
   ``worker_exit`` and ``on_exit`` hooks), and a server that does not stop in time is
