@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import falcon
 
-from .._wsgi import record_exception
+from .._wsgi import record_exception, set_tags
 from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
@@ -54,6 +54,9 @@ _log = logging.getLogger(__name__)
 _ENVIRON_COMPONENT = 'falcon_tracing_wsgi.falcon_component'
 #: environ key set once the request's exception has been recorded.
 _ENVIRON_RECORDED = 'falcon_tracing_wsgi.exception_recorded'
+
+#: Bound of TracingComponent's cache of responder tags (routes x methods of one app).
+_RESPONDER_TAGS_SIZE = 1024
 
 #: Apps already instrumented, by id. NOTE: falcon.App has __slots__ without __weakref__,
 #: so the app is kept alive here (one entry per app object, in practice one per process),
@@ -67,6 +70,11 @@ class TracingComponent:
     It does nothing for a request that the WSGI wrapper did not trace (no span in the
     environ), so it is safe in apps that are not wrapped.
     """
+
+    def __init__(self) -> None:
+        # (resource class, method) -> the span tags naming the responder; one entry per
+        # route and method, so bounded by the app's routes (cleared if it ever grows big).
+        self._responder_tags: dict[tuple[type, str], dict[str, str]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         env = req.env
@@ -86,10 +94,19 @@ class TracingComponent:
         template = req.uri_template
         if template:
             env[ENVIRON_ROUTE] = template
-        span = env[ENVIRON_SPAN]
-        if getattr(span.context, 'sampled', True) is not False and resource is not None:
-            span.set_tag('falcon.resource', type(resource).__qualname__)
-            span.set_tag('falcon.responder', f'on_{req.method.lower()}')
+        if resource is None:
+            return
+        key = (type(resource), req.method)
+        # PERF: the class name and responder name are formatted once per route; an
+        # unsampled span ignores set_tags() anyway.
+        tags = self._responder_tags.get(key)
+        if tags is None:
+            tags = {'falcon.resource': key[0].__qualname__,
+                    'falcon.responder': f'on_{key[1].lower()}'}
+            if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
+                self._responder_tags.clear()
+            self._responder_tags[key] = tags
+        set_tags(env[ENVIRON_SPAN], tags)
 
 
 def report_error(req: falcon.Request, error: BaseException, params: Any = None,
