@@ -25,6 +25,11 @@ lost; inject writes every format, so each downstream service finds the one it re
 :data:`PROPAGATORS` maps each name to a factory and is a plain dict so that another
 format is one more entry; :func:`build_propagator` turns a list of names (from
 configuration) into one propagator.
+
+Every propagator also has ``with_header_names(name)``: a copy that injects each header
+under ``name(header)``. The WSGI middleware uses it with ``environ_key`` to write the
+server span's context straight into the environ (``HTTP_X_B3_TRACEID``, ...) instead of
+into a dict whose names it would translate on every request; extraction is unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..tracer.context import SpanContext
+from ._common import HeaderName
 from .b3 import B3MultiPropagator, B3SinglePropagator
 from .baggage import W3CBaggagePropagator
 from .jaeger import JaegerPropagator
@@ -155,6 +161,27 @@ class CompositePropagator:
         """Write ``context`` in every format, in order."""
         for propagator in self._propagators:
             propagator.inject(context, carrier)
+
+    def with_header_names(self, name: HeaderName) -> CompositePropagator:
+        """Return a composite of the formats' own ``with_header_names(name)``.
+
+        Args:
+            name: maps each header name, as the formats write it by default, to the one
+                to write instead (see :class:`~._common.HeaderNames`).
+
+        Raises:
+            TypeError: when a format has no ``with_header_names`` (a format from
+                elsewhere): its headers cannot be renamed.
+        """
+        renamed: list[Propagator] = []
+        for propagator in self._propagators:
+            rename: Optional[Callable[[HeaderName], Propagator]] = getattr(
+                propagator, 'with_header_names', None)
+            if rename is None:
+                raise TypeError(f'{type(propagator).__name__} cannot write its headers under '
+                                'other names: it has no with_header_names()')
+            renamed.append(rename(name))
+        return type(self)(renamed)
 
 
 #: Format name -> factory. A plain dict: registering a format is adding one entry.

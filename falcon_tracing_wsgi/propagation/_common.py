@@ -9,12 +9,18 @@ Hex ids are checked by the codecs with precompiled full-match patterns spelled w
 explicit ranges (``int(x, 16)`` would also accept ``_``, ``+``, ``0x`` and spaces, and
 ``\\d`` non-ASCII digits). Where upper case is accepted, the lower-case pattern is tried
 first and the value is only lower-cased on the rare slow path.
+
+:class:`HeaderNames` is the base of every format: it gives each one
+``with_header_names``, which makes a copy that injects under transformed header names
+(the WSGI middleware writes straight into the environ as ``HTTP_X_B3_TRACEID``). Each
+format resolves its static names once, in ``__init__``, into ``__slots__`` attributes,
+so its one ``inject`` serves both spellings at the cost of an attribute read per header.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 from urllib.parse import quote
 
 #: RFC 7230 section 3.2.3 optional whitespace.
@@ -29,6 +35,47 @@ TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAGGAGE_SAFE = "!#$&'()*/:<=>?@[]^`{|}"
 _BAGGAGE_PLAIN_RE = re.compile(r"[0-9A-Za-z_.\-~!#$&'()*/:<=>?@\[\]^`{|}]*")
 _JAEGER_PLAIN_RE = re.compile(r'[0-9A-Za-z_.\-~/]*')
+
+#: Maps a header name, as a format writes it by default, to the name to write instead.
+HeaderName = Callable[[str], str]
+
+_F = TypeVar('_F', bound='HeaderNames')
+
+
+def same_name(name: str) -> str:
+    """The default :data:`HeaderName`: every header keeps its canonical name."""
+    return name
+
+
+class HeaderNames:
+    """Base of the formats: the names their ``inject`` writes can be transformed.
+
+    A subclass takes an optional :data:`HeaderName` as its only constructor argument and
+    resolves every static header name through it once, keeping the result in a slot that
+    ``inject`` reads. Renaming always starts from the canonical names, so renaming a
+    renamed propagator does not compose the two functions.
+
+    Args:
+        header_name: maps each canonical header name to the one to write; ``None``
+            keeps the canonical names.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        pass  # subclasses with headers to name resolve them here
+
+    def with_header_names(self: _F, name: HeaderName) -> _F:
+        """Return a propagator of this format that injects under ``name(header)``.
+
+        ``extract`` is unchanged: it still reads lower-case names through the carrier.
+
+        Args:
+            name: called once per static header (``X-B3-TraceId``, ``traceparent``,
+                ...) now, and per item for headers named at inject time (Jaeger's
+                ``uberctx-{key}``).
+        """
+        return type(self)(name)
 
 
 def first_value(value: str, limit: int) -> Optional[str]:

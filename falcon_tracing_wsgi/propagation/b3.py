@@ -42,7 +42,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Optional
 
 from ..tracer.context import SpanContext
-from ._common import first_value
+from ._common import HeaderName, HeaderNames, first_value, same_name
 
 __all__ = ['B3MultiPropagator', 'B3SinglePropagator']
 
@@ -169,7 +169,7 @@ def _extract_multi(carrier: Mapping[str, str]) -> Optional[SpanContext]:
     return SpanContext(trace_id, span_id, parent_id, sampled, debug)
 
 
-class _B3Propagator:
+class _B3Propagator(HeaderNames):
     """Extraction shared by both B3 encodings (they differ only in what they inject)."""
 
     __slots__ = ()
@@ -208,9 +208,22 @@ class B3MultiPropagator(_B3Propagator):
     """B3 as separate ``X-B3-*`` headers (the classic Zipkin encoding).
 
     Extracts both encodings (see the module docstring); injects the multi headers.
+
+    Args:
+        header_name: writes each header under ``header_name(name)``; ``None`` keeps
+            the canonical names (see :meth:`with_header_names`).
     """
 
-    __slots__ = ()
+    __slots__ = ('_trace_id_header', '_span_id_header', '_parent_id_header',
+                 '_flags_header', '_sampled_header')
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        name = header_name or same_name
+        self._trace_id_header = name('X-B3-TraceId')
+        self._span_id_header = name('X-B3-SpanId')
+        self._parent_id_header = name('X-B3-ParentSpanId')
+        self._flags_header = name('X-B3-Flags')
+        self._sampled_header = name('X-B3-Sampled')
 
     def inject(self, context: SpanContext, carrier: MutableMapping[str, str]) -> None:
         """Write ``X-B3-*`` headers for ``context`` (B3-E1).
@@ -219,23 +232,30 @@ class B3MultiPropagator(_B3Propagator):
         ``X-B3-Flags: 1`` (debug), ``X-B3-Sampled: 1|0``, or nothing (defer).
         """
         if context.trace_id is not None and context.span_id is not None:
-            carrier['X-B3-TraceId'] = context.trace_id
-            carrier['X-B3-SpanId'] = context.span_id
+            carrier[self._trace_id_header] = context.trace_id
+            carrier[self._span_id_header] = context.span_id
             if context.parent_id is not None:
-                carrier['X-B3-ParentSpanId'] = context.parent_id
+                carrier[self._parent_id_header] = context.parent_id
         if context.debug:
-            carrier['X-B3-Flags'] = '1'
+            carrier[self._flags_header] = '1'
         elif context.sampled is not None:
-            carrier['X-B3-Sampled'] = '1' if context.sampled else '0'
+            carrier[self._sampled_header] = '1' if context.sampled else '0'
 
 
 class B3SinglePropagator(_B3Propagator):
     """B3 as the single ``b3`` header.
 
     Extracts both encodings (see the module docstring); injects ``b3``.
+
+    Args:
+        header_name: writes ``b3`` under ``header_name('b3')``; ``None`` keeps ``b3``
+            (see :meth:`with_header_names`).
     """
 
-    __slots__ = ()
+    __slots__ = ('_header',)
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        self._header = (header_name or same_name)('b3')
 
     def inject(self, context: SpanContext, carrier: MutableMapping[str, str]) -> None:
         """Write ``b3: T-S[-x][-P]``, or a lone sampling state for an id-less context (B3-E2)."""
@@ -247,11 +267,11 @@ class B3SinglePropagator(_B3Propagator):
             state = '1' if context.sampled else '0'
         if context.trace_id is not None and context.span_id is not None:
             if state is None:
-                carrier['b3'] = f'{context.trace_id}-{context.span_id}'
+                carrier[self._header] = f'{context.trace_id}-{context.span_id}'
             elif context.parent_id is None:
-                carrier['b3'] = f'{context.trace_id}-{context.span_id}-{state}'
+                carrier[self._header] = f'{context.trace_id}-{context.span_id}-{state}'
             else:
-                carrier['b3'] = (f'{context.trace_id}-{context.span_id}-{state}-'
-                                 f'{context.parent_id}')
+                carrier[self._header] = (f'{context.trace_id}-{context.span_id}-{state}-'
+                                         f'{context.parent_id}')
         elif state is not None:
-            carrier['b3'] = state
+            carrier[self._header] = state

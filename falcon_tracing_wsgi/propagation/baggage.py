@@ -39,7 +39,7 @@ from typing import Optional
 from urllib.parse import unquote
 
 from ..tracer.context import SpanContext
-from ._common import OWS, is_token, quote_baggage_value
+from ._common import OWS, HeaderName, HeaderNames, is_token, quote_baggage_value, same_name
 
 __all__ = ['W3CBaggagePropagator', 'MAX_MEMBERS', 'MAX_MEMBER_BYTES', 'MAX_BYTES']
 
@@ -88,15 +88,23 @@ def _parse_baggage(raw: str) -> Optional[dict[str, str]]:
     return baggage
 
 
-class W3CBaggagePropagator:
-    """W3C Baggage in the ``baggage`` header (see the module docstring)."""
+class W3CBaggagePropagator(HeaderNames):
+    """W3C Baggage in the ``baggage`` header (see the module docstring).
 
-    __slots__ = ()
+    Args:
+        header_name: writes ``baggage`` under ``header_name('baggage')``; ``None``
+            keeps ``baggage`` (see :meth:`with_header_names`).
+    """
+
+    __slots__ = ('_header',)
 
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_BAGGAGE,)
     #: extract() reads no other header (a tracer may skip it when none is present).
     reads_only_fields = True
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        self._header = (header_name or same_name)('baggage')
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read baggage.
@@ -143,4 +151,4 @@ class W3CBaggagePropagator:
             if len(members) == MAX_MEMBERS:
                 break
         if members:
-            carrier['baggage'] = ','.join(members)
+            carrier[self._header] = ','.join(members)

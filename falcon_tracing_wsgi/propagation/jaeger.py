@@ -43,7 +43,7 @@ from typing import Optional
 from urllib.parse import unquote
 
 from ..tracer.context import SpanContext
-from ._common import OWS, is_token, quote_jaeger_value
+from ._common import OWS, HeaderName, HeaderNames, is_token, quote_jaeger_value, same_name
 from .baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 
 __all__ = ['JaegerPropagator', 'DEBUG_ID_KEY']
@@ -145,13 +145,24 @@ def _scan_baggage(carrier: Mapping[str, str]) -> Optional[dict[str, str]]:
     return baggage
 
 
-class JaegerPropagator:
-    """Jaeger's ``uber-trace-id`` and ``uberctx-*`` headers (see the module docstring)."""
+class JaegerPropagator(HeaderNames):
+    """Jaeger's ``uber-trace-id`` and ``uberctx-*`` headers (see the module docstring).
 
-    __slots__ = ()
+    Args:
+        header_name: writes each header under ``header_name(name)``: ``uber-trace-id``
+            is resolved once, each ``uberctx-{key}`` as it is written; ``None`` keeps
+            the canonical names (see :meth:`with_header_names`).
+    """
+
+    __slots__ = ('_trace_header', '_baggage_name')
 
     #: The fixed headers this format reads, lower case; baggage is every ``uberctx-*``.
     fields: tuple[str, ...] = (_TRACE_HEADER, _DEBUG_HEADER)
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        self._trace_header = (header_name or same_name)('uber-trace-id')
+        # PERF: None (not same_name) by default, so canonical names cost no call per item.
+        self._baggage_name = header_name
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read the caller's context and baggage.
@@ -200,9 +211,13 @@ class JaegerPropagator:
             else:
                 flags = '01' if context.sampled else '00'
             parent = context.parent_id or '0'
-            carrier['uber-trace-id'] = f'{context.trace_id}:{context.span_id}:{parent}:{flags}'
+            carrier[self._trace_header] = f'{context.trace_id}:{context.span_id}:{parent}:{flags}'
+        baggage_name = self._baggage_name
         for key, value in context.baggage.items():
             if is_token(key):
-                carrier[_BAGGAGE_PREFIX + key] = quote_jaeger_value(str(value))
+                header = _BAGGAGE_PREFIX + key
+                if baggage_name is not None:
+                    header = baggage_name(header)
+                carrier[header] = quote_jaeger_value(str(value))
             else:
                 _log.debug('not propagating baggage item with invalid key %.80r', key)

@@ -37,7 +37,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Optional
 
 from ..tracer.context import SpanContext
-from ._common import OWS
+from ._common import OWS, HeaderName, HeaderNames, same_name
 
 __all__ = ['TraceContextPropagator', 'MAX_TRACESTATE_LENGTH']
 
@@ -131,15 +131,25 @@ def _parse_tracestate(raw: str) -> Optional[str]:
     return ','.join(members)
 
 
-class TraceContextPropagator:
-    """W3C Trace Context: ``traceparent`` and ``tracestate`` (see the module docstring)."""
+class TraceContextPropagator(HeaderNames):
+    """W3C Trace Context: ``traceparent`` and ``tracestate`` (see the module docstring).
 
-    __slots__ = ()
+    Args:
+        header_name: writes each header under ``header_name(name)``; ``None`` keeps
+            the canonical names (see :meth:`with_header_names`).
+    """
+
+    __slots__ = ('_traceparent_header', '_tracestate_header')
 
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_TRACEPARENT, _TRACESTATE)
     #: extract() reads no other header (a tracer may skip it when none is present).
     reads_only_fields = True
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        name = header_name or same_name
+        self._traceparent_header = name('traceparent')
+        self._tracestate_header = name('tracestate')
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read the caller's context.
@@ -183,6 +193,6 @@ class TraceContextPropagator:
         if len(trace_id) == 16:
             trace_id = _PAD_64 + trace_id
         flags = '01' if context.sampled or context.debug else '00'
-        carrier['traceparent'] = f'00-{trace_id}-{context.span_id}-{flags}'
+        carrier[self._traceparent_header] = f'00-{trace_id}-{context.span_id}-{flags}'
         if context.tracestate:
-            carrier['tracestate'] = context.tracestate
+            carrier[self._tracestate_header] = context.tracestate

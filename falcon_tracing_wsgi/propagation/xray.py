@@ -48,7 +48,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Optional
 
 from ..tracer.context import SpanContext
-from ._common import OWS, first_value
+from ._common import OWS, HeaderName, HeaderNames, first_value, same_name
 
 __all__ = ['XRayPropagator', 'to_xray_trace_id', 'from_xray_trace_id', 'EXTRA_KEY',
            'HEADER', 'MAX_HEADER_LENGTH', 'MAX_OTHER_FIELDS']
@@ -150,15 +150,23 @@ def _parse(value: str) -> Optional[SpanContext]:
     return None
 
 
-class XRayPropagator:
-    """The ``X-Amzn-Trace-Id`` header (see the module docstring)."""
+class XRayPropagator(HeaderNames):
+    """The ``X-Amzn-Trace-Id`` header (see the module docstring).
 
-    __slots__ = ()
+    Args:
+        header_name: writes the header under ``header_name(HEADER)``; ``None`` keeps
+            :data:`HEADER` (see :meth:`with_header_names`).
+    """
+
+    __slots__ = ('_header',)
 
     #: The header this format reads, lower case.
     fields: tuple[str, ...] = (_FIELD,)
     #: extract() reads no other header (a tracer may skip it when none is present).
     reads_only_fields = True
+
+    def __init__(self, header_name: Optional[HeaderName] = None) -> None:
+        self._header = (header_name or same_name)(HEADER)
 
     def extract(self, carrier: Mapping[str, str]) -> Optional[SpanContext]:
         """Read the caller's context from ``X-Amzn-Trace-Id``.
@@ -198,4 +206,4 @@ class XRayPropagator:
         others = context.extra.get(EXTRA_KEY) if context.extra else None
         if others:
             value = f'{value};{others}'
-        carrier[HEADER] = value
+        carrier[self._header] = value
