@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
-           'build_url_builder', 'parse_status', 'record_exception', 'set_tags', 'IN_FLIGHT']
+           'build_url_builder', 'record_exception', 'set_tags', 'IN_FLIGHT']
 
 _log = logging.getLogger(__name__)
 
@@ -129,14 +129,6 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-def parse_status(status: str) -> int:
-    """Return the integer code of a WSGI status line, or 0 when it has none."""
-    try:
-        return int(status[:3])
-    except (TypeError, ValueError):
-        return 0
 
 
 def build_excluder(rules: tuple[ExcludeRule, ...],
@@ -296,7 +288,12 @@ class TracedResponse:
                        exc_info: Any = None) -> Callable[[bytes], Any]:
         """The ``start_response`` the app sees: records the status, then delegates."""
         try:
-            self.status_code = code = parse_status(status)
+            # The integer code of the status line; 0 when it has none.
+            try:
+                code = int(status[:3])
+            except (TypeError, ValueError):
+                code = 0
+            self.status_code = code
             if exc_info is not None and exc_info[1] is not None:
                 record_exception(self.span, exc_info[1])
             middleware = self._middleware
