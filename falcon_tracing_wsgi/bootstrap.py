@@ -39,7 +39,6 @@ from .tracer.ids import XRayIdGenerator
 from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
-from .xray import SegmentEncoder, UdpSender
 from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
 
 __all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
@@ -122,7 +121,9 @@ def build_reporter(config: TracingConfig) -> Any:
     if kind == 'none':
         return NoopReporter()
     if kind == 'xray':
+        # PERF: the X-Ray reporter is imported only when chosen (~70 kB per process).
         from . import __version__
+        from .xray import SegmentEncoder, UdpSender
         return BatchReporter(
             UdpSender(config.xray_daemon_address, timeout=config.export_timeout),
             SegmentEncoder(config.service_name, tags=config.tags,
@@ -155,8 +156,14 @@ def _host_ipv4() -> Optional[str]:
     tracer in ``post_fork`` must not wait on a slow resolver again.
     """
     try:
-        address = socket.gethostbyname(socket.gethostname())
-    except OSError:
+        host = socket.gethostname()
+        # PERF: bytes, because a str host name goes through the 'idna' codec, which
+        # imports encodings.idna and stringprep (~110 kB per process) to encode an
+        # ASCII name unchanged. A non-ASCII name still gets the codec. (CPython takes
+        # bytes here; typeshed only declares str.)
+        name: Any = host.encode('ascii') if host.isascii() else host
+        address = socket.gethostbyname(name)
+    except (OSError, UnicodeError):
         return None
     return address if address.count('.') == 3 else None
 

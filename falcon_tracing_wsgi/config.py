@@ -18,7 +18,6 @@ The table of variables in README.rst is checked against :data:`SETTINGS` by the 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import logging
 import os
@@ -497,7 +496,7 @@ def _option(name: str, value: Any) -> Any:
     setting = _BY_FIELD.get(name)
     if setting is None:
         valid = sorted(_BY_FIELD) + sorted(_CODE_ONLY)
-        close = difflib.get_close_matches(name, valid, n=1)
+        close = _close_match(name, valid)
         hint = f' (did you mean {close[0]!r}?)' if close else ''
         raise TypeError(f'unknown tracing option {name!r}{hint}; valid options: '
                         f'{", ".join(valid)}')
@@ -534,10 +533,18 @@ def _parse(parse: Callable[[str], Any], name: str, raw: str) -> Any:
         raise ConfigError(f'{name}={raw!r} is not valid: {exc}') from None
 
 
+def _close_match(name: str, valid: list[str]) -> list[str]:
+    """The valid name closest to a misspelt one (a one-element list), or []."""
+    # PERF: difflib is imported only when there is a typo to explain: it is ~140 kB of
+    # memory in every worker of a correctly configured service otherwise.
+    import difflib
+    return difflib.get_close_matches(name, valid, n=1)
+
+
 def _warn_unknown(environ: Mapping[str, str]) -> None:
     for name in environ:
         if name.startswith(ENV_PREFIX) and name not in _BY_ENV and name not in _OTHER_KNOWN:
-            close = difflib.get_close_matches(name, list(_BY_ENV) + list(_OTHER_KNOWN), n=1)
+            close = _close_match(name, list(_BY_ENV) + list(_OTHER_KNOWN))
             hint = f'; did you mean {close[0]}?' if close else ''
             warnings.warn(f'unknown environment variable {name}{hint}', RuntimeWarning,
                           stacklevel=3)

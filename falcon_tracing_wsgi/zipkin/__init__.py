@@ -11,8 +11,9 @@ The pieces, each replaceable (``bootstrap.py`` wires them together):
 * :func:`validate_span` / :func:`validate_spans` (``schema``) and :class:`ZipkinCollector`
   (``collector``): a strict Zipkin v2 check and a small receiver, for tests and demos.
 
-Importing this package starts no thread and does no I/O. :class:`ZipkinCollector` is
-imported on first use, so production imports do not load :mod:`http.server`.
+Importing this package starts no thread and does no I/O. :class:`ZipkinCollector` and
+the schema check are imported on first use: a service that only reports spans never
+loads them (nor :mod:`http.server`), which keeps each worker's memory down.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 from .._types import SendError
 from .encoding import DEFAULT_MAX_VALUE_LENGTH, Endpoint, JsonV2Encoder
 from .reporter import BatchReporter, NoopReporter
-from .schema import validate_span, validate_spans
 from .sender import FileSender, HttpSender
 
 __all__ = ['BatchReporter', 'NoopReporter', 'HttpSender', 'FileSender', 'SendError',
@@ -31,7 +31,11 @@ __all__ = ['BatchReporter', 'NoopReporter', 'HttpSender', 'FileSender', 'SendErr
 
 
 def __getattr__(name: str) -> Any:
+    # PERF: test and demo tools, imported on first use (see the module docstring).
     if name == 'ZipkinCollector':
         from .collector import ZipkinCollector
         return ZipkinCollector
+    if name in ('validate_span', 'validate_spans'):
+        from . import schema
+        return getattr(schema, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -41,7 +41,6 @@ A sender does two things for the reporter, and nothing else:
 
 from __future__ import annotations
 
-import gzip as _gzip
 import http.client
 import io
 import os
@@ -108,10 +107,30 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
 
 
+def _create_connection(address: tuple[Any, int], *args: Any) -> socket.socket:
+    """:func:`socket.create_connection`, with an ASCII host name passed as bytes.
+
+    A str host makes :func:`socket.getaddrinfo` run the 'idna' codec, which imports
+    ``encodings.idna`` and ``stringprep`` (~110 kB in the process) to encode an ASCII
+    name unchanged; bytes skip that. A non-ASCII name still gets the codec.
+    """
+    host, port = address
+    if isinstance(host, str) and host.isascii():
+        host = host.encode('ascii')
+    return socket.create_connection((host, port), *args)
+
+
 class _DeadlineMixin:
     """Makes :meth:`getresponse` read the response under :attr:`deadline`."""
 
     deadline = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # PERF: see _create_connection. http.client connects through this (private,
+        # set in its __init__) attribute since 3.4; should it ever stop, only the
+        # saving is lost, never the connection.
+        self._create_connection = _create_connection
 
     # http.client builds the response with ``self.response_class(self.sock, ...)``;
     # defined as a method, this receives the connection and can pass the deadline on.
@@ -249,6 +268,8 @@ class HttpSender:
         start = _monotonic()
         limit = None if timeout is None else start + max(timeout, 0.0)
         if self._gzip:
+            # PERF: gzip (~65 kB per process) is imported only when compression is on.
+            import gzip as _gzip
             body = _gzip.compress(body, compresslevel=1, mtime=0)
         conn = self._connection()
         try:
