@@ -46,6 +46,22 @@ def test_a_batch_is_accepted_and_stored(collector: ZipkinCollector,
     assert [span['id'] for span in collector.spans()] == [f'{i + 1:016x}' for i in range(3)]
 
 
+@pytest.mark.parametrize('host', [
+    pytest.param('127.0.0.1', id='address'),
+    pytest.param('localhost', id='host-name'),  # resolved from bytes (no idna codec)
+])
+def test_the_collector_is_reached_by_address_or_name(collector: ZipkinCollector,
+                                                     host: str) -> None:
+    sender = HttpSender(f'http://{host}:{collector.port}/api/v2/spans', connect_timeout=1.0)
+    try:
+        sender.send(_body(1), 1)
+    finally:
+        sender.close()
+    (headers,) = collector.request_headers()
+    assert headers['Host'] == f'{host}:{collector.port}'  # the name, not the bytes
+    assert len(collector.spans()) == 1
+
+
 def test_the_upload_says_b3_0_and_json(collector: ZipkinCollector,
                                        sender: HttpSender) -> None:
     sender.send(_body(1), 1)
