@@ -91,14 +91,16 @@ class TracingComponent:
         env = req.env
         if env.get(_ENVIRON_COMPONENT) is not self:
             return
+        span = env[ENVIRON_SPAN]
+        if getattr(span.context, 'sampled', True) is False:
+            return  # PERF: nothing here matters to a span that records nothing
         template = req.uri_template
         if template:
             env[ENVIRON_ROUTE] = template
         if resource is None:
             return
         key = (type(resource), req.method)
-        # PERF: the class name and responder name are formatted once per route; an
-        # unsampled span ignores set_tags() anyway.
+        # PERF: the class name and responder name are formatted once per route.
         tags = self._responder_tags.get(key)
         if tags is None:
             tags = {'falcon.resource': key[0].__qualname__,
@@ -106,7 +108,7 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
-        set_tags(env[ENVIRON_SPAN], tags)
+        set_tags(span, tags)
 
 
 def report_error(req: falcon.Request, error: BaseException, params: Any = None,

@@ -231,18 +231,22 @@ class BatchReporter:
             span: a finished, sampled span (the Span contract).
         """
         # PERF: this runs on the request thread for every sampled span. Normally it is
-        # a pid comparison, a length test and an append (no lock); the worker is started
-        # here lazily (and again after a fork), and a full queue costs a locked increment.
-        # About 0.2 us in all, half of it os.getpid() (a system call since glibc 2.25):
-        # the price of the second fork guard, for forks that skip the at-fork hooks.
-        if self._pid != _getpid():
+        # a test, a length test and an append (no lock); the worker is started here
+        # lazily (the at-fork hook sets _pid to 0 in a child), and a full queue costs a
+        # locked increment. The second fork guard, for forks that skip the at-fork
+        # hooks, needs os.getpid() (a system call since glibc 2.25), so it runs once per
+        # batch, when the worker is woken: such a child loses at most one batch.
+        if not self._pid:
             self._start_worker()
         queue = self._queue
         waiting = len(queue)
         if waiting < self._capacity:
             queue.append(span)
-            if waiting >= self._wake_at and not self._wake.is_set():
-                self._wake.set()
+            if waiting >= self._wake_at:
+                if self._pid != _getpid():
+                    self._start_worker()
+                elif not self._wake.is_set():
+                    self._wake.set()
         else:
             with self._lock:
                 self._dropped += 1

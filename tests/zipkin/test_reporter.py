@@ -568,6 +568,25 @@ def test_a_fork_while_the_worker_holds_the_send_lock_does_not_deadlock_the_child
     reporter.close(5.0)
 
 
+def test_state_inherited_without_the_at_fork_hook_is_reset_at_the_next_batch() -> None:
+    """A child forked without Python's at-fork hooks (a C-level fork) holds the parent's
+    pid, queue and worker; report() notices at the next batch and starts afresh."""
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=4, flush_interval=60)
+    reporter.report(make_span(0))
+    stale_wake = reporter._wake
+    reporter._pid += 1  # as if this process were a child that inherited the state
+    for index in range(1, 4):
+        reporter.report(make_span(index))  # the 4th queued span fills a batch
+    stale_wake.set()  # let the "parent's" worker see it was replaced and exit
+    assert reporter._wake is not stale_wake
+    assert reporter.stats() == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+    reporter.report(make_span(10))
+    assert reporter.flush(5.0)
+    assert reporter.stats() == {'queued': 0, 'sent': 1, 'dropped': 0, 'failed': 0}
+    reporter.close(5.0)
+
+
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')
 def test_fork_after_a_reporter_was_collected_is_fine() -> None:
     reporter = BatchReporter(RecordingSender(), ENCODER, flush_interval=60)
