@@ -73,6 +73,7 @@ from ._wsgi import (
     set_tags,
 )
 from .config import TracingConfig
+from .tracer.context import SpanContext
 from .tracer.span import Span
 from .tracer.tracer import Tracer
 
@@ -375,17 +376,27 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     if renamed is None or not getattr(propagator, 'reads_only_fields', False):
         return None
     inject = renamed(environ_key).inject
+    new_trace_headers = _new_trace_headers(inject)
     watched = _CONTEXT_KEY_SET.union(environ_key(name) for name in propagator.fields)
     extract = tracer.extract
     start_span = tracer.start_span
+    start_trace = tracer._start_trace  # a friend: this is the tracer's own fast path
     request_tags = middleware._request_tags
     request_hook = middleware._request_hook
 
     def start(environ: dict[str, Any]) -> tuple[Any, bool]:
         method = environ.get('REQUEST_METHOD') or 'GET'
         if environ.keys().isdisjoint(watched):
-            span = start_span(method, None, None, {_SPAN_KIND: _SERVER}, None, True)
-            inject(span.context, environ)
+            span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
+            context: SpanContext = span.context  # type: ignore[assignment]  # ours
+            trace_id = context.trace_id
+            headers = new_trace_headers.get((context.sampled, len(trace_id)))
+            if headers is None:
+                inject(context, environ)
+            else:
+                span_id = context.span_id
+                for key, template in headers:
+                    environ[key] = template.format(trace_id, span_id)
             environ[ENVIRON_INCOMING] = {}
         else:
             try:
@@ -413,6 +424,52 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
         return span, True
 
     return start
+
+
+#: Two pairs of ids that share no text, to find where the ids go in each header.
+_PROBE_IDS = {32: (('0123456789abcdef' * 2, 'fedcba9876543210'),
+                   ('a1b2c3d4e5f6a7b8' * 2, '8b7a6f5e4d3c2b1a')),
+              16: (('0123456789abcdef', 'fedcba9876543210'),
+                   ('a1b2c3d4e5f6a7b8', '8b7a6f5e4d3c2b1a'))}
+
+
+def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
+                       ) -> dict[tuple[bool, int], tuple[tuple[str, str], ...]]:
+    """Turn what ``inject`` writes for a new trace into ``str.format`` templates.
+
+    The context of a new root span always has the same shape (trace id, span id, a
+    decision; no parent, debug flag, baggage or tracestate), so what any format writes
+    for it is a function of the two ids. This asks the propagator itself (no format's
+    rules are copied here): it injects probe contexts, replaces the ids in each value by
+    ``{0}`` and ``{1}``, and keeps a template only if it reproduces a second probe
+    exactly. Returns ``(sampled, trace id width) -> ((environ key, template), ...)``;
+    a shape that does not verify (X-Ray splits the trace id) is absent, and the start
+    function calls ``inject`` for it instead.
+    """
+    templates = {}
+    for width, ((trace_a, span_a), (trace_b, span_b)) in _PROBE_IDS.items():
+        for sampled in (True, False):
+            first: dict[str, str] = {}
+            second: dict[str, str] = {}
+            try:
+                inject(SpanContext(trace_a, span_a, None, sampled), first)
+                inject(SpanContext(trace_b, span_b, None, sampled), second)
+            except Exception:
+                _log.debug('no header templates for this propagator', exc_info=True)
+                continue
+            shape = []
+            for key, value in first.items():
+                if not isinstance(value, str):
+                    break
+                template = (value.replace('{', '{{').replace('}', '}}')
+                            .replace(trace_a, '{0}').replace(span_a, '{1}'))
+                if template.format(trace_b, span_b) != second.get(key):
+                    break
+                shape.append((key, template))
+            else:
+                if first.keys() == second.keys():
+                    templates[(sampled, width)] = tuple(shape)
+    return templates
 
 
 def _trace_id(context: Any) -> Optional[str]:

@@ -50,7 +50,8 @@ def test_middleware_imports_only_stdlib_and_opentracing():
                         'falcon_tracing_wsgi._redact', 'falcon_tracing_wsgi._types',
                         'falcon_tracing_wsgi.integrations.falcon',  # lazily, for Falcon apps
                         # the environ-level fast path for this package's own tracer
-                        'falcon_tracing_wsgi.tracer.tracer', 'falcon_tracing_wsgi.tracer.span'}
+                        'falcon_tracing_wsgi.tracer.tracer', 'falcon_tracing_wsgi.tracer.span',
+                        'falcon_tracing_wsgi.tracer.context'}
     for module in ('middleware.py', '_wsgi.py', '_redact.py', 'config.py'):
         for name in imported(ALL[module], module):
             top = name.split('.')[0]

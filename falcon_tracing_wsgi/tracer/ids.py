@@ -27,7 +27,10 @@ from random import getrandbits as _getrandbits
 from time import time as _time
 
 __all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'new_xray_trace_id',
-           'RandomIdGenerator', 'XRayIdGenerator']
+           'new_trace_ids_64', 'new_trace_ids_128', 'RandomIdGenerator', 'XRayIdGenerator']
+
+_ZERO_16 = '0' * 16
+_ZERO_32 = '0' * 32
 
 
 def new_span_id() -> str:
@@ -56,6 +59,30 @@ def new_trace_id_128() -> str:
     return bits.to_bytes(16, 'big').hex()
 
 
+def new_trace_ids_128() -> tuple[str, str]:
+    """Return ``(trace_id, span_id)`` for a new trace: 32 and 16 hex, both non-zero.
+
+    PERF: one 192-bit draw for both ids (a new trace is the common case of every
+    server span).
+    """
+    ids = _getrandbits(192).to_bytes(24, 'big').hex()
+    trace_id = ids[:32]
+    span_id = ids[32:]
+    if trace_id == _ZERO_32 or span_id == _ZERO_16:
+        return new_trace_id_128(), new_span_id()
+    return trace_id, span_id
+
+
+def new_trace_ids_64() -> tuple[str, str]:
+    """Return ``(trace_id, span_id)`` for a new trace: 16 hex each, both non-zero."""
+    ids = _getrandbits(128).to_bytes(16, 'big').hex()
+    trace_id = ids[:16]
+    span_id = ids[16:]
+    if trace_id == _ZERO_16 or span_id == _ZERO_16:
+        return new_trace_id_64(), new_span_id()
+    return trace_id, span_id
+
+
 def new_xray_trace_id() -> str:
     """Return a 128-bit trace id whose first 32 bits are the current epoch seconds.
 
@@ -75,13 +102,16 @@ class RandomIdGenerator:
 
     The methods are plain module functions bound at construction, so calling
     ``generator.trace_id()`` costs no more than calling the function itself.
+    ``trace_ids()`` returns both ids of a new trace from one draw; the tracer uses it when
+    a generator has it.
     """
 
-    __slots__ = ('trace_id', 'span_id')
+    __slots__ = ('trace_id', 'span_id', 'trace_ids')
 
     def __init__(self, trace_id_128bit: bool = True) -> None:
         self.trace_id = new_trace_id_128 if trace_id_128bit else new_trace_id_64
         self.span_id = new_span_id
+        self.trace_ids = new_trace_ids_128 if trace_id_128bit else new_trace_ids_64
 
     def __repr__(self) -> str:
         bits = 128 if self.trace_id is new_trace_id_128 else 64

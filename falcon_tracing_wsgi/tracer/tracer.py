@@ -49,6 +49,7 @@ from .._types import Propagator, Reporter, Sampler
 from . import _binary
 from .context import SpanContext
 from .ids import RandomIdGenerator
+from .sampler import ConstSampler
 from .scope import ContextVarScopeManager
 from .span import Span, UnsampledSpan
 
@@ -128,6 +129,9 @@ class Tracer(opentracing.Tracer):
         self._is_sampled = sampler.is_sampled
         self._new_trace_id = id_generator.trace_id
         self._new_span_id = id_generator.span_id
+        self._new_trace_ids = getattr(id_generator, 'trace_ids', None) or self._draw_trace_ids
+        # PERF: a constant sampler's decision is read, not asked (no call per trace).
+        self._const_sampler = sampler if type(sampler) is ConstSampler else None
         # When the propagator reads no header outside its ``fields``, a carrier that can
         # say none of them is present (``has_any``) lets extract() skip it altogether.
         self._exhaustive_fields: Optional[tuple[str, ...]] = (
@@ -200,18 +204,10 @@ class Tracer(opentracing.Tracer):
                 parent = scope.span.context
         name = '' if operation_name is None else operation_name
 
-        span_id = self._new_span_id()
         if parent is None:
-            # PERF: the common case (a new trace) first, without helper calls.
-            trace_id = self._new_trace_id()
-            sampled: Optional[bool]
-            try:
-                sampled = True if self._is_sampled(trace_id, name) else False
-            except Exception:
-                _log.warning('the sampler failed; the trace is not sampled', exc_info=True)
-                sampled = False
-            context = SpanContext(trace_id, span_id, None, sampled)
-        elif isinstance(parent, SpanContext):
+            return self._start_trace(name, tags, start_time)
+        span_id = self._new_span_id()
+        if isinstance(parent, SpanContext):
             sampled = True if parent.debug else parent.sampled
             if parent.trace_id is not None and parent.span_id is not None:
                 trace_id = parent.trace_id
@@ -235,6 +231,26 @@ class Tracer(opentracing.Tracer):
         if context.sampled:
             return Span(self, context, name, start_time, tags)
         return UnsampledSpan(self, context, name)
+
+    def _start_trace(self, name: str, tags: Optional[dict[str, Any]],
+                     start_time: Optional[float]) -> _AnySpan:
+        """Start the root span of a new trace: no parent, the sampler decides.
+
+        The common case of every server span, kept flat; the middleware's environ fast
+        path calls it directly.
+        """
+        trace_id, span_id = self._new_trace_ids()
+        const = self._const_sampler
+        sampled = const.decision if const is not None else self._decide(trace_id, name)
+        context = SpanContext(trace_id, span_id, None, sampled)
+        if sampled:
+            return Span(self, context, name, start_time, tags)
+        return UnsampledSpan(self, context, name)
+
+    def _draw_trace_ids(self) -> tuple[str, str]:
+        # For id generators without trace_ids(): the span id first, as start_span draws.
+        span_id = self._new_span_id()
+        return self._new_trace_id(), span_id
 
     def _decide(self, trace_id: str, operation_name: str) -> bool:
         try:

@@ -9,7 +9,8 @@ import pytest
 
 from falcon_tracing_wsgi.tracer import ids
 from falcon_tracing_wsgi.tracer.ids import (RandomIdGenerator, new_span_id, new_trace_id_64,
-                                            new_trace_id_128)
+                                            new_trace_id_128, new_trace_ids_64,
+                                            new_trace_ids_128)
 
 _DRAWS = 2000
 
@@ -56,6 +57,38 @@ def test_one_getrandbits_call_per_id(monkeypatch):
     new_trace_id_64()
     new_trace_id_128()
     assert calls == [64, 64, 128]
+
+
+@pytest.mark.parametrize('draw, width', [
+    pytest.param(new_trace_ids_128, 32, id='pair-128'),
+    pytest.param(new_trace_ids_64, 16, id='pair-64'),
+    pytest.param(RandomIdGenerator().trace_ids, 32, id='generator-pair-128'),
+    pytest.param(RandomIdGenerator(trace_id_128bit=False).trace_ids, 16, id='generator-pair-64'),
+])
+def test_trace_id_pairs_are_hex_of_exact_width_and_distinct(draw, width):
+    drawn = [draw() for _ in range(_DRAWS)]
+    trace = re.compile('[0-9a-f]{%d}' % width)
+    span = re.compile('[0-9a-f]{16}')
+    assert all(trace.fullmatch(t) and span.fullmatch(s) for t, s in drawn)
+    assert all(int(t, 16) and int(s, 16) for t, s in drawn)
+    assert len({t for t, _ in drawn}) == len({s for _, s in drawn}) == _DRAWS
+
+
+@pytest.mark.parametrize('draw, first_draw, expected', [
+    # One draw whose span-id half is zero: both ids are drawn again, one by one.
+    pytest.param(new_trace_ids_128, 7 << 64, ('5'.rjust(32, '0'), '6'.rjust(16, '0')),
+                 id='128-zero-span-half'),
+    pytest.param(new_trace_ids_128, 7, ('5'.rjust(32, '0'), '6'.rjust(16, '0')),
+                 id='128-zero-trace-half'),
+    pytest.param(new_trace_ids_64, 7, ('5'.rjust(16, '0'), '6'.rjust(16, '0')),
+                 id='64-zero-trace-half'),
+    pytest.param(new_trace_ids_128, (3 << 64) | 4, ('3'.rjust(32, '0'), '4'.rjust(16, '0')),
+                 id='128-no-zero'),
+])
+def test_a_zero_half_of_a_pair_is_redrawn(monkeypatch, draw, first_draw, expected):
+    draws = iter([first_draw, 5, 6])
+    monkeypatch.setattr(ids, '_getrandbits', lambda bits: next(draws))
+    assert draw() == expected
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
