@@ -24,13 +24,13 @@ seconds, as AWS X-Ray's trace ids are (``1-{8 hex seconds}-{24 hex random}``).
 from __future__ import annotations
 
 from random import getrandbits as _getrandbits
+from typing import Callable
 from time import time as _time
 
 __all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'new_xray_trace_id',
            'new_trace_ids_64', 'new_trace_ids_128', 'RandomIdGenerator', 'XRayIdGenerator']
 
 _ZERO_16 = '0' * 16
-_ZERO_32 = '0' * 32
 
 
 def new_span_id() -> str:
@@ -59,28 +59,30 @@ def new_trace_id_128() -> str:
     return bits.to_bytes(16, 'big').hex()
 
 
-def new_trace_ids_128() -> tuple[str, str]:
-    """Return ``(trace_id, span_id)`` for a new trace: 32 and 16 hex, both non-zero.
+def _trace_ids_drawer(trace_bits: int, redraw_trace_id: Callable[[], str]
+                      ) -> Callable[[], tuple[str, str]]:
+    """Build ``trace_ids()`` for ``trace_bits``-bit trace ids (see below)."""
+    split = trace_bits // 4
+    size = (trace_bits + 64) // 8
+    zero_trace = '0' * split
 
-    PERF: one 192-bit draw for both ids (a new trace is the common case of every
-    server span).
-    """
-    ids = _getrandbits(192).to_bytes(24, 'big').hex()
-    trace_id = ids[:32]
-    span_id = ids[32:]
-    if trace_id == _ZERO_32 or span_id == _ZERO_16:
-        return new_trace_id_128(), new_span_id()
-    return trace_id, span_id
+    def trace_ids() -> tuple[str, str]:
+        # PERF: one draw for both ids (a new trace is the common case of every server
+        # span); a zero half (probability 2**-64) draws both again, one by one.
+        ids = _getrandbits(trace_bits + 64).to_bytes(size, 'big').hex()
+        trace_id = ids[:split]
+        span_id = ids[split:]
+        if trace_id == zero_trace or span_id == _ZERO_16:
+            return redraw_trace_id(), new_span_id()
+        return trace_id, span_id
+
+    return trace_ids
 
 
-def new_trace_ids_64() -> tuple[str, str]:
-    """Return ``(trace_id, span_id)`` for a new trace: 16 hex each, both non-zero."""
-    ids = _getrandbits(128).to_bytes(16, 'big').hex()
-    trace_id = ids[:16]
-    span_id = ids[16:]
-    if trace_id == _ZERO_16 or span_id == _ZERO_16:
-        return new_trace_id_64(), new_span_id()
-    return trace_id, span_id
+#: ``() -> (trace_id, span_id)`` for a new trace: 32 and 16 hex, both non-zero.
+new_trace_ids_128 = _trace_ids_drawer(128, new_trace_id_128)
+#: ``() -> (trace_id, span_id)`` for a new trace: 16 hex each, both non-zero.
+new_trace_ids_64 = _trace_ids_drawer(64, new_trace_id_64)
 
 
 def new_xray_trace_id() -> str:
