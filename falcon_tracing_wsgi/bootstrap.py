@@ -40,6 +40,7 @@ from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
 from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
+from .zipkin.sender import resolver_host
 
 __all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
 
@@ -156,13 +157,7 @@ def _host_ipv4() -> Optional[str]:
     tracer in ``post_fork`` must not wait on a slow resolver again.
     """
     try:
-        host = socket.gethostname()
-        # PERF: bytes, because a str host name goes through the 'idna' codec, which
-        # imports encodings.idna and stringprep (~110 kB per process) to encode an
-        # ASCII name unchanged. A non-ASCII name still gets the codec. (CPython takes
-        # bytes here; typeshed only declares str.)
-        name: Any = host.encode('ascii') if host.isascii() else host
-        address = socket.gethostbyname(name)
+        address = socket.gethostbyname(resolver_host(socket.gethostname()))
     except (OSError, UnicodeError):
         return None
     return address if address.count('.') == 3 else None

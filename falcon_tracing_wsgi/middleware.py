@@ -399,11 +399,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                     environ[key] = template.format(trace_id, span_id)
             environ[ENVIRON_INCOMING] = {}
         else:
-            try:
-                parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
-            except Exception:
-                _log.debug('ignoring an invalid incoming trace context', exc_info=True)
-                parent = None
+            # Our tracer's extract() answers bad header content with None, never raises.
+            parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
             span = start_span(method, parent, None, {_SPAN_KIND: _SERVER}, None, True)
             incoming = {key: environ.pop(key) for key in watched.intersection(environ)}
             try:

@@ -107,17 +107,23 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
 
 
-def _create_connection(address: tuple[Any, int], *args: Any) -> socket.socket:
-    """:func:`socket.create_connection`, with an ASCII host name passed as bytes.
+def resolver_host(host: Any) -> Any:
+    """A host name as the resolver should get it: an ASCII name as bytes.
 
-    A str host makes :func:`socket.getaddrinfo` run the 'idna' codec, which imports
-    ``encodings.idna`` and ``stringprep`` (~110 kB in the process) to encode an ASCII
-    name unchanged; bytes skip that. A non-ASCII name still gets the codec.
+    PERF: a str host makes the resolver (``getaddrinfo``, ``gethostbyname``) run the
+    'idna' codec, which imports ``encodings.idna`` and ``stringprep`` (~110 kB in the
+    process) to encode an ASCII name unchanged; bytes skip that. A non-ASCII name still
+    gets the codec. (CPython takes bytes here; typeshed only declares str.)
     """
-    host, port = address
     if isinstance(host, str) and host.isascii():
-        host = host.encode('ascii')
-    return socket.create_connection((host, port), *args)
+        return host.encode('ascii')
+    return host
+
+
+def _create_connection(address: tuple[Any, int], *args: Any) -> socket.socket:
+    """:func:`socket.create_connection`, with the host name from :func:`resolver_host`."""
+    host, port = address
+    return socket.create_connection((resolver_host(host), port), *args)
 
 
 class _DeadlineMixin:
