@@ -1,7 +1,7 @@
 """The composition root: configuration -> reporter -> tracer -> global tracer -> wrapper.
 
 This is the one module that knows every concrete piece (the tracer, the propagation
-formats, the Zipkin reporter) and wires them together; the middleware knows only the
+formats, the export pipeline with its formats and transports) and wires them together; the middleware knows only the
 OpenTracing API, and the tracer knows only the Reporter protocol.
 
 :func:`wrap` is the call for a gunicorn entrypoint::
@@ -39,8 +39,10 @@ from .tracer.ids import XRayIdGenerator
 from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
-from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
-from .zipkin.sender import resolver_host
+from .export.file import FileSender
+from .export.http import HttpSender, resolver_host
+from .export.pipeline import BatchReporter, NoopReporter
+from .export.zipkin import Endpoint, JsonV2Encoder
 
 __all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
 
@@ -124,7 +126,8 @@ def build_reporter(config: TracingConfig) -> Any:
     if kind == 'xray':
         # PERF: the X-Ray reporter is imported only when chosen (~70 kB per process).
         from . import __version__
-        from .xray import SegmentEncoder, UdpSender
+        from .export.udp import UdpSender
+        from .export.xray import SegmentEncoder
         return BatchReporter(
             UdpSender(config.xray_daemon_address, timeout=config.export_timeout),
             SegmentEncoder(config.service_name, tags=config.tags,

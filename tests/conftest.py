@@ -5,11 +5,20 @@ import pytest
 from opentracing.mocktracer import MockTracer
 from opentracing.scope_managers.contextvars import ContextVarsScopeManager
 
+from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
+
 
 @pytest.fixture
 def tracer():
     """A tracer-agnostic stand-in: opentracing's MockTracer with contextvars scopes."""
     return MockTracer(scope_manager=ContextVarsScopeManager())
+
+
+@pytest.fixture
+def collector():
+    """A started Zipkin collector on a free 127.0.0.1 port, always stopped afterwards."""
+    with ZipkinCollector() as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -68,7 +68,8 @@ def test_only_the_falcon_integration_imports_falcon():
 def test_the_tracer_knows_no_reporter():
     for name, tree in ALL.items():
         if name.startswith('tracer/'):
-            assert not any('zipkin' in i or 'bootstrap' in i for i in imported(tree, name)), name
+            assert not any(('zipkin' in i or 'export' in i or 'bootstrap' in i)
+                           for i in imported(tree, name)), name
 
 
 def test_propagation_does_not_import_the_tracer_or_reporters():
@@ -81,10 +82,26 @@ def test_propagation_does_not_import_the_tracer_or_reporters():
             assert bad == [], name
 
 
-def test_zipkin_encoding_is_pure():
+#: The wire-format modules of the export pipeline: pure functions of a span (no I/O).
+FORMATS = sorted(name for name in ALL if name in ('export/zipkin.py', 'export/xray.py',
+                                                   'export/otlp.py')
+                 or name.startswith('export/otlp/'))
+
+
+@pytest.mark.parametrize('module', FORMATS)
+def test_wire_formats_are_pure(module):
     impure = {'socket', 'threading', 'http', 'urllib', 'logging', 'os'}
-    names = {i.split('.')[0] for i in imported(ALL['zipkin/encoding.py'], 'zipkin/encoding.py')}
-    assert names & impure == set()
+    names = imported(ALL[module], module)
+    assert {i.split('.')[0] for i in names} & impure == set()
+    # formats know nothing of transports or of the pipeline
+    assert not any(i.startswith('falcon_tracing_wsgi.export.')
+                   and i.split('.')[2] in ('http', 'file', 'udp', 'pipeline') for i in names)
+
+
+def test_the_pipeline_knows_no_format_or_transport():
+    names = imported(ALL['export/pipeline.py'], 'export/pipeline.py')
+    assert not any(i.startswith('falcon_tracing_wsgi.') and not i.startswith(
+        'falcon_tracing_wsgi._types') for i in names), names
 
 
 def _reads_environ(name, tree):

@@ -30,9 +30,9 @@ LAZY = [
     pytest.param('gzip', id='gzip-for-ZIPKIN_GZIP'),
     pytest.param('encodings.idna', id='idna-codec-for-non-ascii-host-names'),
     pytest.param('stringprep', id='stringprep-for-the-idna-codec'),
-    pytest.param('falcon_tracing_wsgi.xray', id='xray-reporter'),
-    pytest.param('falcon_tracing_wsgi.xray.encoding', id='xray-encoding'),
-    pytest.param('falcon_tracing_wsgi.xray.sender', id='xray-sender'),
+    pytest.param('falcon_tracing_wsgi.export.xray', id='xray-encoding'),
+    pytest.param('falcon_tracing_wsgi.export.udp', id='udp-sender-for-xray'),
+    pytest.param('falcon_tracing_wsgi.zipkin', id='zipkin-tools-package'),
     pytest.param('falcon_tracing_wsgi.zipkin.schema', id='zipkin-schema-check'),
     pytest.param('falcon_tracing_wsgi.zipkin.collector', id='zipkin-collector'),
     pytest.param('http.server', id='http-server-for-the-collector'),
@@ -90,7 +90,7 @@ def test_the_worker_really_traced_and_reported(worker):
     # Guards the test below against passing vacuously (a worker that did nothing).
     assert worker['flushed'] is True
     assert worker['received'] == 1
-    assert 'falcon_tracing_wsgi.zipkin.sender' in worker['loaded']
+    assert 'falcon_tracing_wsgi.export.http' in worker['loaded']
 
 
 @pytest.mark.parametrize('module', LAZY)

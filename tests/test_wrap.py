@@ -17,7 +17,6 @@ import pytest
 
 from falcon_tracing_wsgi import ConfigError, TracingMiddleware, wrap
 from falcon_tracing_wsgi.integrations.requests import TracedSession
-from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
 
 TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
@@ -62,12 +61,6 @@ class Forward:
                           if key in ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID',
                                      'HTTP_X_B3_PARENTSPANID', 'HTTP_TRACEPARENT')})
         resp.media = {}
-
-
-@pytest.fixture
-def collector():
-    with ZipkinCollector() as running:
-        yield running
 
 
 @pytest.fixture

@@ -1,15 +1,11 @@
-"""Zipkin v2 reporting: encode finished spans as JSON, batch them, send them.
+"""Zipkin v2 tools: a strict schema check and a small receiver, for tests and demos.
 
-The pieces, each replaceable (``bootstrap.py`` wires them together):
+The Zipkin *export* lives in the format-agnostic pipeline (:mod:`falcon_tracing_wsgi.export`:
+``export.zipkin`` encodes, ``export.http`` sends); its public names are re-exported here
+for code written against this package's first layout.
 
-* :class:`JsonV2Encoder` and :class:`Endpoint` (``encoding``): a finished span to the
-  text of one Zipkin v2 JSON object; pure, no I/O.
-* :class:`HttpSender` and :class:`FileSender` (``sender``): a batch to a collector's
-  ``POST /api/v2/spans`` (JSON array) or to a stream as JSON lines.
-* :class:`BatchReporter` and :class:`NoopReporter` (``reporter``): the Reporter the tracer
-  talks to; a bounded queue and a lazily started, fork-safe worker thread.
 * :func:`validate_span` / :func:`validate_spans` (``schema``) and :class:`ZipkinCollector`
-  (``collector``): a strict Zipkin v2 check and a small receiver, for tests and demos.
+  (``collector``): a strict Zipkin v2 check and a small receiver.
 
 Importing this package starts no thread and does no I/O. :class:`ZipkinCollector` and
 the schema check are imported on first use: a service that only reports spans never
@@ -21,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._types import SendError
-from .encoding import DEFAULT_MAX_VALUE_LENGTH, Endpoint, JsonV2Encoder
-from .reporter import BatchReporter, NoopReporter
-from .sender import FileSender, HttpSender
+from ..export.file import FileSender
+from ..export.http import HttpSender
+from ..export.pipeline import BatchReporter, NoopReporter
+from ..export.zipkin import DEFAULT_MAX_VALUE_LENGTH, Endpoint, JsonV2Encoder
 
 __all__ = ['BatchReporter', 'NoopReporter', 'HttpSender', 'FileSender', 'SendError',
            'JsonV2Encoder', 'Endpoint', 'DEFAULT_MAX_VALUE_LENGTH', 'ZipkinCollector',

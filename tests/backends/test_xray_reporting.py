@@ -23,9 +23,9 @@ from falcon_tracing_wsgi.bootstrap import build_reporter, build_tracer
 from falcon_tracing_wsgi.outbound import finish_client_span, inject_headers, start_client_span
 from falcon_tracing_wsgi.testing import InMemoryReporter, make_tracer
 from falcon_tracing_wsgi.tracer.ids import XRayIdGenerator, new_xray_trace_id
-from falcon_tracing_wsgi.xray import (DAEMON_HEADER, MAX_DATAGRAM_BYTES, SegmentEncoder,
-                                      UdpSender)
-from falcon_tracing_wsgi.zipkin import BatchReporter
+from falcon_tracing_wsgi.export.pipeline import BatchReporter
+from falcon_tracing_wsgi.export.udp import UdpSender
+from falcon_tracing_wsgi.export.xray import DAEMON_HEADER, MAX_DATAGRAM_BYTES, SegmentEncoder
 
 from .xray_daemon import DaemonListener, check_document, parse_datagram
 

@@ -14,7 +14,6 @@ import re
 import pytest
 
 from falcon_tracing_wsgi.demo.processes import GunicornProcess
-from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 30.0
@@ -23,12 +22,6 @@ REQUEST_TIMEOUT = 15.0
 TRACE_HEADER = 'X-Trace-Id'
 _SUMMARY = re.compile(r'falcon-tracing-wsgi: worker (\d+) \(age \d+\) exit: (\d+) spans sent, '
                       r'(\d+) dropped, (\d+) failed')
-
-
-@pytest.fixture
-def collector():
-    with ZipkinCollector() as running:
-        yield running
 
 
 def start_server(collector, app='tests.e2e.wsgi:app', *, service='e2e', env=None, options=(),

@@ -17,10 +17,10 @@ from typing import Any, Optional
 import pytest
 
 from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
-from falcon_tracing_wsgi.zipkin.encoding import Endpoint, JsonV2Encoder
-from falcon_tracing_wsgi.zipkin.sender import HttpSender, frame_json_array
+from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.export.http import HttpSender, frame_json_array
 
-from .conftest import make_span
+from tests.spans import make_span
 
 MARGIN = 0.4
 

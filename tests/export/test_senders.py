@@ -13,11 +13,11 @@ import pytest
 
 from falcon_tracing_wsgi._types import SendError
 from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
-from falcon_tracing_wsgi.zipkin.encoding import Endpoint, JsonV2Encoder
-from falcon_tracing_wsgi.zipkin.sender import (FileSender, HttpSender, frame_json_array,
-                                               frame_json_lines)
+from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.export.file import FileSender, frame_json_lines
+from falcon_tracing_wsgi.export.http import HttpSender, frame_json_array
 
-from .conftest import make_span
+from tests.spans import make_span
 
 ENCODER = JsonV2Encoder(Endpoint('sender-test'))
 MARGIN = 0.4  # seconds of slack on timing assertions (scheduling on a loaded machine)

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from falcon_tracing_wsgi.tracer.context import SpanContext
-from falcon_tracing_wsgi.zipkin.encoding import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
 from falcon_tracing_wsgi.zipkin.schema import validate_span
 
-from .conftest import PARENT_ID, T0, TRACE_ID, FakeSpan
+from tests.spans import PARENT_ID, T0, TRACE_ID, FakeSpan
 
 LOCAL = Endpoint('backend', ipv4='10.0.0.7', port=8000)
 LOCAL_JSON = {'serviceName': 'backend', 'ipv4': '10.0.0.7', 'port': 8000}

@@ -18,16 +18,16 @@ import pytest
 
 from falcon_tracing_wsgi._types import SendError
 from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
-from falcon_tracing_wsgi.zipkin.encoding import Endpoint, JsonV2Encoder
-from falcon_tracing_wsgi.zipkin.reporter import BatchReporter, NoopReporter
-from falcon_tracing_wsgi.zipkin.sender import HttpSender, frame_json_array
+from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.export.pipeline import BatchReporter, NoopReporter
+from falcon_tracing_wsgi.export.http import HttpSender, frame_json_array
 
-from .conftest import make_span
+from tests.spans import make_span
 
 ENCODER = JsonV2Encoder(Endpoint('reporter-test'))
 MARGIN = 0.4
 THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
-LOGGER = 'falcon_tracing_wsgi.zipkin.reporter'
+LOGGER = 'falcon_tracing_wsgi.export.pipeline'
 
 
 class RecordingSender:

@@ -2,12 +2,12 @@
 
 The daemon listens on UDP (``127.0.0.1:2000`` unless ``AWS_XRAY_DAEMON_ADDRESS`` says
 otherwise) and takes exactly one document per datagram, so this sender does for the
-batch reporter what :class:`~falcon_tracing_wsgi.zipkin.sender.HttpSender` does for
+batch reporter what :class:`~falcon_tracing_wsgi.export.http.HttpSender` does for
 Zipkin, with a different framing:
 
 ``frame(encoded) -> bytes``
     The reporter hands over a batch of datagram texts (see
-    :class:`~falcon_tracing_wsgi.xray.encoding.SegmentEncoder`) and sends one body.
+    :class:`~falcon_tracing_wsgi.export.xray.SegmentEncoder`) and sends one body.
     The texts are joined with NUL bytes, which ASCII-escaped JSON never contains (a NUL
     inside a string is written ``\\u0000``), so :meth:`UdpSender.send` can split the body
     back into datagrams without any ambiguity.

@@ -49,7 +49,7 @@ SDK's batch processor where that one is good, and differs where it is not:
   sending works again. Closing logs **one** summary line (sent, dropped, failed,
   unsent). At interpreter exit an ``atexit`` hook closes a reporter the application did
   not close, within ``shutdown_timeout``.
-* The reporter's own HTTP calls are never traced: :class:`~.sender.HttpSender` uses
+* The reporter's own HTTP calls are never traced: :class:`~.http.HttpSender` uses
   :mod:`http.client` directly and sends ``b3: 0``.
 
 :class:`NoopReporter` is the reporter for ``none``: it keeps nothing.
@@ -138,10 +138,10 @@ class BatchReporter:
     """Queues finished spans and sends them in batches from a background thread.
 
     Args:
-        sender: where batches go (:class:`~.sender.HttpSender`, :class:`~.sender.FileSender`
+        sender: where batches go (:class:`~.http.HttpSender`, :class:`~.file.FileSender`
             or anything with ``send(body, span_count)``, ``close()`` and optionally
             ``frame(encoded)`` and a ``timeout`` keyword on ``send``).
-        encoder: turns a span into JSON text (:class:`~.encoding.JsonV2Encoder`); an
+        encoder: turns a span into JSON text (:class:`~.zipkin.JsonV2Encoder`); an
             object with ``encode(span)`` or a callable.
         max_queue_size: spans that may wait; more are dropped (and counted).
         batch_size: the most spans per send; a full batch wakes the worker at once.

@@ -1,13 +1,10 @@
-"""Fixtures for the Zipkin tests: a fake finished span and a running collector."""
+"""Fake finished spans for the export tests: what reporters and encoders read."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
-
-import pytest
+from typing import Any, Optional
 
 from falcon_tracing_wsgi.tracer.context import SpanContext
-from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
 
 #: 2023-11-14T22:13:20Z, a fixed start time so encodings are reproducible.
 T0 = 1_700_000_000.0
@@ -39,10 +36,3 @@ def make_span(index: int = 0, **kwargs: Any) -> FakeSpan:
                           debug=kwargs.pop('debug', False))
     kwargs.setdefault('tags', {'span.kind': 'server', 'http.method': 'GET'})
     return FakeSpan(context, **kwargs)
-
-
-@pytest.fixture
-def collector() -> Iterator[ZipkinCollector]:
-    """A started collector on a free 127.0.0.1 port, always stopped afterwards."""
-    with ZipkinCollector() as running:
-        yield running
