@@ -35,6 +35,11 @@ Design (for speed, because encoding is most of a reporter's CPU cost):
   per (key, value) for values that repeat (``component``, ``http.method``,
   ``http.status_code``, ...), in bounded caches; span names are cached likewise.
 
+Each encoder also reads the collector's answer (``read_response``): an
+``ExportTraceServiceResponse`` whose ``partial_success.rejected_spans`` is positive gives a
+:class:`~falcon_tracing_wsgi._types.PartialSuccess` (the pipeline counts those spans as
+failed and does not retry); anything else, unreadable answers included, is ``None``.
+
 Mapping from OpenTracing (OpenTelemetry's OpenTracing compatibility specification):
 
 * ``span.kind`` (``server``/``client``/``producer``/``consumer``, any case) becomes the
@@ -68,15 +73,19 @@ Mapping from OpenTracing (OpenTelemetry's OpenTracing compatibility specificatio
 
 from __future__ import annotations
 
+import json
 import struct
 import traceback
 import types
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _c_escape
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
+
+from .._types import PartialSuccess
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
-           'DEFAULT_MAX_VALUE_LENGTH', 'SCOPE_NAME']
+           'DEFAULT_MAX_VALUE_LENGTH', 'SCOPE_NAME', 'RETRYABLE_STATUSES',
+           'read_protobuf_response', 'read_json_response']
 
 PROTOBUF_CONTENT_TYPE = 'application/x-protobuf'
 JSON_CONTENT_TYPE = 'application/json'
@@ -84,6 +93,9 @@ JSON_CONTENT_TYPE = 'application/json'
 DEFAULT_MAX_VALUE_LENGTH = 4096
 #: The instrumentation scope of every exported span: this package.
 SCOPE_NAME = 'falcon_tracing_wsgi'
+#: The HTTP statuses OTLP/HTTP allows a client to retry ("Retryable Response Codes");
+#: every other 4xx and 5xx must not be retried.
+RETRYABLE_STATUSES = frozenset((429, 502, 503, 504))
 
 # Span.SpanKind
 _KINDS = {'server': 2, 'client': 3, 'producer': 4, 'consumer': 5}
@@ -262,6 +274,91 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
+# --------------------------------------------------------------------------- responses
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]  # IndexError on a truncated message
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError('varint too long')
+
+
+def _read_fields(data: bytes) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of a protobuf message; values of wire types 0 and 2 only."""
+    at = 0
+    end = len(data)
+    while at < end:
+        key, at = _read_varint(data, at)
+        wire = key & 7
+        if wire == 0:
+            value, at = _read_varint(data, at)
+            yield key >> 3, value
+        elif wire == 2:
+            size, at = _read_varint(data, at)
+            if at + size > end:
+                raise ValueError('truncated field')
+            yield key >> 3, data[at:at + size]
+            at += size
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        else:
+            raise ValueError(f'wire type {wire} not expected')
+    if at != end:
+        raise ValueError('truncated field')
+
+
+def _partial(rejected: Any, message: Any) -> Optional[PartialSuccess]:
+    try:
+        count = int(rejected)
+    except (TypeError, ValueError):
+        return None
+    if count <= 0:  # 0 with a message is a warning, not a rejection (OTLP/HTTP spec)
+        return None
+    text = message if isinstance(message, str) else ''
+    return PartialSuccess(count, text[:DEFAULT_MAX_VALUE_LENGTH])
+
+
+def read_protobuf_response(body: bytes) -> Optional[PartialSuccess]:
+    """The partial success in a protobuf ``ExportTraceServiceResponse``, if any."""
+    try:
+        for number, value in _read_fields(body):
+            if number == 1 and isinstance(value, bytes):  # partial_success
+                rejected, message = 0, ''
+                for inner, item in _read_fields(value):
+                    if inner == 1 and isinstance(item, int):  # rejected_spans (int64)
+                        rejected = item - (1 << 64) if item >= 1 << 63 else item
+                    elif inner == 2 and isinstance(item, bytes):  # error_message
+                        message = item.decode('utf-8', 'replace')
+                return _partial(rejected, message)
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+def read_json_response(body: bytes) -> Optional[PartialSuccess]:
+    """The partial success in a JSON ``ExportTraceServiceResponse``, if any."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    # lowerCamelCase is OTLP/JSON; proto3 JSON parsers also accept the original names.
+    partial = document.get('partialSuccess', document.get('partial_success'))
+    if not isinstance(partial, dict):
+        return None
+    return _partial(partial.get('rejectedSpans', partial.get('rejected_spans', 0)),
+                    partial.get('errorMessage', partial.get('error_message', '')))
+
+
 # --------------------------------------------------------------------------- protobuf
 
 _BYTE = [bytes((i,)) for i in range(256)]
@@ -360,6 +457,7 @@ class ProtobufEncoder:
     """
 
     content_type = PROTOBUF_CONTENT_TYPE
+    read_response = staticmethod(read_protobuf_response)
 
     def __init__(self, resource: Mapping[str, Any], scope_version: str, *,
                  process_id: Optional[Callable[[], int]] = None,
@@ -639,6 +737,7 @@ class JsonEncoder:
     """
 
     content_type = JSON_CONTENT_TYPE
+    read_response = staticmethod(read_json_response)
 
     def __init__(self, resource: Mapping[str, Any], scope_version: str, *,
                  process_id: Optional[Callable[[], int]] = None,
