@@ -376,3 +376,34 @@ def test_any_tags_decode_the_same_in_both_encodings(tags: dict[str, Any], name: 
             assert kind == 'double_value' and got == value
         else:
             assert (kind, got) == ('string_value', value.encode('utf-8', 'replace').decode())
+
+
+def test_spans_of_the_builtin_tracer_map_as_opentracing_compatibility_says() -> None:
+    """The real tracer's spans: a `with` block that raises, a FOLLOWS_FROM reference."""
+    from opentracing import follows_from
+
+    from falcon_tracing_wsgi.testing import make_tracer
+    tracer, reporter = make_tracer()
+    cause = tracer.start_span('enqueue')
+    cause.finish()
+    with pytest.raises(KeyError):
+        with tracer.start_span('work', references=[follows_from(cause.context)],
+                               tags={'span.kind': 'consumer', 'attempt': 2}) as span:
+            span.log_kv({'event': 'picked', 'queue': 'q1'})
+            raise KeyError('job-7')
+    decoded = _one(reporter.spans[-1])
+    assert decoded['kind'] == PbSpan.SPAN_KIND_CONSUMER
+    assert decoded['parent_span_id'] == cause.context.span_id
+    assert decoded['links'] == [(cause.context.trace_id, cause.context.span_id, '',
+                                 {'opentracing.ref_type': ('string_value', 'follows_from')},
+                                 1)]
+    assert decoded['attributes'] == {'attempt': ('int_value', 2)}
+    assert decoded['status'] == (ERROR, "KeyError: 'job-7'")
+    (picked, exception) = decoded['events']
+    assert picked[1:] == ('picked', {'queue': ('string_value', 'q1')})
+    name, fields = exception[1:]
+    assert name == 'exception'
+    assert fields['exception.type'] == ('string_value', 'KeyError')
+    assert fields['exception.message'] == ('string_value', "'job-7'")
+    assert 'raise KeyError' in fields['exception.stacktrace'][1]
+    assert decoded['end'] >= decoded['start']
