@@ -448,8 +448,8 @@ SETTINGS: tuple[_Setting, ...] = (
              'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION',
              otel_more=(('OTEL_EXPORTER_OTLP_COMPRESSION', None),)),
     _Setting('otlp_timeout', 'FALCON_TRACING_OTLP_TIMEOUT', _number(float, 0.01, 600.0),
-             'Connect and read timeout of one OTLP upload, in seconds (the OTEL_ variables '
-             'are in milliseconds).',
+             'Connect and read timeout of one OTLP upload, in seconds (its OpenTelemetry '
+             'fallbacks are in milliseconds).',
              'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', _parse_milliseconds,
              otel_more=(('OTEL_EXPORTER_OTLP_TIMEOUT', _parse_milliseconds),)),
     _Setting('xray_daemon_address', 'FALCON_TRACING_XRAY_DAEMON_ADDRESS', _parse_daemon_address,
