@@ -25,7 +25,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Optional
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ._redact import DEFAULT_REDACT_QUERY
 
@@ -638,6 +638,12 @@ def _option(name: str, value: Any) -> Any:
         return None
     if isinstance(default, tuple):
         if isinstance(value, (list, tuple)):
+            if setting.parse is _parse_otlp_headers:
+                # The parser percent-decodes: encode each pair so that a value holding
+                # '%' or ',' arrives as given.
+                value = [(quote(str(item[0]), safe=''), quote(str(item[1]), safe=''))
+                         if isinstance(item, tuple) and len(item) == 2 else item
+                         for item in value]
             return _parse(setting.parse, f'option {name}', ','.join(
                 _rule_text(item) for item in value), setting.secret)
     elif isinstance(default, bool) or (default is None and isinstance(value, bool)):

@@ -147,6 +147,12 @@ def test_header_values_never_appear_in_option_messages_or_repr(option):
     assert 'sup3rs3cret' not in repr(config)
 
 
+def test_otlp_headers_as_a_keyword_list_arrive_as_given():
+    config = TracingConfig.from_env({}, otlp_headers=[('Authorization', 'Basic a%2Cb,c=='),
+                                                      ('x-tenant', 'a b')])
+    assert config.otlp_headers == (('Authorization', 'Basic a%2Cb,c=='), ('x-tenant', 'a b'))
+
+
 def test_otel_resource_attributes_are_percent_decoded():
     config = TracingConfig.from_env({'OTEL_RESOURCE_ATTRIBUTES':
                                      'deployment.environment=prod%20eu,team=a%2Cb'})
