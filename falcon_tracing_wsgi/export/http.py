@@ -203,7 +203,8 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 
 class HttpSender:
-    """Posts batches to a Zipkin v2 collector (``POST /api/v2/spans``, JSON).
+    """Posts batches to a collector: Zipkin v2 (``POST /api/v2/spans``, JSON) by default,
+    OTLP/HTTP with the OTLP options (see the module docstring).
 
     Args:
         url: the collector endpoint, ``http(s)://host[:port][/path]``; an empty path
