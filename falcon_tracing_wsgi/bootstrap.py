@@ -27,12 +27,13 @@ import functools
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
 import opentracing
 
-from .config import TracingConfig
+from .config import ConfigError, TracingConfig
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
 from .tracer.ids import XRayIdGenerator
@@ -166,6 +167,7 @@ def _otlp_reporter(config: TracingConfig) -> BatchReporter:
     sender = HttpSender(config.effective_otlp_endpoint, connect_timeout=config.otlp_timeout,
                         read_timeout=config.otlp_timeout, headers=dict(config.otlp_headers),
                         gzip=config.otlp_compression == 'gzip',
+                        ssl_context=_otlp_ssl_context(config),
                         content_type=encoder.content_type, frame=encoder.frame,
                         retry_statuses=RETRYABLE_STATUSES, retry_after=True,
                         parse_response=encoder.read_response)
@@ -173,6 +175,22 @@ def _otlp_reporter(config: TracingConfig) -> BatchReporter:
                          batch_size=config.batch_size, flush_interval=config.flush_interval,
                          max_retries=config.max_retries,
                          shutdown_timeout=config.shutdown_timeout)
+
+
+def _otlp_ssl_context(config: TracingConfig) -> Optional[ssl.SSLContext]:
+    """The TLS settings of the OTLP exporter variables, loaded once at startup (None: the
+    sender's default, the system's certificate authorities)."""
+    if config.otlp_certificate is None and config.otlp_client_certificate is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=config.otlp_certificate)
+        if config.otlp_client_certificate is not None:
+            context.load_cert_chain(config.otlp_client_certificate, config.otlp_client_key)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f'the OTLP TLS files (OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE, '
+                          f'CLIENT_CERTIFICATE, CLIENT_KEY, or their FALCON_TRACING_OTLP_* '
+                          f'forms) could not be loaded: {exc}') from None
+    return context
 
 
 def _otlp_resource(config: TracingConfig, version: str) -> dict[str, Any]:

@@ -258,6 +258,16 @@ def _parse_otlp_base(text: str) -> str:
                        + 'v1/traces', query, ''))
 
 
+def _parse_pem_file(text: str) -> Optional[str]:
+    """A PEM file path (certificate or key); read when the reporter is built."""
+    path = text.strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError('expected the path of a readable PEM file; there is no such file')
+    return path
+
+
 def _parse_milliseconds(text: str) -> float:
     """An OpenTelemetry timeout (milliseconds), as seconds."""
     return float(_number(int, 10, 600_000)(text)) / 1000.0
@@ -447,6 +457,21 @@ SETTINGS: tuple[_Setting, ...] = (
              'gzip or none: compression of the OTLP upload body.',
              'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION',
              otel_more=(('OTEL_EXPORTER_OTLP_COMPRESSION', None),)),
+    _Setting('otlp_certificate', 'FALCON_TRACING_OTLP_CERTIFICATE', _parse_pem_file,
+             'PEM file of the certificate authorities trusted for an https OTLP endpoint '
+             '(default: the system\'s).',
+             'OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE',
+             otel_more=(('OTEL_EXPORTER_OTLP_CERTIFICATE', None),)),
+    _Setting('otlp_client_certificate', 'FALCON_TRACING_OTLP_CLIENT_CERTIFICATE',
+             _parse_pem_file,
+             'PEM file of the client certificate (chain) for mutual TLS with the OTLP '
+             'endpoint; needs the client key.',
+             'OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE',
+             otel_more=(('OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE', None),)),
+    _Setting('otlp_client_key', 'FALCON_TRACING_OTLP_CLIENT_KEY', _parse_pem_file,
+             'PEM file of the private key of the OTLP client certificate.',
+             'OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY',
+             otel_more=(('OTEL_EXPORTER_OTLP_CLIENT_KEY', None),)),
     _Setting('otlp_timeout', 'FALCON_TRACING_OTLP_TIMEOUT', _number(float, 0.01, 600.0),
              'Connect and read timeout of one OTLP upload, in seconds (its OpenTelemetry '
              'fallbacks are in milliseconds).',
@@ -520,6 +545,9 @@ class TracingConfig:
     otlp_protocol: str = 'http/protobuf'
     otlp_headers: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
     otlp_compression: str = 'none'
+    otlp_certificate: Optional[str] = None
+    otlp_client_certificate: Optional[str] = None
+    otlp_client_key: Optional[str] = None
     otlp_timeout: float = 10.0
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
@@ -547,6 +575,10 @@ class TracingConfig:
                               'reporter, which speaks OTLP/HTTP: use http/protobuf (port '
                               '4318) or http/json, or for gRPC use FALCON_TRACING_TRACER=otel '
                               'with opentelemetry-exporter-otlp-proto-grpc installed')
+        if (self.otlp_client_certificate is None) != (self.otlp_client_key is None):
+            raise ConfigError('OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE and '
+                              'OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY (or their '
+                              'FALCON_TRACING_OTLP_* forms) go together: set both or neither')
         if self.batch_size > self.queue_size:
             raise ConfigError(f'FALCON_TRACING_BATCH_SIZE={self.batch_size} is not valid: it '
                               f'must not exceed FALCON_TRACING_QUEUE_SIZE={self.queue_size}')

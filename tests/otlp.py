@@ -121,10 +121,11 @@ class OtlpReceiver:
     ``ExportTraceServiceResponse`` (``partial_success`` set when scripted); a failure
     carries a ``Status`` message. :meth:`script` queues answers for the next requests
     (each request records its arrival time, also when it is refused). Bounded: bodies
-    over 16 MiB get 413, :meth:`stop` joins the thread with a timeout.
+    over 16 MiB get 413, :meth:`stop` joins the thread with a timeout. With an
+    ``ssl_context`` it serves https.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: Any = None) -> None:
         self._lock = threading.Condition()
         self._script: list[Reply] = []
         self.received: list[Received] = []
@@ -191,8 +192,17 @@ class OtlpReceiver:
                           else json_format.MessageToJson(response).encode())
                 self._answer(200, answer, content_type, reply.headers)
 
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a refused TLS handshake is what some tests are about
+
+        self._server = Server(('127.0.0.1', 0), Handler)
         self._server.daemon_threads = True
+        self._scheme = 'http'
+        if ssl_context is not None:  # the handshake happens on the handler's thread
+            self._server.socket = ssl_context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
+            self._scheme = 'https'
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -200,7 +210,7 @@ class OtlpReceiver:
 
     @property
     def base_url(self) -> str:
-        return f'http://127.0.0.1:{self.port}'
+        return f'{self._scheme}://127.0.0.1:{self.port}'
 
     @property
     def url(self) -> str:

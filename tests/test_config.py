@@ -283,6 +283,16 @@ BAD_VALUES = [
                  id='otlp-timeout'),
     pytest.param({'OTEL_EXPORTER_OTLP_TIMEOUT': '1.5s'},
                  ['OTEL_EXPORTER_OTLP_TIMEOUT', '10 to 600000'], id='otlp-timeout-ms'),
+    pytest.param({'FALCON_TRACING_OTLP_CERTIFICATE': '/no/such/ca.pem'},
+                 ['FALCON_TRACING_OTLP_CERTIFICATE', 'no such file'], id='otlp-ca-missing'),
+    pytest.param({'OTEL_EXPORTER_OTLP_CERTIFICATE': '/no/such/ca.pem'},
+                 ['OTEL_EXPORTER_OTLP_CERTIFICATE'], id='otlp-ca-missing-otel'),
+    pytest.param({'FALCON_TRACING_OTLP_CLIENT_CERTIFICATE': '/no/such/cert.pem'},
+                 ['FALCON_TRACING_OTLP_CLIENT_CERTIFICATE'], id='otlp-client-cert-missing'),
+    pytest.param({'FALCON_TRACING_OTLP_CLIENT_KEY': '/no/such/key.pem'},
+                 ['FALCON_TRACING_OTLP_CLIENT_KEY'], id='otlp-client-key-missing'),
+    pytest.param({'OTEL_EXPORTER_OTLP_CLIENT_KEY': __file__},
+                 ['CLIENT_CERTIFICATE', 'both or neither'], id='otlp-client-key-alone'),
 ]
 
 

@@ -255,3 +255,68 @@ def test_grpc_is_refused_for_the_builtin_tracer(monkeypatch: Any) -> None:
     from falcon_tracing_wsgi import ConfigError
     with pytest.raises(ConfigError, match='FALCON_TRACING_TRACER=otel'):
         wrap(hello_app)
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def certificate(tmp_path_factory: Any) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    import shutil
+    import subprocess
+    if shutil.which('openssl') is None:
+        pytest.skip('the openssl command is needed to make a test certificate')
+    folder = tmp_path_factory.mktemp('tls')
+    cert, key = str(folder / 'cert.pem'), str(folder / 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+                    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext',
+                    'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True,
+                   timeout=60)
+    return cert, key
+
+
+@pytest.mark.parametrize('mutual', [pytest.param(False, id='server-certificate'),
+                                    pytest.param(True, id='mutual-tls')])
+def test_https_with_the_otel_certificate_variables(certificate: tuple[str, str],
+                                                   monkeypatch: Any, mutual: bool) -> None:
+    import ssl
+    cert, key = certificate
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    if mutual:  # the receiver only talks to a client that shows this certificate
+        server.verify_mode = ssl.CERT_REQUIRED
+        server.load_verify_locations(cert)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE', cert)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY', key)
+    with OtlpReceiver(ssl_context=server) as tls:
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_ENDPOINT', tls.base_url)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_CERTIFICATE', cert)
+        _get(wrap(hello_app), '/hello')
+        assert opentracing.global_tracer().flush(5.0)  # type: ignore[attr-defined]
+        assert tls.base_url.startswith('https://') and len(tls.wait_for_spans(1)) == 1
+
+
+def test_https_without_the_certificate_variable_refuses_the_endpoint(
+        certificate: tuple[str, str]) -> None:
+    import ssl
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*certificate)
+    with OtlpReceiver(ssl_context=server) as tls:
+        reporter = build_reporter(TracingConfig.from_env(
+            {'OTEL_EXPORTER_OTLP_ENDPOINT': tls.base_url}))
+        reporter.report(make_span(0))
+        assert reporter.flush(5.0) is False
+        assert reporter.stats()['failed'] == 1 and tls.spans() == []
+        reporter.close(1.0)
+
+
+def test_a_certificate_file_that_is_no_pem_stops_startup(tmp_path: Any,
+                                                         monkeypatch: Any) -> None:
+    from falcon_tracing_wsgi import ConfigError
+    bogus = tmp_path / 'ca.pem'
+    bogus.write_text('not a certificate')
+    monkeypatch.setenv('OTEL_EXPORTER_OTLP_ENDPOINT', 'https://127.0.0.1:4318')
+    monkeypatch.setenv('OTEL_EXPORTER_OTLP_CERTIFICATE', str(bogus))
+    with pytest.raises(ConfigError, match='OTEL_EXPORTER_OTLP_'):
+        wrap(hello_app)
