@@ -12,9 +12,12 @@ import math
 from typing import Any, Optional
 
 import pytest
+
+# The OTLP tests decode with the official messages (the [tests] extra installs them).
+pytest.importorskip('opentelemetry.proto')
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentracing import Reference, ReferenceType
 
 from falcon_tracing_wsgi.export.otlp import JsonEncoder, ProtobufEncoder

@@ -15,6 +15,10 @@ from typing import Any
 import opentracing
 import pytest
 
+# The OTLP tests decode with the official messages (the [tests] extra installs them).
+pytest.importorskip('opentelemetry.proto')
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan  # noqa: E402
+
 from falcon_tracing_wsgi import wrap
 from falcon_tracing_wsgi._types import PartialSuccess
 from falcon_tracing_wsgi.bootstrap import build_reporter
@@ -22,7 +26,6 @@ from falcon_tracing_wsgi.config import TracingConfig
 from falcon_tracing_wsgi.export.http import HttpSender
 from falcon_tracing_wsgi.export.otlp import (RETRYABLE_STATUSES, JsonEncoder, ProtobufEncoder,
                                              read_json_response, read_protobuf_response)
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from tests.otlp import OtlpReceiver, Reply, attributes
 from tests.spans import make_span
