@@ -212,7 +212,7 @@ def _events(logs: Iterable[Any]) -> tuple[list[tuple[int, str, Pairs]], Optional
             events.append((nanos, 'log', [('message', _value(fields))]))
             continue
         event = fields.get('event', _ABSENT)
-        if event == 'error':
+        if type(event) is str and event == 'error':
             attributes = _exception_fields(fields)
             if described is None:
                 found = dict(attributes)
@@ -257,7 +257,9 @@ def _status(error: Any, kind: int, tags: Mapping[str, Any]) -> int:
     means a server span's 4xx: the status stays unset and the tag is consumed (written as
     an attribute, a backend would still show the span as failed).
     """
-    if error is True or error == 'true':
+    # NOTE: 'is' and a type test first: a tag value may be anything (an array whose '=='
+    # has no truth value must not make the span unencodable).
+    if error is True or (type(error) is str and error == 'true'):
         if kind == 2:  # SERVER: a 4xx is the client's error, not this span's
             status = tags.get('http.status_code', tags.get('http.response.status_code'))
             if type(status) is str and status.isdigit():
@@ -265,7 +267,7 @@ def _status(error: Any, kind: int, tags: Mapping[str, Any]) -> int:
             if type(status) is int and 400 <= status < 500:
                 return -1
         return _STATUS_ERROR
-    if error is False or error == 'false':
+    if error is False or (type(error) is str and error == 'false'):
         return _STATUS_OK
     return 0
 

@@ -410,3 +410,35 @@ def test_spans_of_the_builtin_tracer_map_as_opentracing_compatibility_says() -> 
     assert fields['exception.message'] == ('string_value', "'job-7'")
     assert 'raise KeyError' in fields['exception.stacktrace'][1]
     assert decoded['end'] >= decoded['start']
+
+
+class NoTruth:
+    """A value whose comparison has no truth value (as a numpy array's)."""
+
+    def __eq__(self, other: object) -> Any:
+        return self
+
+    def __bool__(self) -> bool:
+        raise ValueError('ambiguous')
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return 'no-truth'
+
+
+_ANYTHING = st.one_of(_VALUES, st.none(), st.binary(max_size=20),
+                      st.lists(st.integers(), max_size=3), st.just(NoTruth()),
+                      st.just(Unprintable()), st.just(EXC), st.just(ValueError))
+
+
+@settings(max_examples=150, deadline=None)
+@given(tags=st.dictionaries(st.sampled_from(['error', 'span.kind', 'a', 'b']), _ANYTHING),
+       logs=st.lists(st.tuples(st.one_of(st.floats(allow_nan=True), st.just(T0)),
+                               st.one_of(st.dictionaries(
+                                   st.sampled_from(['event', 'error.kind', 'message', 'stack',
+                                                    'error.object', 'x']), _ANYTHING),
+                                   _ANYTHING)), max_size=3))
+def test_hostile_values_never_make_a_span_unencodable(tags: dict[str, Any],
+                                                     logs: list[Any]) -> None:
+    _both(_span(tags, logs=logs or None))
