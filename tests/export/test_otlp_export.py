@@ -323,3 +323,34 @@ def test_a_certificate_file_that_is_no_pem_stops_startup(tmp_path: Any,
     monkeypatch.setenv('OTEL_EXPORTER_OTLP_CERTIFICATE', str(bogus))
     with pytest.raises(ConfigError, match='OTEL_EXPORTER_OTLP_'):
         wrap(hello_app)
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # 3.12+: fork with threads
+def test_a_forked_worker_writes_its_own_process_pid(receiver: OtlpReceiver) -> None:
+    """gunicorn --preload: the reporter is built before fork; each child is its own pid."""
+    import json
+    import os
+    reporter = _reporter(receiver)
+    reporter.report(make_span(0))
+    assert reporter.flush(5.0)  # the parent's resource is built and used first
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            reporter.report(make_span(1))
+            os.write(write_end, json.dumps({'pid': os.getpid(),
+                                            'flushed': reporter.flush(5.0)}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as pipe:
+        child = json.loads(pipe.read())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and child['flushed'] is True
+    pids = [attributes(item.request.resource_spans[0].resource.attributes)['process.pid']
+            for item in receiver.received]
+    assert pids == [('int_value', os.getpid()), ('int_value', child['pid'])]
+    reporter.close(1.0)
