@@ -25,6 +25,8 @@ import falcon
 VARIANTS = {
     'bare': 'bare Falcon app (the floor)',
     'traced': 'wrap(): sampled, Zipkin v2 export to the sink',
+    'traced_otlp': 'wrap(): sampled, OTLP/HTTP protobuf export to the sink',
+    'traced_otlp_json': 'wrap(): sampled, OTLP/HTTP JSON export to the sink',
     'unsampled': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0',
     'excluded': 'wrap(), request path excluded (FALCON_TRACING_EXCLUDE)',
     'traced_noexport': 'wrap(): sampled, FALCON_TRACING_REPORTER=none (diagnostic)',
@@ -33,10 +35,17 @@ VARIANTS = {
     'otel_zipkin': 'OpenTelemetry as above, ZipkinExporter (JSON v2) to the sink',
 }
 OTEL_VARIANTS = ('otel', 'otel_zipkin')
+#: Variants whose process also gets OTEL_EXPORTER_OTLP_ENDPOINT (the sink's base URL).
+OTLP_VARIANTS = ('traced_otlp', 'traced_otlp_json')
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
 VARIANT_ENV = {
     'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
+    # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
+    'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
+    'traced_otlp_json': {'FALCON_TRACING_REPORTER': 'otlp',
+                         'OTEL_EXPORTER_OTLP_PROTOCOL': 'http/json'},
     'unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
     'traced_noexport': {'FALCON_TRACING_REPORTER': 'none'},
@@ -71,7 +80,7 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
     app = make_app()
     if variant == 'bare':
         return app, _no_export
-    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport'):
+    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport') + OTLP_VARIANTS:
         import opentracing
 
         from falcon_tracing_wsgi import wrap

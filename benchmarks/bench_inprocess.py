@@ -35,7 +35,7 @@ import time
 from array import array
 from typing import Any, Optional
 
-from apps import VARIANT_ENV
+from apps import OTLP_VARIANTS, VARIANT_ENV
 from _common import HERE, PYTHON, ROOT, Sink, median, otel_available, table, verdict
 
 ROUTES = ('/hello', '/users/42')
@@ -47,13 +47,16 @@ ROUTES = ('/hello', '/users/42')
 #: defaults it falls behind on a slow or busy machine and the queue (2,048) overflows,
 #: which is the designed overload behaviour (counted drops) but not what this measures.
 #: A real server releases the GIL on every socket call, and bench_e2e.py uses the defaults.
-_INPROCESS_ENV = {'traced': {'FALCON_TRACING_BATCH_SIZE': '512',
-                             'FALCON_TRACING_QUEUE_SIZE': '8192'}}
+_BIG_BATCHES = {'FALCON_TRACING_BATCH_SIZE': '512', 'FALCON_TRACING_QUEUE_SIZE': '8192'}
+_INPROCESS_ENV = {'traced': _BIG_BATCHES, 'traced_otlp': _BIG_BATCHES,
+                  'traced_otlp_json': _BIG_BATCHES}
 #: Budgets (issue 5): overhead over bare Falcon in us per request.
 BUDGET_SAMPLED_US = 5.0
 #: Variants whose spans are checked: True = one span per request, False = none at all.
 _EXPECTED_SPANS = {'traced': True, 'otel': True, 'otel_zipkin': True, 'unsampled': False,
-                   'excluded': False}
+                   'excluded': False, 'traced_otlp': True, 'traced_otlp_json': True}
+#: Issue 13: a sampled request exported as OTLP costs at most this much more than Zipkin's.
+BUDGET_OTLP_OVER_ZIPKIN = 0.10
 BUDGET_UNSAMPLED_US = 1.0
 BUDGET_OTEL_RATIO = 20.0
 
@@ -127,6 +130,8 @@ def _spawn(variant: str, requests: int, warmup: int, sink: Sink) -> dict[str, An
     env.update({'FALCON_TRACING_SERVICE_NAME': 'bench', 'FALCON_TRACING_ZIPKIN_URL': sink.url,
                 'BENCH_SINK_URL': sink.url, 'OTEL_SERVICE_NAME': 'bench',
                 'PYTHONPATH': os.pathsep.join([str(HERE), str(ROOT)])})
+    if variant in OTLP_VARIANTS:
+        env['OTEL_EXPORTER_OTLP_ENDPOINT'] = f'http://127.0.0.1:{sink.port}'
     env.update(VARIANT_ENV.get(variant, {}))
     env.update(_INPROCESS_ENV.get(variant, {}))
     before = sink.counts()['spans']
@@ -258,6 +263,18 @@ def judge(summary: dict[str, Any]) -> list[str]:
                        f'(mean {rows[name]["over_mean_us"]:+.1f}, CPU '
                        f'{rows[name]["over_cpu_us"]:+.1f}): '
                        f'{verdict(over <= BUDGET_UNSAMPLED_US)}')
+    for name in OTLP_VARIANTS:
+        # The request path is the same for every reporter (report() appends to a queue);
+        # the wire format only changes the worker's encoding, which CPU/req counts. The
+        # median is the request path without the GIL waits a loaded machine adds to means.
+        if name in rows and 'traced' in rows and 'bare' in rows:
+            ours = rows['traced']
+            median = rows[name]['over_median_us'] / max(ours['over_median_us'], 0.05) - 1
+            cpu = rows[name]['over_cpu_us'] / max(ours['over_cpu_us'], 0.05) - 1
+            mean = rows[name]['over_mean_us'] / max(ours['over_mean_us'], 0.05) - 1
+            out.append(f'  budget: {name} overhead within {BUDGET_OTLP_OVER_ZIPKIN:.0%} of '
+                       f'traced (Zipkin) (CPU {cpu:+.1%}, median {median:+.1%}; mean '
+                       f'{mean:+.1%}): {verdict(max(median, cpu) <= BUDGET_OTLP_OVER_ZIPKIN)}')
     for name in ('otel', 'otel_zipkin'):
         key = f'ratio_{name}_mean_us'
         if key in summary:

@@ -9,7 +9,9 @@ over HTTP/1.1 keep-alive.
 
 Figures:
 
-* ``encode``: :meth:`JsonV2Encoder.encode` alone (best of 5), no I/O.
+* ``encode``: :meth:`JsonV2Encoder.encode` alone (best of 5), no I/O; and, on the same
+  spans, the OTLP encoders (protobuf and JSON) next to it: the three are timed in turn
+  over every sample span (best of 7 rounds each), so their ratio is fair.
 * ``worker``: the production shape. This thread calls ``report()`` as request threads
   do while the reporter's worker thread encodes, frames and POSTs batches (the queue
   holds all spans, so the figure is throughput, not drops); timed from the first
@@ -80,7 +82,8 @@ def run(spans: int = 200_000, encode_runs: int = 100_000) -> dict[str, Any]:
     best = min(timeit.repeat(lambda: encoder.encode(span), number=encode_runs, repeat=5))
     result: dict[str, Any] = {'span_bytes': size, 'tags': len(span.tags),
                               'encode_per_s': encode_runs / best,
-                              'encode_us': best / encode_runs * 1e6}
+                              'encode_us': best / encode_runs * 1e6,
+                              'formats': _encode_formats(sample, encoder)}
     batch = [sample[i % len(sample)] for i in range(spans)]
     lost = []
     with Sink() as sink:
@@ -111,6 +114,28 @@ def run(spans: int = 200_000, encode_runs: int = 100_000) -> dict[str, Any]:
     result['spans'] = spans
     result['lost'] = lost
     return result
+
+
+def _encode_formats(sample: list[Any], zipkin: Any) -> dict[str, dict[str, float]]:
+    """us per span and bytes per span of each wire format, on the same real spans."""
+    from falcon_tracing_wsgi.export.otlp import JsonEncoder, ProtobufEncoder
+    resource = {'service.name': 'bench', 'telemetry.sdk.name': 'falcon_tracing_wsgi',
+                'telemetry.sdk.language': 'python', 'telemetry.sdk.version': '0',
+                'host.name': 'bench-host'}
+    encoders = {'zipkin json': zipkin, 'otlp protobuf': ProtobufEncoder(resource, '0'),
+                'otlp json': JsonEncoder(resource, '0')}
+    best = {name: float('inf') for name in encoders}
+    for _ in range(7):  # interleaved rounds: machine drift hits every format alike
+        for name, encoder in encoders.items():
+            encode = encoder.encode
+            start = time.perf_counter()
+            for _ in range(25):
+                for span in sample:
+                    encode(span)
+            best[name] = min(best[name], (time.perf_counter() - start) / (25 * len(sample)))
+    return {name: {'us': best[name] * 1e6,
+                   'bytes': sum(len(encoder.encode(span) or '') for span in sample)
+                   / len(sample)} for name, encoder in encoders.items()}
 
 
 def _worker(sink: Sink, encoder: Any, batch: list[Any], batch_size: int) -> dict[str, Any]:
@@ -154,6 +179,12 @@ def format_summary(result: dict[str, Any], judge_budgets: bool = True) -> str:
            table(['path', 'batch', 'spans/s', 'us/span (wall)', 'CPU us/span'], rows), '',
            f'  report() on the request thread: {default["report_us"]:.2f} us/span; '
            f'worker stats (batches of 256) {default["stats"]}']
+    formats = result.get('formats', {})
+    if formats:
+        zipkin = formats['zipkin json']['us']
+        out.append('  encode by wire format (us/span, bytes/span, vs Zipkin): ' + '; '.join(
+            f'{name} {item["us"]:.2f} us, {item["bytes"]:.0f} B ({item["us"] / zipkin - 1:+.0%})'
+            for name, item in formats.items()))
     if judge_budgets:
         out.append(f'  budget: >= {BUDGET_SPANS_PER_SECOND:,} spans/s/process (worker, default '
                    f'batches of 256: {default["per_s"]:,.0f}): '

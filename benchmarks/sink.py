@@ -6,6 +6,11 @@ line of standard output and then serves HTTP/1.1 with keep-alive on 127.0.0.1:
 * ``POST <any path>``: reads the whole body (``Content-Length`` or chunked), counts the
   spans in it and answers ``202 Accepted``. The answer is sent only after the spans were
   counted, so an exporter's successful flush means the count includes its spans.
+* ``POST /v1/traces`` (OTLP/HTTP): the same, for ``application/x-protobuf`` (the spans
+  of an ``ExportTraceServiceRequest`` are counted by walking its length-delimited fields,
+  no protobuf runtime) and ``application/json`` (one ``"traceId"`` per span; the benchmark
+  spans have no links). The answer is ``200`` with an empty ``ExportTraceServiceResponse``
+  in the request's content type, as the OTLP/HTTP specification says.
 * ``GET /count``: ``{"spans": N, "posts": N, "bytes": N}`` as JSON.
 
 Why not the package's ``ZipkinCollector``: that one validates every span against the
@@ -27,6 +32,49 @@ import threading
 _COUNTS = {'spans': 0, 'posts': 0, 'bytes': 0}
 _LOCK = threading.Lock()
 _ACCEPTED = b'HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'
+_OTLP_PROTOBUF_OK = (b'HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n'
+                     b'Content-Length: 0\r\n\r\n')
+_OTLP_JSON_OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: bytes, wanted: int) -> list[bytes]:
+    """The length-delimited fields numbered ``wanted`` of one protobuf message."""
+    found = []
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        wire = key & 7
+        if wire == 0:
+            _, at = _varint(data, at)
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        elif wire == 2:
+            size, at = _varint(data, at)
+            if key >> 3 == wanted:
+                found.append(data[at:at + size])
+            at += size
+        else:
+            raise ValueError('bad wire type')
+    return found
+
+
+def count_otlp_protobuf(body: bytes) -> int:
+    """Spans in an ExportTraceServiceRequest: resource_spans(1) > scope_spans(2) > spans(2)."""
+    return sum(len(_fields(scope, 2)) for resource in _fields(body, 1)
+               for scope in _fields(resource, 2))
 
 
 def _read_chunked(stream) -> bytes:
@@ -51,7 +99,7 @@ def _serve(conn: socket.socket) -> None:
             method, _, rest = request_line.partition(b' ')
             path = rest.split(b' ', 1)[0]
             length = 0
-            chunked = gzipped = False
+            chunked = gzipped = protobuf = False
             while True:
                 line = stream.readline(65536)
                 if not line:
@@ -66,6 +114,8 @@ def _serve(conn: socket.socket) -> None:
                     chunked = True
                 elif name == b'content-encoding' and b'gzip' in value.lower():
                     gzipped = True
+                elif name == b'content-type' and b'protobuf' in value.lower():
+                    protobuf = True
             body = _read_chunked(stream) if chunked else stream.read(length)
             if method == b'GET' and path == b'/count':
                 with _LOCK:
@@ -75,12 +125,15 @@ def _serve(conn: socket.socket) -> None:
                 continue
             if gzipped:
                 body = gzip.decompress(body)
-            spans = body.count(b'"traceId"')
+            spans = count_otlp_protobuf(body) if protobuf else body.count(b'"traceId"')
             with _LOCK:
                 _COUNTS['spans'] += spans
                 _COUNTS['posts'] += 1
                 _COUNTS['bytes'] += len(body)
-            conn.sendall(_ACCEPTED)
+            if path == b'/v1/traces':
+                conn.sendall(_OTLP_PROTOBUF_OK if protobuf else _OTLP_JSON_OK)
+            else:
+                conn.sendall(_ACCEPTED)
     except (OSError, ValueError):
         return
     finally:

@@ -24,19 +24,21 @@ The contracts:
 
 ``Sender``
     Sends one encoded batch somewhere (HTTP to a Zipkin collector, a file, ...). Raises
-    :class:`SendError` on failure, saying whether a retry may help.
+    :class:`SendError` on failure, saying whether a retry may help (and after how long,
+    when the collector said so); returns :class:`PartialSuccess` when the collector took
+    only part of the batch, else ``None``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tracer.context import SpanContext
 
 __all__ = ['Carrier', 'Propagator', 'Sampler', 'Reporter', 'Sender', 'SendError',
-           'StartResponse', 'WSGIEnviron', 'WSGIApp']
+           'PartialSuccess', 'StartResponse', 'WSGIEnviron', 'WSGIApp']
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -81,7 +83,7 @@ class Reporter(Protocol):
 class Sender(Protocol):
     """Sends one encoded batch of spans."""
 
-    def send(self, body: bytes, span_count: int) -> None: ...
+    def send(self, body: bytes, span_count: int) -> Optional[PartialSuccess]: ...
 
     def close(self) -> None: ...
 
@@ -93,8 +95,26 @@ class SendError(Exception):
         message: what went wrong, for the (rate-limited) log line.
         retryable: whether sending the same batch again may succeed (connection errors,
             timeouts, 5xx) or not (4xx: the collector rejected the payload).
+        retry_after: seconds the collector asked to wait before trying again (HTTP
+            ``Retry-After``), or ``None``; the reporter waits that long instead of its
+            own backoff, within its deadline.
     """
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool,
+                 retry_after: Optional[float] = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class PartialSuccess(NamedTuple):
+    """What a sender returns when the collector accepted a batch only in part.
+
+    OTLP's ``ExportTraceServiceResponse.partial_success``: the collector answered 200
+    but rejected ``rejected`` spans, saying why in ``message``. Such a batch is not
+    retried (the OTLP specification forbids it); the reporter counts the rejected spans
+    as failed. A sender returns ``None`` when everything was accepted.
+    """
+
+    rejected: int
+    message: str

@@ -27,12 +27,13 @@ import functools
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Optional
 
 import opentracing
 
-from .config import TracingConfig
+from .config import ConfigError, TracingConfig
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
 from .tracer.ids import XRayIdGenerator
@@ -84,10 +85,13 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
     _installed = config
+    reporter = config.effective_reporter
+    where = (f' url={config.zipkin_url}' if reporter == 'zipkin' else
+             f' endpoint={config.effective_otlp_endpoint} protocol={config.otlp_protocol}'
+             if reporter == 'otlp' else '')  # never the headers: they hold API keys
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
               config.service_name, ','.join(config.propagation) or 'none',
-              config.sample_rate, config.effective_reporter,
-              f' url={config.zipkin_url}' if config.effective_reporter == 'zipkin' else '')
+              config.sample_rate, reporter, where)
     return tracer
 
 
@@ -135,6 +139,8 @@ def build_reporter(config: TracingConfig) -> Any:
             max_queue_size=config.queue_size, batch_size=config.batch_size,
             flush_interval=config.flush_interval, max_retries=config.max_retries,
             shutdown_timeout=config.shutdown_timeout)
+    if kind == 'otlp':
+        return _otlp_reporter(config)
     encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()),
                             process_tags=dict(config.tags))
     sender: Any
@@ -149,6 +155,69 @@ def build_reporter(config: TracingConfig) -> Any:
                          batch_size=config.batch_size, flush_interval=config.flush_interval,
                          max_retries=config.max_retries,
                          shutdown_timeout=config.shutdown_timeout)
+
+
+def _otlp_reporter(config: TracingConfig) -> BatchReporter:
+    """OTLP/HTTP: the format's encoder and framing, the HTTP sender with OTLP's rules."""
+    # PERF: imported only when chosen, as the X-Ray reporter is.
+    from . import __version__
+    from .export.otlp import RETRYABLE_STATUSES, JsonEncoder, ProtobufEncoder
+    encoder: Any = (JsonEncoder if config.otlp_protocol == 'http/json' else ProtobufEncoder)(
+        _otlp_resource(config, __version__), __version__, process_id=os.getpid)
+    sender = HttpSender(config.effective_otlp_endpoint, connect_timeout=config.otlp_timeout,
+                        read_timeout=config.otlp_timeout, headers=dict(config.otlp_headers),
+                        gzip=config.otlp_compression == 'gzip',
+                        ssl_context=_otlp_ssl_context(config),
+                        content_type=encoder.content_type, frame=encoder.frame,
+                        retry_statuses=RETRYABLE_STATUSES, retry_after=True,
+                        parse_response=encoder.read_response)
+    return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
+                         batch_size=config.batch_size, flush_interval=config.flush_interval,
+                         max_retries=config.max_retries,
+                         shutdown_timeout=config.shutdown_timeout)
+
+
+def _otlp_ssl_context(config: TracingConfig) -> Optional[ssl.SSLContext]:
+    """The TLS settings of the OTLP exporter variables, loaded once at startup (None: the
+    sender's default, the system's certificate authorities)."""
+    if config.otlp_certificate is None and config.otlp_client_certificate is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=config.otlp_certificate)
+        if config.otlp_client_certificate is not None:
+            context.load_cert_chain(config.otlp_client_certificate, config.otlp_client_key)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f'the OTLP TLS files (OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE, '
+                          f'CLIENT_CERTIFICATE, CLIENT_KEY, or their FALCON_TRACING_OTLP_* '
+                          f'forms) could not be loaded: {exc}') from None
+    return context
+
+
+def _otlp_resource(config: TracingConfig, version: str) -> dict[str, Any]:
+    """The OTLP resource attributes of this process (``process.pid`` aside: the encoder
+    asks for it per batch, so a forked child writes its own).
+
+    ``service.name`` is the configured service name; when that is the default and the
+    tags (``OTEL_RESOURCE_ATTRIBUTES``) name one, theirs (OpenTelemetry's precedence:
+    ``OTEL_SERVICE_NAME``, then ``service.name`` in the attributes). The tags may override
+    the other attributes.
+    """
+    tags = dict(config.tags)
+    service = config.service_name
+    default = TracingConfig.__dataclass_fields__['service_name'].default
+    if service == default and tags.get('service.name'):
+        service = tags['service.name']
+    resource: dict[str, Any] = {'service.name': service,
+                                'telemetry.sdk.name': 'falcon_tracing_wsgi',
+                                'telemetry.sdk.language': 'python',
+                                'telemetry.sdk.version': version}
+    try:
+        resource['host.name'] = socket.gethostname()
+    except OSError:  # pragma: no cover - the attribute is left out
+        pass
+    resource.update(tags)
+    resource['service.name'] = service
+    return resource
 
 
 @functools.lru_cache(maxsize=1)

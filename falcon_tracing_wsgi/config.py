@@ -25,12 +25,13 @@ import re
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ._redact import DEFAULT_REDACT_QUERY
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
            'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
-           'app_target']
+           'OTLP_PROTOCOLS', 'DEFAULT_OTLP_ENDPOINT', 'app_target']
 
 _log = logging.getLogger(__name__)
 
@@ -41,7 +42,12 @@ PROPAGATION_FORMATS = ('b3', 'b3single', 'w3c', 'baggage', 'jaeger', 'xray')
 #: ``OTEL_PROPAGATORS`` names and the format each one means here.
 _OTEL_PROPAGATORS = {'tracecontext': 'w3c', 'baggage': 'baggage', 'b3': 'b3single',
                      'b3multi': 'b3', 'jaeger': 'jaeger', 'xray': 'xray'}
-REPORTERS = ('zipkin', 'log', 'xray', 'none')
+REPORTERS = ('zipkin', 'otlp', 'log', 'xray', 'none')
+#: ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`` values. The otlp reporter speaks the two HTTP
+#: ones; ``grpc`` is accepted here because the otel tracer's SDK exporter may use it.
+OTLP_PROTOCOLS = ('http/protobuf', 'http/json', 'grpc')
+#: Where the otlp reporter posts when no endpoint is configured (OpenTelemetry's default).
+DEFAULT_OTLP_ENDPOINT = 'http://localhost:4318/v1/traces'
 SCOPE_MANAGERS = ('contextvars', 'threadlocal', 'gevent')
 #: ``FALCON_TRACING_TRACER``: this package's tracer, or an OpenTelemetry SDK behind the shim.
 TRACERS = ('builtin', 'otel')
@@ -189,6 +195,84 @@ def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _parse_otel_key_values(text: str) -> tuple[tuple[str, str], ...]:
+    """``OTEL_RESOURCE_ATTRIBUTES``: ``key=value`` pairs whose values are percent-encoded."""
+    return tuple((key, unquote(value)) for key, value in _parse_key_values(text))
+
+
+_OTLP_SENDER_HEADERS = frozenset(('content-type', 'content-length', 'content-encoding',
+                                  'transfer-encoding', 'host', 'b3'))
+
+
+def _parse_otlp_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``OTEL_EXPORTER_OTLP_HEADERS``: W3C-baggage-like ``name=value`` pairs.
+
+    Names and values are percent-decoded (OpenTelemetry's exporter specification), names
+    must be HTTP header names. The error messages name the entry by position and never
+    show a value: these headers carry API keys.
+    """
+    pairs = []
+    for position, item in enumerate(text.split(','), 1):
+        if not item.strip():
+            continue
+        raw_name, sep, raw_value = item.partition('=')
+        name = unquote(raw_name.strip())
+        if not sep or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f'entry {position} is not name=value with an HTTP header name '
+                             '(values are not shown: they may be secrets)')
+        value = unquote(raw_value.strip())
+        if any(c in value for c in '\r\n\0'):
+            raise ValueError(f'the value of header {name!r} holds a line break or NUL')
+        if name.lower() in _OTLP_SENDER_HEADERS or name.lower().startswith('x-b3-'):
+            raise ValueError(f'header {name!r} is set by the exporter itself')
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+def _otlp_url(text: str) -> tuple[str, str, str, str, str]:
+    url = text.strip()
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ('http', 'https') or not parts.hostname or not port_ok:
+        raise ValueError('expected an http:// or https:// URL such as '
+                         'http://collector:4318/v1/traces')
+    if parts.username is not None or parts.password is not None:
+        raise ValueError('credentials do not belong in the URL; put them in '
+                         'OTEL_EXPORTER_OTLP_HEADERS')
+    return parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment
+
+
+def _parse_otlp_endpoint(text: str) -> str:
+    """A per-signal OTLP endpoint: used as given, an empty path meaning ``/``."""
+    scheme, netloc, path, query, _ = _otlp_url(text)
+    return urlunsplit((scheme, netloc, path or '/', query, ''))
+
+
+def _parse_otlp_base(text: str) -> str:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT``: a base URL that ``v1/traces`` is appended to."""
+    scheme, netloc, path, query, _ = _otlp_url(text)
+    return urlunsplit((scheme, netloc, (path if path.endswith('/') else path + '/')
+                       + 'v1/traces', query, ''))
+
+
+def _parse_pem_file(text: str) -> Optional[str]:
+    """A PEM file path (certificate or key); read when the reporter is built."""
+    path = text.strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError('expected the path of a readable PEM file; there is no such file')
+    return path
+
+
+def _parse_milliseconds(text: str) -> float:
+    """An OpenTelemetry timeout (milliseconds), as seconds."""
+    return float(_number(int, 10, 600_000)(text)) / 1000.0
+
+
 def _parse_text(text: str) -> str:
     value = text.strip()
     if not value:
@@ -271,6 +355,11 @@ class _Setting(NamedTuple):
     doc: str
     otel: Optional[str] = None
     otel_parse: Optional[Callable[[str], Any]] = None
+    #: Further fallbacks after ``otel``, in order: (variable, parser or None for ``parse``).
+    #: OpenTelemetry's exporter variables come in pairs, the signal-specific one first.
+    otel_more: tuple[tuple[str, Optional[Callable[[str], Any]]], ...] = ()
+    #: The value may be a secret (header values): error messages never show it.
+    secret: bool = False
 
 
 #: Every environment variable, in README order. ``field`` is the TracingConfig field and
@@ -300,8 +389,10 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('sample_rate_limit', 'FALCON_TRACING_SAMPLE_RATE_LIMIT', _number(float, 0.0, None),
              'At most this many new traces per second per process (0: no limit).'),
     _Setting('tags', 'FALCON_TRACING_TAGS', _parse_key_values,
-             'Tags added to every span of this process, e.g. "env=prod,region=eu-1".',
-             'OTEL_RESOURCE_ATTRIBUTES'),
+             'Tags added to every span of this process, e.g. "env=prod,region=eu-1" (the '
+             'otlp reporter sends them as resource attributes). OTEL_RESOURCE_ATTRIBUTES '
+             'values are percent-decoded.',
+             'OTEL_RESOURCE_ATTRIBUTES', _parse_otel_key_values),
     _Setting('trust_inbound', 'FALCON_TRACING_TRUST_INBOUND', _parse_bool,
              'Follow the sampling and debug decision of incoming headers. Set false on an '
              'edge service so clients cannot force sampling.'),
@@ -335,15 +426,57 @@ SETTINGS: tuple[_Setting, ...] = (
              _parse_optional_header,
              'Response header that carries the trace id (e.g. X-Trace-Id); empty: none.'),
     _Setting('reporter', 'FALCON_TRACING_REPORTER', _choice(REPORTERS),
-             'zipkin (HTTP to FALCON_TRACING_ZIPKIN_URL), log (Zipkin v2 JSON lines), xray '
-             '(UDP to the X-Ray daemon) or none. Default: zipkin when a URL is set, else log.'),
+             'zipkin (HTTP to FALCON_TRACING_ZIPKIN_URL), otlp (OTLP/HTTP to '
+             'FALCON_TRACING_OTLP_ENDPOINT), log (Zipkin v2 JSON lines), xray (UDP to the '
+             'X-Ray daemon) or none. Default: zipkin when a Zipkin URL is set, else otlp '
+             'when an OTLP endpoint is set, else log.'),
     _Setting('zipkin_url', 'FALCON_TRACING_ZIPKIN_URL', _parse_url,
              'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans.',
              'OTEL_EXPORTER_ZIPKIN_ENDPOINT'),
     _Setting('zipkin_headers', 'FALCON_TRACING_ZIPKIN_HEADERS', _parse_key_values,
-             'Extra headers on every upload, e.g. "Authorization=Bearer abc".'),
+             'Extra headers on every upload, e.g. "Authorization=Bearer abc".', secret=True),
     _Setting('zipkin_gzip', 'FALCON_TRACING_ZIPKIN_GZIP', _parse_bool,
              'gzip the upload body.'),
+    _Setting('otlp_endpoint', 'FALCON_TRACING_OTLP_ENDPOINT', _parse_otlp_endpoint,
+             'OTLP/HTTP traces URL for the otlp reporter, used as given (default '
+             f'{DEFAULT_OTLP_ENDPOINT}). OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: '
+             '/v1/traces is appended to it.',
+             'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+             otel_more=(('OTEL_EXPORTER_OTLP_ENDPOINT', _parse_otlp_base),)),
+    _Setting('otlp_protocol', 'FALCON_TRACING_OTLP_PROTOCOL', _choice(OTLP_PROTOCOLS),
+             'http/protobuf or http/json for the otlp reporter (grpc needs '
+             'FALCON_TRACING_TRACER=otel).',
+             'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
+             otel_more=(('OTEL_EXPORTER_OTLP_PROTOCOL', None),)),
+    _Setting('otlp_headers', 'FALCON_TRACING_OTLP_HEADERS', _parse_otlp_headers,
+             'Extra headers on every OTLP upload, W3C baggage style and percent-encoded, '
+             'e.g. "x-honeycomb-team=abc,x-tenant=a%20b". Never shown in messages.',
+             'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+             otel_more=(('OTEL_EXPORTER_OTLP_HEADERS', None),), secret=True),
+    _Setting('otlp_compression', 'FALCON_TRACING_OTLP_COMPRESSION', _choice(('gzip', 'none')),
+             'gzip or none: compression of the OTLP upload body.',
+             'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION',
+             otel_more=(('OTEL_EXPORTER_OTLP_COMPRESSION', None),)),
+    _Setting('otlp_certificate', 'FALCON_TRACING_OTLP_CERTIFICATE', _parse_pem_file,
+             'PEM file of the certificate authorities trusted for an https OTLP endpoint '
+             '(default: the system\'s).',
+             'OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE',
+             otel_more=(('OTEL_EXPORTER_OTLP_CERTIFICATE', None),)),
+    _Setting('otlp_client_certificate', 'FALCON_TRACING_OTLP_CLIENT_CERTIFICATE',
+             _parse_pem_file,
+             'PEM file of the client certificate (chain) for mutual TLS with the OTLP '
+             'endpoint; needs the client key.',
+             'OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE',
+             otel_more=(('OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE', None),)),
+    _Setting('otlp_client_key', 'FALCON_TRACING_OTLP_CLIENT_KEY', _parse_pem_file,
+             'PEM file of the private key of the OTLP client certificate.',
+             'OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY',
+             otel_more=(('OTEL_EXPORTER_OTLP_CLIENT_KEY', None),)),
+    _Setting('otlp_timeout', 'FALCON_TRACING_OTLP_TIMEOUT', _number(float, 0.01, 600.0),
+             'Connect and read timeout of one OTLP upload, in seconds (its OpenTelemetry '
+             'fallbacks are in milliseconds).',
+             'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', _parse_milliseconds,
+             otel_more=(('OTEL_EXPORTER_OTLP_TIMEOUT', _parse_milliseconds),)),
     _Setting('xray_daemon_address', 'FALCON_TRACING_XRAY_DAEMON_ADDRESS', _parse_daemon_address,
              'UDP address of the X-Ray daemon for the xray reporter: host:port, or the SDKs\' '
              '"tcp:host:port udp:host:port". Fallback: AWS_XRAY_DAEMON_ADDRESS, the X-Ray '
@@ -405,8 +538,17 @@ class TracingConfig:
     response_trace_header: Optional[str] = None
     reporter: Optional[str] = None
     zipkin_url: Optional[str] = None
-    zipkin_headers: tuple[tuple[str, str], ...] = ()
+    # repr=False: header values are secrets (API keys) and must not reach a log line.
+    zipkin_headers: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
     zipkin_gzip: bool = False
+    otlp_endpoint: Optional[str] = None
+    otlp_protocol: str = 'http/protobuf'
+    otlp_headers: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+    otlp_compression: str = 'none'
+    otlp_certificate: Optional[str] = None
+    otlp_client_certificate: Optional[str] = None
+    otlp_client_key: Optional[str] = None
+    otlp_timeout: float = 10.0
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
     queue_size: int = 2048
@@ -426,6 +568,17 @@ class TracingConfig:
             raise ConfigError('FALCON_TRACING_REPORTER=zipkin needs FALCON_TRACING_ZIPKIN_URL '
                               '(or OTEL_EXPORTER_ZIPKIN_ENDPOINT), e.g. '
                               'http://127.0.0.1:9411/api/v2/spans')
+        if self.otlp_protocol == 'grpc' and self.tracer == 'builtin' \
+                and self.effective_reporter == 'otlp':
+            raise ConfigError('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL '
+                              '/ FALCON_TRACING_OTLP_PROTOCOL=grpc is not valid for the otlp '
+                              'reporter, which speaks OTLP/HTTP: use http/protobuf (port '
+                              '4318) or http/json, or for gRPC use FALCON_TRACING_TRACER=otel '
+                              'with opentelemetry-exporter-otlp-proto-grpc installed')
+        if (self.otlp_client_certificate is None) != (self.otlp_client_key is None):
+            raise ConfigError('OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE and '
+                              'OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY (or their '
+                              'FALCON_TRACING_OTLP_* forms) go together: set both or neither')
         if self.batch_size > self.queue_size:
             raise ConfigError(f'FALCON_TRACING_BATCH_SIZE={self.batch_size} is not valid: it '
                               f'must not exceed FALCON_TRACING_QUEUE_SIZE={self.queue_size}')
@@ -436,10 +589,18 @@ class TracingConfig:
 
     @property
     def effective_reporter(self) -> str:
-        """The reporter in use: the configured one, else zipkin with a URL, else log."""
+        """The reporter in use: the configured one, else zipkin with a Zipkin URL, else
+        otlp with an OTLP endpoint, else log."""
         if self.reporter is not None:
             return self.reporter
-        return 'zipkin' if self.zipkin_url else 'log'
+        if self.zipkin_url:
+            return 'zipkin'
+        return 'otlp' if self.otlp_endpoint else 'log'
+
+    @property
+    def effective_otlp_endpoint(self) -> str:
+        """The otlp reporter's URL: the configured one, else OpenTelemetry's default."""
+        return self.otlp_endpoint or DEFAULT_OTLP_ENDPOINT
 
     @property
     def effective_xray_ids(self) -> bool:
@@ -469,14 +630,16 @@ class TracingConfig:
         for setting in SETTINGS:
             if setting.field in options:
                 continue
-            raw = environ.get(setting.env)
-            if raw is not None and raw.strip() != '':
-                values[setting.field] = _parse(setting.parse, setting.env, raw)
-            elif setting.otel is not None:
-                raw = environ.get(setting.otel)
+            sources: tuple[tuple[str, Optional[Callable[[str], Any]]], ...] = (
+                (setting.env, setting.parse),)
+            if setting.otel is not None:
+                sources += ((setting.otel, setting.otel_parse),) + setting.otel_more
+            for env, parse in sources:
+                raw = environ.get(env)
                 if raw is not None and raw.strip() != '':
-                    values[setting.field] = _parse(setting.otel_parse or setting.parse,
-                                                   setting.otel, raw)
+                    values[setting.field] = _parse(parse or setting.parse, env, raw,
+                                                   setting.secret)
+                    break
         for name, value in options.items():
             values[name] = _option(name, value)
         return cls(**values)
@@ -501,20 +664,27 @@ def _option(name: str, value: Any) -> Any:
         raise TypeError(f'unknown tracing option {name!r}{hint}; valid options: '
                         f'{", ".join(valid)}')
     if isinstance(value, str):
-        return _parse(setting.parse, f'option {name}', value)
+        return _parse(setting.parse, f'option {name}', value, setting.secret)
     default = next(f.default for f in dataclasses.fields(TracingConfig) if f.name == name)
     if value is None and default is None:
         return None
     if isinstance(default, tuple):
         if isinstance(value, (list, tuple)):
+            if setting.parse is _parse_otlp_headers:
+                # The parser percent-decodes: encode each pair so that a value holding
+                # '%' or ',' arrives as given.
+                value = [(quote(str(item[0]), safe=''), quote(str(item[1]), safe=''))
+                         if isinstance(item, tuple) and len(item) == 2 else item
+                         for item in value]
             return _parse(setting.parse, f'option {name}', ','.join(
-                _rule_text(item) for item in value))
+                _rule_text(item) for item in value), setting.secret)
     elif isinstance(default, bool) or (default is None and isinstance(value, bool)):
         if isinstance(value, bool):
             return value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         return _parse(setting.parse, f'option {name}', repr(value))
-    raise ConfigError(f'option {name}={value!r} is not valid: expected a value like '
+    shown = '' if setting.secret else f'={value!r}'
+    raise ConfigError(f'option {name}{shown} is not valid: expected a value like '
                       f'{default!r}')
 
 
@@ -526,11 +696,12 @@ def _rule_text(item: Any) -> str:
     return str(item)
 
 
-def _parse(parse: Callable[[str], Any], name: str, raw: str) -> Any:
+def _parse(parse: Callable[[str], Any], name: str, raw: str, secret: bool = False) -> Any:
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f'{name}={raw!r} is not valid: {exc}') from None
+        shown = '' if secret else f'={raw!r}'
+        raise ConfigError(f'{name}{shown} is not valid: {exc}') from None
 
 
 def _close_match(name: str, valid: list[str]) -> list[str]:

@@ -15,18 +15,21 @@ PARENT_ID = '6b221d5bc9e6496c'
 class FakeSpan:
     """A finished span that satisfies the Span contract (what reporters read)."""
 
-    __slots__ = ('context', 'operation_name', 'start_time', 'duration', 'tags', 'logs')
+    __slots__ = ('context', 'operation_name', 'start_time', 'duration', 'tags', 'logs',
+                 'references')
 
     def __init__(self, context: Optional[SpanContext] = None, operation_name: str = 'GET /',
                  start_time: float = T0, duration: float = 0.0015,
                  tags: Optional[dict[str, Any]] = None,
-                 logs: Optional[list[tuple[float, dict[str, Any]]]] = None) -> None:
+                 logs: Optional[list[tuple[float, dict[str, Any]]]] = None,
+                 references: Optional[tuple[Any, ...]] = None) -> None:
         self.context = context or SpanContext(TRACE_ID, '352bff9a74ca9ad2', PARENT_ID, True)
         self.operation_name = operation_name
         self.start_time = start_time
         self.duration = duration
         self.tags = {} if tags is None else tags
         self.logs = logs
+        self.references = references
 
 
 def make_span(index: int = 0, **kwargs: Any) -> FakeSpan:

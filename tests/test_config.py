@@ -68,6 +68,99 @@ def test_otel_variables_are_fallbacks(env, field, expected):
     assert getattr(TracingConfig.from_env(env), field) == expected
 
 
+@pytest.mark.parametrize('env, expected', [
+    pytest.param({}, ('log', 'http://localhost:4318/v1/traces', 'http/protobuf', (), 'none',
+                      10.0), id='defaults'),
+    pytest.param({'FALCON_TRACING_REPORTER': 'otlp'},
+                 ('otlp', 'http://localhost:4318/v1/traces', 'http/protobuf', (), 'none', 10.0),
+                 id='reporter-alone-uses-the-default-endpoint'),
+    pytest.param({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://c:4318'},
+                 ('otlp', 'http://c:4318/v1/traces', 'http/protobuf', (), 'none', 10.0),
+                 id='base-endpoint-gets-v1-traces-and-picks-otlp'),
+    pytest.param({'OTEL_EXPORTER_OTLP_ENDPOINT': 'https://c/mycollector/?tenant=1'},
+                 ('otlp', 'https://c/mycollector/v1/traces?tenant=1', 'http/protobuf', (),
+                  'none', 10.0), id='base-endpoint-with-path-and-query'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': 'http://c:4318',
+                  'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://other:4318'},
+                 ('otlp', 'http://c:4318/', 'http/protobuf', (), 'none', 10.0),
+                 id='traces-endpoint-as-given-root-path'),
+    pytest.param({'FALCON_TRACING_OTLP_ENDPOINT': 'http://ours/x',
+                  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': 'http://c:4318/v1/traces'},
+                 ('otlp', 'http://ours/x', 'http/protobuf', (), 'none', 10.0),
+                 id='falcon-tracing-variable-first'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'http/json',
+                  'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL': 'http/protobuf',
+                  'OTEL_EXPORTER_OTLP_HEADERS': 'a=1',
+                  'OTEL_EXPORTER_OTLP_TRACES_HEADERS': 'api-key=s%3Dcr%2Ct, x-tenant = a b',
+                  'OTEL_EXPORTER_OTLP_COMPRESSION': 'none',
+                  'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION': 'GZIP',
+                  'OTEL_EXPORTER_OTLP_TIMEOUT': '30000',
+                  'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT': '2500',
+                  'FALCON_TRACING_REPORTER': 'otlp'},
+                 ('otlp', 'http://localhost:4318/v1/traces', 'http/protobuf',
+                  (('api-key', 's=cr,t'), ('x-tenant', 'a b')), 'gzip', 2.5),
+                 id='traces-variables-over-generic-ones'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'http/json',
+                  'OTEL_EXPORTER_OTLP_HEADERS': 'a=1', 'OTEL_EXPORTER_OTLP_TIMEOUT': '30000',
+                  'OTEL_EXPORTER_OTLP_COMPRESSION': 'gzip', 'FALCON_TRACING_REPORTER': 'otlp'},
+                 ('otlp', 'http://localhost:4318/v1/traces', 'http/json', (('a', '1'),),
+                  'gzip', 30.0), id='generic-variables'),
+    pytest.param({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://c:4318',
+                  'OTEL_EXPORTER_ZIPKIN_ENDPOINT': 'http://z:9411/api/v2/spans'},
+                 ('zipkin', 'http://c:4318/v1/traces', 'http/protobuf', (), 'none', 10.0),
+                 id='a-zipkin-url-still-picks-zipkin'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'grpc', 'FALCON_TRACING_TRACER': 'otel',
+                  'FALCON_TRACING_REPORTER': 'otlp'},
+                 ('otlp', 'http://localhost:4318/v1/traces', 'grpc', (), 'none', 10.0),
+                 id='grpc-is-the-otel-tracers-business'),
+])
+def test_otlp_exporter_variables(env, expected):
+    config = TracingConfig.from_env(env)
+    assert (config.effective_reporter, config.effective_otlp_endpoint, config.otlp_protocol,
+            config.otlp_headers, config.otlp_compression, config.otlp_timeout) == expected
+
+
+@pytest.mark.parametrize('env', [
+    pytest.param({'OTEL_EXPORTER_OTLP_HEADERS': 'api-key=sup3rs3cret,bad name=sup3rs3cret'},
+                 id='otlp-headers'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TRACES_HEADERS': 'sup3rs3cret'}, id='otlp-no-equals'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': 'Authorization:sup3rs3cret'},
+                 id='zipkin-headers'),
+])
+def test_header_values_never_appear_in_messages(env):
+    with pytest.raises(ConfigError) as raised:
+        TracingConfig.from_env(env)
+    assert 'sup3rs3cret' not in str(raised.value)
+    assert next(iter(env)) in str(raised.value)
+
+
+@pytest.mark.parametrize('option', ['zipkin_headers', 'otlp_headers'])
+def test_header_values_never_appear_in_option_messages_or_repr(option):
+    with pytest.raises(ConfigError) as raised:
+        TracingConfig.from_env({}, **{option: 'no-equals-sup3rs3cret'})
+    assert 'sup3rs3cret' not in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        TracingConfig.from_env({}, **{option: 42})
+    assert '42' not in str(raised.value)
+    config = TracingConfig.from_env({}, **{option: 'Authorization=sup3rs3cret'})
+    assert getattr(config, option) == (('Authorization', 'sup3rs3cret'),)
+    assert 'sup3rs3cret' not in repr(config)
+
+
+def test_otlp_headers_as_a_keyword_list_arrive_as_given():
+    config = TracingConfig.from_env({}, otlp_headers=[('Authorization', 'Basic a%2Cb,c=='),
+                                                      ('x-tenant', 'a b')])
+    assert config.otlp_headers == (('Authorization', 'Basic a%2Cb,c=='), ('x-tenant', 'a b'))
+
+
+def test_otel_resource_attributes_are_percent_decoded():
+    config = TracingConfig.from_env({'OTEL_RESOURCE_ATTRIBUTES':
+                                     'deployment.environment=prod%20eu,team=a%2Cb'})
+    assert config.tags == (('deployment.environment', 'prod eu'), ('team', 'a,b'))
+    # FALCON_TRACING_TAGS is this package's own format: taken literally.
+    assert TracingConfig.from_env({'FALCON_TRACING_TAGS': 'k=a%20b'}).tags == (('k', 'a%20b'),)
+
+
 def test_precedence_keyword_over_falcon_tracing_over_otel():
     env = {'OTEL_SERVICE_NAME': 'otel', 'FALCON_TRACING_SERVICE_NAME': 'ours'}
     assert TracingConfig.from_env(env).service_name == 'ours'
@@ -157,6 +250,49 @@ BAD_VALUES = [
     pytest.param({'AWS_XRAY_DAEMON_ADDRESS': 'tcp:127.0.0.1:2000 http:127.0.0.1:2001'},
                  ['AWS_XRAY_DAEMON_ADDRESS', 'udp:host:port'], id='xray-daemon-two-forms'),
     pytest.param({'FALCON_TRACING_SERVICE_NAME': '   '}, [], id='blank-is-default'),
+    pytest.param({'FALCON_TRACING_OTLP_ENDPOINT': 'collector:4318'},
+                 ['FALCON_TRACING_OTLP_ENDPOINT', 'http://'], id='otlp-endpoint-no-scheme'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT': 'ftp://c/v1/traces'},
+                 ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'], id='otlp-traces-endpoint-scheme'),
+    pytest.param({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://c:99999'},
+                 ['OTEL_EXPORTER_OTLP_ENDPOINT'], id='otlp-endpoint-port'),
+    pytest.param({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://user:pw@c:4318'},
+                 ['OTEL_EXPORTER_OTLP_ENDPOINT', 'HEADERS'], id='otlp-endpoint-credentials'),
+    pytest.param({'FALCON_TRACING_OTLP_PROTOCOL': 'http/xml'},
+                 ['FALCON_TRACING_OTLP_PROTOCOL', 'http/protobuf'], id='otlp-protocol'),
+    pytest.param({'OTEL_EXPORTER_OTLP_PROTOCOL': 'grpc', 'FALCON_TRACING_REPORTER': 'otlp'},
+                 ['OTEL_EXPORTER_OTLP_PROTOCOL', 'FALCON_TRACING_TRACER=otel',
+                  'http/protobuf'], id='otlp-grpc-points-to-the-otel-tracer'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL': 'grpc',
+                  'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://c:4317'},
+                 ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'], id='otlp-grpc-implied-reporter'),
+    pytest.param({'FALCON_TRACING_OTLP_HEADERS': 'api-key'},
+                 ['FALCON_TRACING_OTLP_HEADERS', 'entry 1'], id='otlp-headers-no-equals'),
+    pytest.param({'OTEL_EXPORTER_OTLP_HEADERS': 'a=1,bad name=2'},
+                 ['OTEL_EXPORTER_OTLP_HEADERS', 'entry 2'], id='otlp-headers-bad-name'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TRACES_HEADERS': 'x=a%0D%0AInjected: 1'},
+                 ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'line break'],
+                 id='otlp-headers-encoded-newline'),
+    pytest.param({'OTEL_EXPORTER_OTLP_HEADERS': 'Content-Type=text/plain'},
+                 ['OTEL_EXPORTER_OTLP_HEADERS', 'exporter itself'], id='otlp-headers-owned'),
+    pytest.param({'FALCON_TRACING_OTLP_COMPRESSION': 'zstd'},
+                 ['FALCON_TRACING_OTLP_COMPRESSION', 'gzip'], id='otlp-compression'),
+    pytest.param({'OTEL_EXPORTER_OTLP_COMPRESSION': 'deflate'},
+                 ['OTEL_EXPORTER_OTLP_COMPRESSION'], id='otlp-compression-otel'),
+    pytest.param({'FALCON_TRACING_OTLP_TIMEOUT': '0'}, ['FALCON_TRACING_OTLP_TIMEOUT'],
+                 id='otlp-timeout'),
+    pytest.param({'OTEL_EXPORTER_OTLP_TIMEOUT': '1.5s'},
+                 ['OTEL_EXPORTER_OTLP_TIMEOUT', '10 to 600000'], id='otlp-timeout-ms'),
+    pytest.param({'FALCON_TRACING_OTLP_CERTIFICATE': '/no/such/ca.pem'},
+                 ['FALCON_TRACING_OTLP_CERTIFICATE', 'no such file'], id='otlp-ca-missing'),
+    pytest.param({'OTEL_EXPORTER_OTLP_CERTIFICATE': '/no/such/ca.pem'},
+                 ['OTEL_EXPORTER_OTLP_CERTIFICATE'], id='otlp-ca-missing-otel'),
+    pytest.param({'FALCON_TRACING_OTLP_CLIENT_CERTIFICATE': '/no/such/cert.pem'},
+                 ['FALCON_TRACING_OTLP_CLIENT_CERTIFICATE'], id='otlp-client-cert-missing'),
+    pytest.param({'FALCON_TRACING_OTLP_CLIENT_KEY': '/no/such/key.pem'},
+                 ['FALCON_TRACING_OTLP_CLIENT_KEY'], id='otlp-client-key-missing'),
+    pytest.param({'OTEL_EXPORTER_OTLP_CLIENT_KEY': __file__},
+                 ['CLIENT_CERTIFICATE', 'both or neither'], id='otlp-client-key-alone'),
 ]
 
 
@@ -235,7 +371,8 @@ def readme_variables_block() -> str:
         fallback = ''
         if setting.otel:
             owner = 'OpenTelemetry fallback' if setting.otel.startswith('OTEL_') else 'fallback'
-            fallback = f'; {owner} ``{setting.otel}``'
+            fallback = f'; {owner} ``{setting.otel}``' + ''.join(
+                f', then ``{name}``' for name, _ in setting.otel_more)
         doc = setting.doc.replace('*', '\\*')  # RST: a literal asterisk
         lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {doc}', '']
     return '\n'.join(lines)

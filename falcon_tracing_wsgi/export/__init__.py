@@ -9,9 +9,12 @@ One pipeline serves every format::
 * :mod:`.pipeline`: :class:`~.pipeline.BatchReporter`, the Reporter the tracer talks to
   (a bounded queue, a lazily started fork-safe worker, counted drops, deadlines), and
   :class:`~.pipeline.NoopReporter` for ``none``. It knows no format and no transport.
-* Formats, each pure (no I/O, no threads): :mod:`.zipkin` (Zipkin v2 JSON) and
-  :mod:`.xray` (X-Ray segment documents).
-* Transports: :mod:`.http` (POST to a collector), :mod:`.file` (JSON lines to a stream
+* Formats, each pure (no I/O, no threads): :mod:`.zipkin` (Zipkin v2 JSON),
+  :mod:`.otlp` (OpenTelemetry's OTLP, protobuf and JSON, with its own framing and a
+  reader for the collector's partial-success answer) and :mod:`.xray` (X-Ray segment
+  documents).
+* Transports: :mod:`.http` (POST to a collector: Zipkin, or OTLP/HTTP with its content
+  type, retryable statuses and ``Retry-After``), :mod:`.file` (JSON lines to a stream
   or file) and :mod:`.udp` (datagrams to the X-Ray daemon).
 
 ``bootstrap.py`` picks one encoder and one sender for the configured reporter. The

@@ -1,4 +1,5 @@
-"""The HTTP transport: a framed batch POSTed to a collector (Zipkin's ``/api/v2/spans``).
+"""The HTTP transport: a framed batch POSTed to a collector (Zipkin's ``/api/v2/spans``,
+OTLP/HTTP's ``/v1/traces``).
 
 A sender does two things for the export pipeline, and nothing else:
 
@@ -31,6 +32,13 @@ A sender does two things for the export pipeline, and nothing else:
 * Status codes: 2xx is success. 408 and 429 and every 5xx are retryable, like timeouts
   and connection errors. Any other status (4xx: the collector rejected the payload; 3xx:
   the URL is wrong) is not: sending the same bytes again would fail the same way.
+  ``retry_statuses`` replaces that set (OTLP/HTTP: only 429, 502, 503 and 504).
+* Other protocols (OTLP/HTTP) plug in through options, so one sender serves every
+  format: ``content_type``, ``frame`` (the format's framing), ``retry_after`` (a
+  retryable answer's ``Retry-After``, seconds or an HTTP date, is passed on as
+  :attr:`SendError.retry_after`, at most 60 s) and ``parse_response`` (reads a 2xx
+  answer's body and returns a :class:`~falcon_tracing_wsgi._types.PartialSuccess` when
+  the collector kept only part of the batch; :meth:`HttpSender.send` returns it).
 * https uses :func:`ssl.create_default_context` (certificates verified, system CAs)
   unless an ``ssl_context`` is given; certificate errors are not retryable. There is no
   proxy support, and credentials go in ``headers`` (``Authorization``), never in the URL.
@@ -46,11 +54,13 @@ import os
 import select
 import socket
 import ssl
+from collections.abc import Collection
 from time import monotonic as _monotonic
-from typing import IO, Any, Optional
+from time import time as _time
+from typing import IO, Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from .._types import SendError
+from .._types import PartialSuccess, SendError
 
 __all__ = ['HttpSender', 'frame_json_array', 'resolver_host', 'SendError']
 
@@ -60,6 +70,25 @@ _RESERVED_HEADERS = frozenset(('content-type', 'content-length', 'content-encodi
 _RETRYABLE_4XX = frozenset((408, 429))
 _MAX_RESPONSE_BYTES = 64 * 1024  # more than this and the connection is not reused
 _SHOWN_BODY = 200
+#: The longest Retry-After honoured (seconds): the worker waits that long at most, while
+#: the queue stays bounded; close() cuts the wait short.
+MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """A ``Retry-After`` header as seconds from now (0 .. MAX_RETRY_AFTER), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        from email.utils import parsedate_to_datetime  # rare: only when a date is sent
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - _time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def frame_json_array(encoded: list[str]) -> bytes:
@@ -174,7 +203,8 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 
 class HttpSender:
-    """Posts batches to a Zipkin v2 collector (``POST /api/v2/spans``, JSON).
+    """Posts batches to a collector: Zipkin v2 (``POST /api/v2/spans``, JSON) by default,
+    OTLP/HTTP with the OTLP options (see the module docstring).
 
     Args:
         url: the collector endpoint, ``http(s)://host[:port][/path]``; an empty path
@@ -187,6 +217,12 @@ class HttpSender:
             cannot be set.
         gzip: compress bodies (``Content-Encoding: gzip``, fast level 1).
         ssl_context: the TLS settings for https; default :func:`ssl.create_default_context`.
+        content_type: the ``Content-Type`` of the bodies.
+        frame: joins a batch's encoded spans into a body; default a JSON array.
+        retry_statuses: the HTTP statuses worth retrying; default 408, 429 and every 5xx.
+        retry_after: pass a retryable answer's ``Retry-After`` on to the reporter.
+        parse_response: reads the body of a 2xx answer; returns a
+            :class:`~falcon_tracing_wsgi._types.PartialSuccess` or ``None``.
 
     Raises:
         ValueError: the URL, a timeout or a header is invalid; the message says which.
@@ -194,7 +230,12 @@ class HttpSender:
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0, read_timeout: float = 5.0,
                  headers: Optional[dict[str, str]] = None, gzip: bool = False,
-                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 ssl_context: Optional[ssl.SSLContext] = None,
+                 content_type: str = 'application/json',
+                 frame: Optional[Callable[[list[Any]], bytes]] = None,
+                 retry_statuses: Optional[Collection[int]] = None, retry_after: bool = False,
+                 parse_response: Optional[Callable[[bytes], Optional[PartialSuccess]]] = None
+                 ) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ValueError(f'HttpSender url must look like http://host:9411/api/v2/spans, '
@@ -213,7 +254,7 @@ class HttpSender:
                 raise ValueError(f'HttpSender {option} must be a positive number of seconds, '
                                  f'got {seconds!r}')
         from .. import __version__  # here, not at the top: the package imports us
-        self._headers = {'Content-Type': 'application/json', 'b3': '0',
+        self._headers = {'Content-Type': content_type, 'b3': '0',
                          'User-Agent': f'falcon-tracing-wsgi/{__version__}'}
         for name, value in (headers or {}).items():
             if not isinstance(name, str) or not isinstance(value, str) \
@@ -239,8 +280,13 @@ class HttpSender:
         self._conn: Optional[http.client.HTTPConnection] = None
         self._conn_pid = 0
         self._closed = False
+        if frame is not None:
+            self.frame = frame
+        self._retry_statuses = None if retry_statuses is None else frozenset(retry_statuses)
+        self._retry_after = bool(retry_after)
+        self._parse_response = parse_response
 
-    frame = staticmethod(frame_json_array)
+    frame: Callable[[list[Any]], bytes] = staticmethod(frame_json_array)
 
     @property
     def connect_timeout(self) -> float:
@@ -250,16 +296,21 @@ class HttpSender:
     def read_timeout(self) -> float:
         return self._read_timeout
 
-    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+    def send(self, body: bytes, span_count: int,
+             timeout: Optional[float] = None) -> Optional[PartialSuccess]:
         """POST one framed batch.
 
         Args:
-            body: the JSON array (from :meth:`frame`).
+            body: the framed batch (from :meth:`frame`).
             span_count: how many spans ``body`` holds (for messages).
             timeout: the caller's remaining time in seconds; caps both timeouts.
 
+        Returns:
+            ``None``, or what ``parse_response`` found in the answer (a partial success).
+
         Raises:
-            SendError: the batch was not accepted; ``retryable`` says whether to try again.
+            SendError: the batch was not accepted; ``retryable`` says whether to try again
+                and ``retry_after`` after how long, if the collector said so.
         """
         if self._closed:
             raise SendError(f'POST {self._where}: the sender is closed', retryable=False)
@@ -292,6 +343,7 @@ class HttpSender:
             response = conn.getresponse()
             data = response.read(_MAX_RESPONSE_BYTES)
             status = response.status
+            wait = response.getheader('Retry-After') if self._retry_after else None
             if not response.isclosed():  # an oversized answer: do not reuse the stream
                 self._drop(conn)
         except ssl.SSLCertVerificationError as exc:
@@ -306,11 +358,20 @@ class HttpSender:
             raise SendError(f'POST {self._where} ({span_count} spans): {what}',
                             retryable=True) from exc
         if 200 <= status < 300:
-            return
+            if self._parse_response is None or not data:
+                return None
+            try:
+                return self._parse_response(data)
+            except Exception:  # an answer we cannot read: the batch was accepted anyway
+                return None
         shown = data[:_SHOWN_BODY].decode('utf-8', 'replace').strip()
-        retryable = status >= 500 or status in _RETRYABLE_4XX
+        if self._retry_statuses is None:
+            retryable = status >= 500 or status in _RETRYABLE_4XX
+        else:
+            retryable = status in self._retry_statuses
         raise SendError(f'POST {self._where} ({span_count} spans): HTTP {status}'
-                        + (f': {shown}' if shown else ''), retryable=retryable)
+                        + (f': {shown}' if shown else ''), retryable=retryable,
+                        retry_after=_retry_after(wait) if retryable else None)
 
     def close(self) -> None:
         """Close the connection; a send in progress on another thread fails (retryable)."""

@@ -39,7 +39,11 @@ SDK's batch processor where that one is good, and differs where it is not:
   most ``batch_size``. Only one thread sends at a time, so spans leave in order.
 * **Retries are bounded**: at most ``max_retries`` more attempts on retryable errors,
   with exponential backoff and full jitter (a uniform wait in
-  ``[0, retry_backoff * 2**n]``), so that many processes do not retry in step.
+  ``[0, retry_backoff * 2**n]``), so that many processes do not retry in step. When the
+  collector said how long to wait (``SendError.retry_after``, from ``Retry-After``),
+  that wait replaces the backoff, within the deadline. A partial success (the sender
+  returns :class:`~falcon_tracing_wsgi._types.PartialSuccess`) is not retried: its
+  rejected spans count as ``failed``.
 * **Deadlines are kept.** :meth:`flush` and :meth:`close` take a timeout and return
   within it; the time left is passed down as the sender's timeout and caps the backoff
   waits. When a flush runs out of time, the batch in hand goes back to the head of the
@@ -371,10 +375,10 @@ class BatchReporter:
             limit = self._deadline(deadline)
             try:
                 if not self._send_with_timeout:
-                    self._sender.send(body, count)
+                    outcome = self._sender.send(body, count)
                 else:
-                    self._sender.send(body, count, timeout=None if limit is None
-                                      else max(0.0, limit - _monotonic()))
+                    outcome = self._sender.send(body, count, timeout=None if limit is None
+                                                else max(0.0, limit - _monotonic()))
             except Exception as exc:
                 retryable = getattr(exc, 'retryable', None)
                 if retryable is None:  # not a SendError: a bug in a custom sender
@@ -388,7 +392,9 @@ class BatchReporter:
                     self._warnings.warn('zipkin reporter: %d spans rejected, not retried: %s',
                                         count, exc)
                     return False
-                backoff = random.uniform(0.0, self.retry_backoff * 2 ** (attempt - 1))
+                backoff = getattr(exc, 'retry_after', None)  # the collector's Retry-After
+                if backoff is None:
+                    backoff = random.uniform(0.0, self.retry_backoff * 2 ** (attempt - 1))
                 limit = self._deadline(deadline)
                 out_of_time = limit is not None and _monotonic() + backoff >= limit
                 if out_of_time and attempt <= self.max_retries and not self._closed:
@@ -403,8 +409,18 @@ class BatchReporter:
                     return False
                 self._interrupt.wait(backoff)
                 continue
-            self._resolve(sent=count)
             self._warnings.recovered()
+            rejected = getattr(outcome, 'rejected', 0) if outcome is not None else 0
+            if type(rejected) is int and rejected > 0:
+                # A partial success (OTLP): never retried; the rejected spans failed.
+                rejected = min(rejected, count)
+                self._resolve(sent=count - rejected, failed=rejected)
+                self._warnings.warn('span reporter: the collector rejected %d of %d spans '
+                                    '(not retried): %s', rejected, count,
+                                    getattr(outcome, 'message', '') or 'no reason given',
+                                    outage=False)
+                return False
+            self._resolve(sent=count)
             return bad == 0
 
     # -- control ----------------------------------------------------------------------------

@@ -323,7 +323,11 @@ class SegmentEncoder:
         for timestamp, fields in logs:
             if not isinstance(fields, dict):
                 continue
-            if fields.get('event') == 'error' or any(key in fields for key in _ERROR_FIELDS):
+            event = fields.get('event')
+            # NOTE: a type test first: a value whose '==' has no truth value (an array)
+            # must not make the span unencodable.
+            if (type(event) is str and event == 'error') \
+                    or any(key in fields for key in _ERROR_FIELDS):
                 if len(exceptions) < _MAX_EXCEPTIONS:
                     exceptions.append(self._exception(fields, remote))
                 continue

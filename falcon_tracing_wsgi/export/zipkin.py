@@ -40,6 +40,10 @@ on a thread that shares the GIL with the requests being served):
   de-duplicated, because Zipkin requires them to be unique.
 * ``name`` is the operation name as given. Zipkin itself lower-cases span names when it
   stores them; doing it here as well would only hide what the application set.
+* References other than the parent (``span.references``: ``FOLLOWS_FROM`` and further
+  references, which OTLP writes as links) are not written: Zipkin v2 has no field for
+  them, and a made-up tag would be searchable in no Zipkin UI. The parent stays
+  ``parentId``.
 * ``debug: true`` is written only for a debug-flagged context (B3 ``X-B3-Flags: 1``);
   ``shared`` is never written, because every server span is a child span with its own id.
 """

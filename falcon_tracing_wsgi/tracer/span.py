@@ -60,10 +60,12 @@ class Span(opentracing.Span):
         duration: seconds from start to finish; ``None`` until :meth:`finish`.
         tags: the tags set so far.
         logs: ``(timestamp, fields)`` pairs, or ``None`` when nothing was logged.
+        references: the references to other spans that are not the parent (see the
+            module docstring), or ``None`` (nearly every span).
     """
 
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
-                 'logs', '_perf_start')
+                 'logs', '_perf_start', 'references')
 
     def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
@@ -80,6 +82,7 @@ class Span(opentracing.Span):
         self.duration: Optional[float] = None
         self.tags: dict[str, Any] = {} if tags is None else tags
         self.logs: Optional[list[tuple[float, dict[str, Any]]]] = None
+        self.references: Optional[tuple[opentracing.Reference, ...]] = None
 
     def set_operation_name(self, operation_name: str) -> Span:
         """Rename the span (a Falcon component renames it to the route template)."""
@@ -169,6 +172,7 @@ class UnsampledSpan(opentracing.Span):
 
     tags: Mapping[str, Any] = _NO_TAGS
     logs = None
+    references = None
 
     def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str) -> None:
         self._tracer = tracer

@@ -184,8 +184,11 @@ class Tracer(opentracing.Tracer):
     ) -> _AnySpan:
         """Start a span; see :meth:`opentracing.Tracer.start_span`.
 
-        The parent is ``child_of``, else the first ``CHILD_OF`` or ``FOLLOWS_FROM``
-        reference with a context, else (unless ``ignore_active_span``) the active span.
+        The parent is ``child_of``, else the first ``CHILD_OF`` reference with a
+        context, else the first ``FOLLOWS_FROM`` one, else (unless
+        ``ignore_active_span``) the active span. The other references (and a
+        ``FOLLOWS_FROM`` parent) are kept on a sampled span as ``span.references``, for
+        exporters that record links.
         ``tags`` is used as the span's tag dict without a copy (the caller gives it up, as
         the OpenTracing API allows); it is ignored when the span is not sampled.
 
@@ -193,11 +196,12 @@ class Tracer(opentracing.Tracer):
             A :class:`~.span.Span` when sampled, else an :class:`~.span.UnsampledSpan`.
         """
         parent: Any = None
+        links: Optional[tuple[Reference, ...]] = None
         if child_of is not None:
             parent = (child_of if isinstance(child_of, opentracing.SpanContext)
                       else child_of.context)
         elif references:
-            parent = _parent_of(references)
+            parent, links = _parent_and_links(references)
         if parent is None and not ignore_active_span:
             scope = self._scopes.active
             if scope is not None:
@@ -229,7 +233,10 @@ class Tracer(opentracing.Tracer):
                                   False, _foreign_baggage(parent))
 
         if context.sampled:
-            return Span(self, context, name, start_time, tags)
+            span = Span(self, context, name, start_time, tags)
+            if links:
+                span.references = links
+            return span
         return UnsampledSpan(self, context, name)
 
     def _start_trace(self, name: str, tags: Optional[dict[str, Any]],
@@ -398,15 +405,32 @@ def _check_protocol(role: str, obj: object, methods: tuple[str, ...], protocol: 
                         f'{protocol}; got {obj!r}')
 
 
-def _parent_of(references: Any) -> Optional[opentracing.SpanContext]:
+def _parent_and_links(references: Any) -> tuple[Optional[opentracing.SpanContext],
+                                                  Optional[tuple[Reference, ...]]]:
+    """The parent among ``references`` and the references kept as links.
+
+    The parent is the first ``CHILD_OF`` reference with a context, else the first
+    ``FOLLOWS_FROM`` one (OpenTelemetry's OpenTracing compatibility rule). Every other
+    reference to a span of this tracer is kept for the exporters (OTLP links), and so is
+    a ``FOLLOWS_FROM`` parent, so that its kind of relationship is not lost; a
+    ``CHILD_OF`` parent is the span's parent id and nothing more.
+    """
     # A single Reference is accepted too: opentracing's own docstring passes one.
     if isinstance(references, Reference):
         references = (references,)
-    for reference in references:
-        if reference.type in _PARENT_REFERENCES and reference.referenced_context is not None:
-            context: opentracing.SpanContext = reference.referenced_context
-            return context
-    return None
+    usable = [reference for reference in references
+              if reference.type in _PARENT_REFERENCES
+              and reference.referenced_context is not None]
+    if not usable:
+        return None, None
+    parent = next((reference for reference in usable
+                   if reference.type == ReferenceType.CHILD_OF), usable[0])
+    links = tuple(reference for reference in usable
+                  if (reference is not parent or reference.type != ReferenceType.CHILD_OF)
+                  and isinstance(reference.referenced_context, SpanContext)
+                  and reference.referenced_context.has_ids)
+    context: opentracing.SpanContext = parent.referenced_context
+    return context, links or None
 
 
 def _foreign_baggage(parent: Any) -> Optional[dict[str, str]]:

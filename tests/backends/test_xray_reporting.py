@@ -107,6 +107,26 @@ def finished(name='GET /users/{user_id}', *, parent=True, tags=None, logs=(), ki
     return done
 
 
+class _NoTruth:
+    """A value whose comparison has no truth value (as a numpy array's)."""
+
+    def __eq__(self, other):
+        return self
+
+    def __bool__(self):
+        raise ValueError('ambiguous')
+
+    __hash__ = None
+
+    def __str__(self):
+        return 'no-truth'
+
+
+def test_a_log_value_without_a_truth_value_does_not_lose_the_span():
+    span = finished(logs=[{'event': _NoTruth(), 'detail': 'x'}])
+    assert ENCODER.encode(span) is not None
+
+
 def document(span, encoder=ENCODER):
     text = encoder.encode(span)
     assert text is not None and text.startswith(DAEMON_HEADER)

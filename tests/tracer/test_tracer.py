@@ -182,6 +182,43 @@ def test_parent_selection(kwargs, expected_parent):
     assert span.context.parent_id == expected_parent
 
 
+def _refs(span):
+    return None if span.references is None else [
+        (reference.type, reference.referenced_context.span_id)
+        for reference in span.references]
+
+
+@pytest.mark.parametrize('references, parent, links', [
+    pytest.param([child_of(_ctx('00000000000000a1'))], '00000000000000a1', None,
+                 id='one-child-of-is-the-parent-only'),
+    pytest.param([follows_from(_ctx('00000000000000b1')), child_of(_ctx('00000000000000a1'))],
+                 '00000000000000a1', [('follows_from', '00000000000000b1')],
+                 id='a-later-child-of-wins-the-parent-follows-from-becomes-a-link'),
+    pytest.param([follows_from(_ctx('00000000000000b1'))], '00000000000000b1',
+                 [('follows_from', '00000000000000b1')],
+                 id='a-follows-from-parent-is-also-a-link'),
+    pytest.param([child_of(_ctx('00000000000000a1')), child_of(_ctx('00000000000000a2')),
+                  follows_from(_ctx('00000000000000b1'))], '00000000000000a1',
+                 [('child_of', '00000000000000a2'), ('follows_from', '00000000000000b1')],
+                 id='further-references-are-links-in-order'),
+    pytest.param([child_of(_ctx('00000000000000a1')), follows_from(opentracing.SpanContext()),
+                  follows_from(SpanContext(None, None, None, True))], '00000000000000a1', None,
+                 id='foreign-and-id-less-contexts-are-not-links'),
+])
+def test_references_other_than_the_parent_are_kept_as_links(references, parent, links):
+    tracer, _ = make()
+    span = tracer.start_span('child', references=references)
+    assert span.context.parent_id == parent
+    assert _refs(span) == links
+
+
+def test_child_of_keeps_no_references():
+    tracer, _ = make()
+    span = tracer.start_span('child', child_of=_ctx('00000000000000a1'),
+                             references=[follows_from(_ctx('00000000000000b1'))])
+    assert span.references is None  # child_of given: references are not consulted
+
+
 def test_child_of_a_span_object():
     tracer, _ = make()
     parent = tracer.start_span('parent')
