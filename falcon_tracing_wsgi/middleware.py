@@ -57,6 +57,7 @@ tags as the OpenTracing-API path every other tracer takes (a test compares the t
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import sys
@@ -390,7 +391,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
-            headers = new_trace_headers.get((context.sampled, len(trace_id)))
+            headers = new_trace_headers.get(
+                (context.sampled, context.random_trace_id, len(trace_id)))
             if headers is None:
                 inject(context, environ)
             else:
@@ -431,26 +433,29 @@ _PROBE_IDS = {32: (('0123456789abcdef' * 2, 'fedcba9876543210'),
 
 
 def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
-                       ) -> dict[tuple[bool, int], tuple[tuple[str, str], ...]]:
+                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, str], ...]]:
     """Turn what ``inject`` writes for a new trace into ``str.format`` templates.
 
     The context of a new root span always has the same shape (trace id, span id, a
-    decision; no parent, debug flag, baggage or tracestate), so what any format writes
-    for it is a function of the two ids. This asks the propagator itself (no format's
-    rules are copied here): it injects probe contexts, replaces the ids in each value by
-    ``{0}`` and ``{1}``, and keeps a template only if it reproduces a second probe
-    exactly. Returns ``(sampled, trace id width) -> ((environ key, template), ...)``;
+    decision, the W3C random flag; no parent, debug flag, baggage or tracestate), so what
+    any format writes for it is a function of the two ids once the two flags are fixed.
+    This asks the propagator itself (no format's rules are copied here): for each value
+    of the flags it injects probe contexts, replaces the ids in each value by ``{0}`` and
+    ``{1}``, and keeps a template only if it reproduces a second probe exactly. Returns
+    ``(sampled, random_trace_id, trace id width) -> ((environ key, template), ...)``;
     a shape that does not verify (X-Ray splits the trace id) is absent, and the start
     function calls ``inject`` for it instead.
     """
     templates = {}
     for width, ((trace_a, span_a), (trace_b, span_b)) in _PROBE_IDS.items():
-        for sampled in (True, False):
+        for sampled, random_id in itertools.product((True, False), repeat=2):
             first: dict[str, str] = {}
             second: dict[str, str] = {}
             try:
-                inject(SpanContext(trace_a, span_a, None, sampled), first)
-                inject(SpanContext(trace_b, span_b, None, sampled), second)
+                inject(SpanContext(trace_a, span_a, None, sampled, False, None, None, None,
+                                   random_id), first)
+                inject(SpanContext(trace_b, span_b, None, sampled, False, None, None, None,
+                                   random_id), second)
             except Exception:
                 _log.debug('no header templates for this propagator', exc_info=True)
                 continue
@@ -465,7 +470,7 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                 shape.append((key, template))
             else:
                 if first.keys() == second.keys():
-                    templates[(sampled, width)] = tuple(shape)
+                    templates[(sampled, random_id, width)] = tuple(shape)
     return templates
 
 

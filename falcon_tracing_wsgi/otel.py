@@ -100,6 +100,8 @@ _log = logging.getLogger(__name__)
 #: The entry-point group OpenTelemetry span exporters register their names in.
 EXPORTER_GROUP = 'opentelemetry_traces_exporter'
 _HEADER_FORMATS = (Format.HTTP_HEADERS, Format.TEXT_MAP)
+#: W3C Trace Context Level 2's random trace-id flag in the trace-flags byte.
+_RANDOM_FLAG = 0x02
 _KINDS = {'server': SpanKind.SERVER, 'client': SpanKind.CLIENT,
           'producer': SpanKind.PRODUCER, 'consumer': SpanKind.CONSUMER}
 
@@ -138,8 +140,10 @@ class OpenTracingPropagator(TextMapPropagator):
         for key, value in ours.baggage.items():
             context = _baggage.set_baggage(key, value, context)
         if ours.trace_id is not None and ours.span_id is not None:
-            flags = TraceFlags(TraceFlags.SAMPLED if ours.sampled or ours.debug
-                               else TraceFlags.DEFAULT)
+            # W3C Level 2's random bit (0x02) rides along: TraceFlags is a plain byte.
+            flags = TraceFlags((TraceFlags.SAMPLED if ours.sampled or ours.debug
+                                else TraceFlags.DEFAULT)
+                               | (_RANDOM_FLAG if ours.random_trace_id else 0))
             state = TraceState.from_header([ours.tracestate]) if ours.tracestate else None
             parent = _trace.SpanContext(int(ours.trace_id, 16), int(ours.span_id, 16),
                                         is_remote=True, trace_flags=flags,
@@ -159,7 +163,8 @@ class OpenTracingPropagator(TextMapPropagator):
                 else None
             ours = SpanContext(f'{span_context.trace_id:032x}', f'{span_context.span_id:016x}',
                                None, span_context.trace_flags.sampled, False, items,
-                               state or None)
+                               state or None, None,
+                               bool(span_context.trace_flags & _RANDOM_FLAG))
         elif items:
             ours = SpanContext(None, None, None, None, False, items)
         else:
