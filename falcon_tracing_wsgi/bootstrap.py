@@ -84,9 +84,9 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
     _installed = config
-    _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
-              config.service_name, ','.join(config.propagation) or 'none',
-              config.sample_rate, config.effective_reporter,
+    _log.info('falcon-tracing-wsgi: service=%s propagation=%s sampler=%s sample_rate=%s '
+              'reporter=%s%s', config.service_name, ','.join(config.propagation) or 'none',
+              config.sampler, config.effective_sample_rate, config.effective_reporter,
               f' url={config.zipkin_url}' if config.effective_reporter == 'zipkin' else '')
     return tracer
 
@@ -109,11 +109,14 @@ def build_tracer(config: TracingConfig, reporter: Any = None) -> opentracing.Tra
         else _NoPropagation()
     return Tracer(
         reporter if reporter is not None else build_reporter(config),
-        build_sampler(config.sample_rate, config.sample_rate_limit),
+        build_sampler(config.effective_sample_rate, config.sample_rate_limit),
         propagator,
         build_scope_manager(config.scope_manager),
         trace_id_128bit=config.trace_id_128bit,
-        trust_inbound_sampling=config.trust_inbound,
+        # A sampler that is not parent-based ignores incoming decisions (OpenTelemetry's
+        # always_on/always_off/traceidratio); a local parent's decision is the same as
+        # its own would be, so only the inbound one is dropped.
+        trust_inbound_sampling=config.trust_inbound and config.parent_based,
         id_generator=XRayIdGenerator() if config.effective_xray_ids else None,
     )
 

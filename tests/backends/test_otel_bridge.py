@@ -199,6 +199,10 @@ _APP = """
                  False, id='otel-sampler'),
     pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'FALCON_TRACING_SAMPLE_RATE': '0'},
                  False, id='sample-rate'),
+    pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'FALCON_TRACING_SAMPLER': 'always_off'},
+                 False, id='our-sampler'),
+    pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'OTEL_TRACES_SAMPLER': 'always_off',
+                  'FALCON_TRACING_SAMPLE_RATE': '1'}, True, id='our-rate-wins'),
 ])
 def test_wrap_builds_the_provider_from_the_environment(env, exported):
     result = _run(_APP, FALCON_TRACING_TRACER='otel', OTEL_SERVICE_NAME='users', **env)
