@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional
 
 import opentracing
 
+from . import _semconv
 from .config import TracingConfig
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
@@ -83,6 +84,8 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
         config = TracingConfig.from_env()
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
+    # Client spans (outbound.py) are started from library code without a configuration.
+    _semconv.set_default(config.effective_http_semconv)
     _installed = config
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sampler=%s sample_rate=%s '
               'reporter=%s%s', config.service_name, ','.join(config.propagation) or 'none',

@@ -48,7 +48,8 @@ from typing import Any, Callable, NamedTuple, Optional
 from ._redact import DEFAULT_REDACT_QUERY
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
-           'PROPAGATION_FORMATS', 'DEFAULT_PROPAGATION', 'REPORTERS', 'SAMPLERS', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
+           'PROPAGATION_FORMATS', 'DEFAULT_PROPAGATION', 'REPORTERS', 'SAMPLERS',
+           'HTTP_SEMCONV', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
            'app_target']
 
 _log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ SAMPLERS = ('parentbased_traceidratio', 'parentbased_always_on', 'parentbased_al
 _RATIO_SAMPLERS = ('parentbased_traceidratio', 'traceidratio')
 #: The package's default: follow the parent, else sample ``sample_rate`` of new traces.
 _DEFAULT_SAMPLER = 'parentbased_traceidratio'
+#: ``FALCON_TRACING_HTTP_SEMCONV``: OpenTracing's HTTP tag names, OpenTelemetry's stable
+#: ones, or both (see ``_semconv.py``).
+HTTP_SEMCONV = ('old', 'stable', 'dup')
 #: The default propagation formats; also what an ``OTEL_PROPAGATORS`` of only unknown
 #: names falls back to.
 DEFAULT_PROPAGATION = ('b3', 'w3c', 'baggage')
@@ -193,6 +197,19 @@ def _parse_otel_sampler_arg(text: str) -> Any:
     except ValueError as exc:
         _warn(f'OTEL_TRACES_SAMPLER_ARG={text!r} is ignored: {exc}')
         return _IGNORED
+
+
+def _parse_otel_semconv(text: str) -> Any:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN``: a comma list of domains; ``http/dup`` means
+    both names, ``http`` the stable ones. Other domains (``database``, ...) are not ours
+    and are ignored without a warning: the variable is shared with OpenTelemetry's
+    instrumentations."""
+    domains = {name.lower() for name in _split(text)}
+    if 'http/dup' in domains:
+        return 'dup'
+    if 'http' in domains:
+        return 'stable'
+    return _IGNORED
 
 
 def _parse_exclude(text: str) -> tuple[ExcludeRule, ...]:
@@ -399,6 +416,13 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('exclude_patterns', 'FALCON_TRACING_EXCLUDE_PATTERNS', _parse_regexes,
              'Comma list of regular expressions searched in the path (OpenTelemetry '
              'semantics); requests that match are not traced.', 'OTEL_PYTHON_EXCLUDED_URLS'),
+    _Setting('http_semconv', 'FALCON_TRACING_HTTP_SEMCONV', _choice(HTTP_SEMCONV),
+             'HTTP tag names: old (OpenTracing: http.method, http.url, http.status_code, '
+             'peer.*), stable (OpenTelemetry\'s stable HTTP semantic conventions: '
+             'http.request.method, url.*, http.response.status_code, server.*, client.address, '
+             'network.*, user_agent.original, error.type) or dup (both). Default: stable with '
+             'the otlp reporter, else old. OTEL_SEMCONV_STABILITY_OPT_IN=http means stable, '
+             'http/dup means dup.', 'OTEL_SEMCONV_STABILITY_OPT_IN', _parse_otel_semconv),
     _Setting('capture_request_headers', 'FALCON_TRACING_CAPTURE_REQUEST_HEADERS',
              _parse_header_names,
              'Request headers recorded as http.request.header.<name> tags (allow-list). '
@@ -479,6 +503,7 @@ class TracingConfig:
     scope_manager: str = 'contextvars'
     exclude: tuple[ExcludeRule, ...] = ()
     exclude_patterns: tuple[str, ...] = ()
+    http_semconv: Optional[str] = None
     capture_request_headers: tuple[str, ...] = ()
     capture_response_headers: tuple[str, ...] = ()
     redact_query: tuple[str, ...] = DEFAULT_REDACT_QUERY
@@ -521,6 +546,14 @@ class TracingConfig:
         if self.reporter is not None:
             return self.reporter
         return 'zipkin' if self.zipkin_url else 'log'
+
+    @property
+    def effective_http_semconv(self) -> str:
+        """The HTTP tag names in use: as configured, else ``stable`` for the OTLP reporter
+        (OTLP spans carry OpenTelemetry's names) and ``old`` for the others."""
+        if self.http_semconv is not None:
+            return self.http_semconv
+        return 'stable' if self.effective_reporter == 'otlp' else 'old'
 
     @property
     def parent_based(self) -> bool:

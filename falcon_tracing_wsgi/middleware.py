@@ -39,6 +39,17 @@ Per request, in this order:
    500 (when ``start_response`` was never called) and the exception, which is re-raised
    unchanged.
 
+Tag names: steps 3 and 6 write OpenTracing's names (above), OpenTelemetry's stable HTTP
+semantic conventions (``http.request.method``, ``url.path``, ``url.query``, ``url.scheme``,
+``server.address``/``server.port``, ``client.address``, ``network.peer.*``,
+``network.protocol.version``, ``user_agent.original``, ``http.response.status_code``,
+``error.type``) or both, per ``config.effective_http_semconv`` (see ``_semconv.py``). The
+choice is made in ``__init__``: ``_request_tags`` is bound to the scheme's writer and the
+status is written under precomputed keys, so a request never tests the scheme.
+``error.type`` is the class name of the exception the request failed with, else (for a
+5xx) the type of an exception the app turned into the error response, else the status
+code as text.
+
 Naming: the span is renamed ``METHOD {route}`` at the end of the request when a route is
 known: the Falcon component sets it from ``req.uri_template``; any other framework can set
 ``environ['falcon_tracing_wsgi.route']`` or pass ``operation_name(environ)``.
@@ -67,11 +78,12 @@ import opentracing
 from opentracing import Format
 from opentracing import tags as ot_tags
 
+from . import _semconv
 from ._redact import REDACTED
 from ._wsgi import (
-    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
-    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
-    set_tags,
+    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    EnvironHeaders, TracedResponse, build_excluder, build_stable_tagger, build_url_builder,
+    environ_key, peer_tags, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -103,7 +115,6 @@ _SERVER = ot_tags.SPAN_KIND_RPC_SERVER
 _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
-_HTTP_STATUS_CODE = ot_tags.HTTP_STATUS_CODE
 _ERROR = ot_tags.ERROR
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager)
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any]
@@ -150,6 +161,19 @@ class TracingMiddleware:
         self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
+        names = _semconv.names(config.effective_http_semconv)
+        self.http_names = names
+        self._stable_tags = build_stable_tagger(config.redact_query, config.record_query)
+        # PERF: the scheme is decided here; requests call one writer and loop over fixed
+        # key tuples (see on_finish).
+        self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
+            self._request_tags_old if names.scheme == _semconv.OLD
+            else self._request_tags_stable if names.scheme == _semconv.STABLE
+            else self._request_tags_dup)
+        # The status goes under one key, and under a second one only for 'dup'.
+        self._status_key = names.status_code[0]
+        self._status_key_2 = names.status_code[1] if len(names.status_code) > 1 else None
+        self._error_type_key = names.error_type
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -254,8 +278,10 @@ class TracingMiddleware:
             self._call_hook(self._request_hook, span, environ)
         return span, recording
 
-    def _request_tags(self, environ: dict[str, Any], method: str, tags: dict[str, Any]) -> None:
-        """Add the request's tags (component, method, url, peer, captured headers)."""
+    def _request_tags_old(self, environ: dict[str, Any], method: str,
+                          tags: dict[str, Any]) -> None:
+        """Add the request's tags, OpenTracing names (component, method, url, peer,
+        captured headers)."""
         tags[_COMPONENT] = self._component
         tags[_HTTP_METHOD] = method
         tags[_HTTP_URL] = self._url(environ)
@@ -264,6 +290,22 @@ class TracingMiddleware:
             value = environ.get(key)
             if value is not None:
                 tags[tag] = REDACTED if redacted else value
+
+    def _request_tags_stable(self, environ: dict[str, Any], method: str,
+                             tags: dict[str, Any]) -> None:
+        """Add the request's tags, OpenTelemetry's stable names."""
+        tags[_COMPONENT] = self._component
+        self._stable_tags(environ, method, tags)
+        for key, tag, redacted in self._capture_request:
+            value = environ.get(key)
+            if value is not None:
+                tags[tag] = REDACTED if redacted else value
+
+    def _request_tags_dup(self, environ: dict[str, Any], method: str,
+                          tags: dict[str, Any]) -> None:
+        """Add the request's tags under both names (``http/dup``)."""
+        self._request_tags_old(environ, method, tags)
+        self._stable_tags(environ, method, tags)
 
     def _inject(self, tracer: opentracing.Tracer, context: Any, environ: dict[str, Any]) -> None:
         headers: dict[str, str] = {}
@@ -324,9 +366,19 @@ class TracingMiddleware:
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
-            tags[_HTTP_STATUS_CODE] = code
+            # PERF: one store, plus a None test, instead of a loop over the scheme's keys.
+            tags[self._status_key] = code
+            if self._status_key_2 is not None:
+                tags[self._status_key_2] = code
             if code >= 500:
                 tags[_ERROR] = True
+        error_type_key = self._error_type_key
+        if error_type_key is not None:
+            error_type = response.error_type
+            if error_type is None and code >= 500:
+                error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
+            if error_type is not None:
+                tags[error_type_key] = error_type
         if response.sent_bytes:
             tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:

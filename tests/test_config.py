@@ -89,6 +89,8 @@ BAD_VALUES = [
                  id='bool'),
     pytest.param({'FALCON_TRACING_PROPAGATION': 'b3,zipkin'},
                  ['FALCON_TRACING_PROPAGATION', 'w3c'], id='propagation'),
+    pytest.param({'FALCON_TRACING_HTTP_SEMCONV': 'http'},
+                 ['FALCON_TRACING_HTTP_SEMCONV', 'old, stable, dup'], id='http-semconv'),
     pytest.param({'FALCON_TRACING_SAMPLER': 'xray'},
                  ['FALCON_TRACING_SAMPLER', 'parentbased_always_on'], id='sampler'),
     pytest.param({'FALCON_TRACING_SAMPLER': 'always_off', 'FALCON_TRACING_SAMPLE_RATE': '0.5'},

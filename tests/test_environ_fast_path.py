@@ -78,9 +78,9 @@ def _tracer(cls: type, formats: tuple[str, ...], sampled: bool,
 
 
 def _run(cls: type, formats: tuple[str, ...], headers: dict[str, str],
-         sampled: bool, random_ids: bool = False) -> dict[str, Any]:
+         sampled: bool, random_ids: bool = False, scheme: str = 'old') -> dict[str, Any]:
     tracer, reporter = _tracer(cls, formats, sampled, random_ids)
-    middleware = TracingMiddleware(apps.echo_environ, tracer)
+    middleware = TracingMiddleware(apps.echo_environ, tracer, http_semconv=scheme)
     environ = make_environ('/p', query='a=1', headers=headers)
     outcome = call(middleware, environ)
     seen = {key: value for key, value in environ['test.app_environ'].items()
@@ -114,6 +114,17 @@ def test_fast_path_matches_the_opentracing_path(headers, formats, sampled, rando
     assert fast['status'] == '200 OK'
     # Reported exactly when the server span is sampled (an inbound decision wins).
     assert len(fast['finished']) == (1 if fast['span_ids'][3] else 0)
+
+
+@pytest.mark.parametrize('scheme', ['stable', 'dup'])
+@pytest.mark.parametrize('headers', HEADERS[:5])
+def test_fast_path_matches_for_every_tag_naming_scheme(headers, scheme):
+    fast = _run(Tracer, ('b3', 'w3c', 'baggage'), headers, True, scheme=scheme)
+    plain = _run(_PlainTracer, ('b3', 'w3c', 'baggage'), headers, True, scheme=scheme)
+    assert fast.pop('fast') is True and plain.pop('fast') is False
+    assert fast == plain
+    for _, _, tags in fast['finished']:
+        assert tags['http.request.method'] == 'GET' and tags['url.path'] == '/p'
 
 
 @pytest.mark.parametrize('headers, moved', [
