@@ -147,6 +147,11 @@ def test_inject_and_extract_round_trip_and_formats(bridge):
     carrier = {}
     tracer.inject(parent, Format.TEXT_MAP, carrier)
     assert carrier['traceparent'] == f'00-{TRACE}-{CALLER}-01'
+    # W3C Level 2's random flag crosses the shim both ways.
+    random_parent = tracer.extract(Format.TEXT_MAP, {'traceparent': f'00-{TRACE}-{CALLER}-03'})
+    carrier = {}
+    tracer.inject(random_parent, Format.TEXT_MAP, carrier)
+    assert carrier['traceparent'] == f'00-{TRACE}-{CALLER}-03'
     with pytest.raises(UnsupportedFormatException):
         tracer.inject(parent, Format.BINARY, bytearray())
     with pytest.raises(UnsupportedFormatException):
