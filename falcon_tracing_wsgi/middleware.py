@@ -162,10 +162,9 @@ class TracingMiddleware:
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
         names = _semconv.names(config.effective_http_semconv)
-        self.http_names = names
         self._stable_tags = build_stable_tagger(config.redact_query, config.record_query)
-        # PERF: the scheme is decided here; requests call one writer and loop over fixed
-        # key tuples (see on_finish).
+        # PERF: the scheme is decided here; a request calls one writer and stores under
+        # precomputed keys (see on_finish), never testing the scheme.
         self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
             self._request_tags_old if names.scheme == _semconv.OLD
             else self._request_tags_stable if names.scheme == _semconv.STABLE
