@@ -169,10 +169,11 @@ class TracingMiddleware:
             self._request_tags_old if names.scheme == _semconv.OLD
             else self._request_tags_stable if names.scheme == _semconv.STABLE
             else self._request_tags_dup)
-        # The status goes under one key, and under a second one only for 'dup'.
+        # The status goes under one key; 'dup' adds the stable one in _finish_stable.
         self._status_key = names.status_code[0]
-        self._status_key_2 = names.status_code[1] if len(names.status_code) > 1 else None
-        self._error_type_key = names.error_type
+        self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
+                                   else None)
+        self._stable_finish = names.stable
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -365,19 +366,12 @@ class TracingMiddleware:
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
-            # PERF: one store, plus a None test, instead of a loop over the scheme's keys.
             tags[self._status_key] = code
-            if self._status_key_2 is not None:
-                tags[self._status_key_2] = code
             if code >= 500:
                 tags[_ERROR] = True
-        error_type_key = self._error_type_key
-        if error_type_key is not None:
-            error_type = response.error_type
-            if error_type is None and code >= 500:
-                error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
-            if error_type is not None:
-                tags[error_type_key] = error_type
+        # PERF: the OpenTracing names (the default) cost one test more, nothing else.
+        if self._stable_finish:
+            self._finish_stable(response, code, tags)
         if response.sent_bytes:
             tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:
@@ -395,6 +389,18 @@ class TracingMiddleware:
             tags[TAG_ROUTE] = route
         if not own:
             set_tags(span, tags)
+
+    def _finish_stable(self, response: TracedResponse, code: int,
+                       tags: dict[str, Any]) -> None:
+        """The outcome tags only the stable names have: the second status key of
+        ``dup`` and ``error.type`` (see the module docstring)."""
+        if code and self._stable_status_key is not None:
+            tags[self._stable_status_key] = code
+        error_type = response.error_type
+        if error_type is None and code >= 500:
+            error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
+        if error_type is not None:
+            tags[_semconv.ERROR_TYPE] = error_type
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
