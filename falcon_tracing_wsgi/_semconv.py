@@ -42,7 +42,7 @@ __all__ = ['OLD', 'STABLE', 'DUP', 'SCHEMES', 'HttpNames', 'names', 'default',
            'RESPONSE_STATUS_CODE', 'URL_FULL', 'URL_PATH', 'URL_QUERY', 'URL_SCHEME',
            'SERVER_ADDRESS', 'SERVER_PORT', 'CLIENT_ADDRESS', 'NETWORK_PEER_ADDRESS',
            'NETWORK_PEER_PORT', 'NETWORK_PROTOCOL_VERSION', 'USER_AGENT', 'ERROR_TYPE',
-           'METHOD_ORIGINAL', 'STATUS_CODE_NAMES', 'METHOD_NAMES', 'URL_NAMES']
+           'METHOD_ORIGINAL', 'STATUS_CODE_NAMES', 'URL_NAMES']
 
 OLD = 'old'
 STABLE = 'stable'
@@ -84,7 +84,6 @@ OTHER_METHOD = '_OTHER'
 
 #: Every name a value may be found under, the stable one first (for readers).
 STATUS_CODE_NAMES = (RESPONSE_STATUS_CODE, HTTP_STATUS_CODE)
-METHOD_NAMES = (REQUEST_METHOD, HTTP_METHOD)
 URL_NAMES = (URL_FULL, HTTP_URL)
 
 
@@ -94,8 +93,8 @@ class HttpNames:
     Each attribute is a tuple of tag names (empty: the scheme does not write that value),
     so a writer does ``for key in names.status_code: tags[key] = code`` with no test of
     the scheme. ``old`` and ``stable`` say whether each family is written at all, for
-    the few values that are computed differently (the stable server URL is split in
-    parts; the old one is whole).
+    the values that are computed differently (the stable method is ``_OTHER`` for an
+    unknown method; the stable server URL is split in parts, the old one is whole).
 
     Args:
         scheme: ``'old'``, ``'stable'`` or ``'dup'``.
@@ -104,7 +103,7 @@ class HttpNames:
         ValueError: another scheme.
     """
 
-    __slots__ = ('scheme', 'old', 'stable', 'method', 'status_code', 'url', 'error_type',
+    __slots__ = ('scheme', 'old', 'stable', 'status_code', 'url', 'error_type',
                  'client_errors')
 
     def __init__(self, scheme: str) -> None:
@@ -114,16 +113,14 @@ class HttpNames:
         self.scheme = scheme
         self.old = scheme in (OLD, DUP)
         self.stable = scheme in (STABLE, DUP)
-        both: tuple[tuple[str, ...], ...] = (
-            (HTTP_METHOD, REQUEST_METHOD), (HTTP_STATUS_CODE, RESPONSE_STATUS_CODE),
-            (HTTP_URL, URL_FULL))
+        status: tuple[str, ...] = (HTTP_STATUS_CODE, RESPONSE_STATUS_CODE)
+        url: tuple[str, ...] = (HTTP_URL, URL_FULL)
         pick = (slice(0, 1) if scheme == OLD else slice(1, 2) if scheme == STABLE
                 else slice(0, 2))
-        #: keys of the method as sent (old) / as normalised (stable: see KNOWN_METHODS)
-        self.method: tuple[str, ...] = both[0][pick]
-        self.status_code: tuple[str, ...] = both[1][pick]
-        #: keys of a client span's full (redacted) URL
-        self.url: tuple[str, ...] = both[2][pick]
+        #: keys of the response status, the old one first
+        self.status_code = status[pick]
+        #: keys of a client span's full (redacted) URL, the old one first
+        self.url = url[pick]
         #: the key of ``error.type``, or None (the old names have no such tag)
         self.error_type: Optional[str] = ERROR_TYPE if self.stable else None
         #: whether a client span's 4xx is an error: OpenTelemetry says yes (the request
