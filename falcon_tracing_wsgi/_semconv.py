@@ -32,7 +32,7 @@ sits above it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 __all__ = ['OLD', 'STABLE', 'DUP', 'SCHEMES', 'HttpNames', 'names', 'default',
@@ -77,7 +77,9 @@ ERROR_TYPE = 'error.type'
 
 #: Methods the stable conventions record as they are (RFC 9110, PATCH, QUERY); any other
 #: becomes ``_OTHER`` with the original in ``http.request.method_original``, so a client
-#: cannot create unbounded tag values by inventing methods.
+#: cannot create unbounded tag values by inventing methods. The conventions require a way
+#: to override the list: ``FALCON_TRACING_HTTP_KNOWN_METHODS`` /
+#: ``OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS``.
 KNOWN_METHODS = frozenset(('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST',
                            'PUT', 'QUERY', 'TRACE'))
 OTHER_METHOD = '_OTHER'
@@ -133,6 +135,7 @@ class HttpNames:
 
 _BY_SCHEME = {scheme: HttpNames(scheme) for scheme in SCHEMES}
 _default = _BY_SCHEME[OLD]
+_known_methods = KNOWN_METHODS
 
 
 def names(scheme: str) -> HttpNames:
@@ -152,19 +155,27 @@ def default() -> HttpNames:
     return _default
 
 
-def set_default(scheme: str) -> None:
+def set_default(scheme: str, known_methods: Optional[Iterable[str]] = None) -> None:
     """Set the process-wide scheme (``bootstrap.install()`` does, from the configuration).
+
+    Args:
+        scheme: ``'old'``, ``'stable'`` or ``'dup'``.
+        known_methods: the methods :func:`method_value` keeps (default
+            :data:`KNOWN_METHODS`).
 
     Raises:
         ValueError: an unknown scheme.
     """
-    global _default
+    global _default, _known_methods
     _default = names(scheme)
+    _known_methods = KNOWN_METHODS if known_methods is None else frozenset(known_methods)
 
 
-def method_value(method: str) -> str:
-    """The stable ``http.request.method`` of a request method (``_OTHER`` if unknown)."""
-    return method if method in KNOWN_METHODS else OTHER_METHOD
+def method_value(method: str, known: Optional[frozenset[str]] = None) -> str:
+    """The stable ``http.request.method`` of a request method: itself when it is one of
+    ``known`` (default: the process-wide list), else ``_OTHER``."""
+    return method if method in (_known_methods if known is None else known) \
+        else OTHER_METHOD
 
 
 def first_of(tags: Mapping[str, Any], keys: tuple[str, ...]) -> Any:

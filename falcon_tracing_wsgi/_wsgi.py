@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentracing import logs as ot_logs
@@ -199,7 +199,8 @@ _PROTOCOL_VERSIONS = {'HTTP/1.1': '1.1', 'HTTP/1.0': '1.0', 'HTTP/2': '2', 'HTTP
 _MAX_ADDRESS = 64
 
 
-def build_stable_tagger(redact: tuple[str, ...], record_query: bool
+def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
+                        known_methods: Iterable[str] = KNOWN_METHODS,
                         ) -> Callable[[Mapping[str, Any], str, dict[str, Any]], None]:
     """Return ``tag(environ, method, tags)`` adding a server span's request tags under
     OpenTelemetry's stable HTTP semantic conventions (see ``_semconv.py``).
@@ -207,13 +208,15 @@ def build_stable_tagger(redact: tuple[str, ...], record_query: bool
     ``url.query`` is redacted as ``http.url`` is; ``server.address``/``server.port`` come
     from the ``Host`` header (else ``SERVER_NAME``/``SERVER_PORT``), ``client.address``
     from the first ``X-Forwarded-For`` entry (else the socket peer), as the conventions
-    describe. A method outside :data:`~._semconv.KNOWN_METHODS` is written ``_OTHER``
-    with ``http.request.method_original``, which bounds the tag's cardinality.
+    describe. A method outside ``known_methods`` (default
+    :data:`~._semconv.KNOWN_METHODS`) is written ``_OTHER`` with
+    ``http.request.method_original``, which bounds the tag's cardinality.
     """
     secret = compile_names(redact)
+    known = frozenset(known_methods)
 
     def tag(environ: Mapping[str, Any], method: str, tags: dict[str, Any]) -> None:
-        if method in KNOWN_METHODS:
+        if method in known:
             tags[REQUEST_METHOD] = method
         else:
             tags[REQUEST_METHOD] = OTHER_METHOD

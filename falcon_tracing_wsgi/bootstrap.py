@@ -85,7 +85,7 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
     # Client spans (outbound.py) are started from library code without a configuration.
-    _semconv.set_default(config.effective_http_semconv)
+    _semconv.set_default(config.effective_http_semconv, config.http_known_methods)
     _installed = config
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sampler=%s sample_rate=%s '
               'reporter=%s%s', config.service_name, ','.join(config.propagation) or 'none',

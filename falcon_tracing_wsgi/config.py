@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Optional
 
 from ._redact import DEFAULT_REDACT_QUERY
+from ._semconv import KNOWN_METHODS
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
            'PROPAGATION_FORMATS', 'DEFAULT_PROPAGATION', 'REPORTERS', 'SAMPLERS',
@@ -210,6 +211,14 @@ def _parse_otel_semconv(text: str) -> Any:
     if 'http' in domains:
         return 'stable'
     return _IGNORED
+
+
+def _parse_methods(text: str) -> tuple[str, ...]:
+    # Case-sensitive, as the conventions say: 'get' is not 'GET'.
+    methods = _split(text)
+    if not methods or not all(_HEADER_NAME.fullmatch(method) for method in methods):
+        raise ValueError('expected a comma list of HTTP methods such as GET,POST,PURGE')
+    return tuple(dict.fromkeys(methods))
 
 
 def _parse_exclude(text: str) -> tuple[ExcludeRule, ...]:
@@ -423,6 +432,10 @@ SETTINGS: tuple[_Setting, ...] = (
              'network.*, user_agent.original, error.type) or dup (both). Default: stable with '
              'the otlp reporter, else old. OTEL_SEMCONV_STABILITY_OPT_IN=http means stable, '
              'http/dup means dup.', 'OTEL_SEMCONV_STABILITY_OPT_IN', _parse_otel_semconv),
+    _Setting('http_known_methods', 'FALCON_TRACING_HTTP_KNOWN_METHODS', _parse_methods,
+             'With the stable HTTP names: the request methods recorded as they are '
+             '(case-sensitive); any other is recorded as _OTHER, with the original in '
+             'http.request.method_original.', 'OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS'),
     _Setting('capture_request_headers', 'FALCON_TRACING_CAPTURE_REQUEST_HEADERS',
              _parse_header_names,
              'Request headers recorded as http.request.header.<name> tags (allow-list). '
@@ -504,6 +517,7 @@ class TracingConfig:
     exclude: tuple[ExcludeRule, ...] = ()
     exclude_patterns: tuple[str, ...] = ()
     http_semconv: Optional[str] = None
+    http_known_methods: tuple[str, ...] = tuple(sorted(KNOWN_METHODS))
     capture_request_headers: tuple[str, ...] = ()
     capture_response_headers: tuple[str, ...] = ()
     redact_query: tuple[str, ...] = DEFAULT_REDACT_QUERY

@@ -162,7 +162,8 @@ class TracingMiddleware:
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
         names = _semconv.names(config.effective_http_semconv)
-        self._stable_tags = build_stable_tagger(config.redact_query, config.record_query)
+        self._stable_tags = build_stable_tagger(config.redact_query, config.record_query,
+                                                config.http_known_methods)
         # PERF: the scheme is decided here; a request calls one writer and stores under
         # precomputed keys (see on_finish), never testing the scheme.
         self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (

@@ -89,6 +89,8 @@ BAD_VALUES = [
                  id='bool'),
     pytest.param({'FALCON_TRACING_PROPAGATION': 'b3,zipkin'},
                  ['FALCON_TRACING_PROPAGATION', 'w3c'], id='propagation'),
+    pytest.param({'FALCON_TRACING_HTTP_KNOWN_METHODS': 'GET, PUR GE'},
+                 ['FALCON_TRACING_HTTP_KNOWN_METHODS', 'GET,POST,PURGE'], id='known-methods'),
     pytest.param({'FALCON_TRACING_HTTP_SEMCONV': 'http'},
                  ['FALCON_TRACING_HTTP_SEMCONV', 'old, stable, dup'], id='http-semconv'),
     pytest.param({'FALCON_TRACING_SAMPLER': 'xray'},

@@ -44,10 +44,8 @@ def tracer() -> MockTracer:
 
 @pytest.fixture()
 def client_scheme():
-    """Restore the process-wide client-span scheme after a test changes it."""
-    saved = _semconv.default().scheme
-    yield _semconv.set_default
-    _semconv.set_default(saved)
+    """Sets the process-wide client-span scheme (conftest restores it afterwards)."""
+    return _semconv.set_default
 
 
 def _server_span(tracer: MockTracer, scheme: str, app: Any = apps.list_body,
@@ -140,6 +138,29 @@ def test_stable_server_values(tracer):
 def test_stable_server_edge_cases(tracer, environ, expected):
     tags = _server_span(tracer, 'stable', **environ).tags
     assert {key: tags.get(key) for key in expected} == expected
+
+
+@pytest.mark.parametrize('env, method, server, client', [
+    pytest.param({}, 'PURGE', ('_OTHER', 'PURGE'), ('_OTHER', 'PURGE'), id='default-list'),
+    pytest.param({'OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS': 'GET,PURGE'}, 'PURGE',
+                 ('PURGE', None), ('PURGE', None), id='otel-override-keeps'),
+    pytest.param({'FALCON_TRACING_HTTP_KNOWN_METHODS': 'GET,PURGE'}, 'POST',
+                 ('_OTHER', 'POST'), ('_OTHER', 'POST'), id='override-replaces-the-list'),
+    # Case-sensitive; the client helper upper-cases the method it is given.
+    pytest.param({'FALCON_TRACING_HTTP_KNOWN_METHODS': 'GET'}, 'get', ('_OTHER', 'get'),
+                 ('GET', None), id='case-sensitive'),
+])
+def test_known_methods_can_be_overridden(tracer, client_scheme, env, method, server, client):
+    config = TracingConfig.from_env({**env, 'FALCON_TRACING_HTTP_SEMCONV': 'stable'})
+    call(TracingMiddleware(apps.list_body, tracer, config=config), make_environ(method=method))
+    install(config.replace(reporter='none'))  # client spans take the list from install()
+    scope = start_client_span(method, 'http://10.0.0.7/', 'test', tracer)
+    finish_client_span(scope, status_code=200)
+    by_kind = {span.tags['span.kind']: span.tags for span in tracer.finished_spans()}
+    for kind, expected in (('server', server), ('client', client)):
+        tags = by_kind[kind]
+        assert (tags['http.request.method'], tags.get('http.request.method_original')) == \
+            expected, kind
 
 
 @pytest.mark.parametrize('app, error_type', [

@@ -132,13 +132,9 @@ def test_client_span_tags_and_status(server, base_url, tracer, method, path, sta
 ])
 def test_client_span_stable_http_names(server, base_url, tracer, path, status, error_type):
     """OTEL_SEMCONV_STABILITY_OPT_IN=http: OpenTelemetry's stable names only."""
-    saved = _semconv.default().scheme
-    _semconv.set_default('stable')
-    try:
-        with TracedSession(tracer=tracer) as session:
-            session.get(base_url + path, timeout=_TIMEOUT)
-    finally:
-        _semconv.set_default(saved)
+    _semconv.set_default('stable')  # what install() does; conftest restores it
+    with TracedSession(tracer=tracer) as session:
+        session.get(base_url + path, timeout=_TIMEOUT)
     span = _only_span(tracer)
     expected = {
         'span.kind': 'client', 'component': 'requests', 'http.request.method': 'GET',
