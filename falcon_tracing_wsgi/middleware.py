@@ -48,7 +48,8 @@ choice is made in ``__init__``: ``_request_tags`` is bound to the scheme's write
 status is written under precomputed keys, so a request never tests the scheme.
 ``error.type`` is the class name of the exception the request failed with, else (for a
 5xx) the type of an exception the app turned into the error response, else the status
-code as text.
+code as text. With the stable names, a method outside the known list
+(``http_known_methods``) names the span ``HTTP [route]``, as the conventions require.
 
 Naming: the span is renamed ``METHOD {route}`` at the end of the request when a route is
 known: the Falcon component sets it from ``req.uri_template``; any other framework can set
@@ -175,6 +176,7 @@ class TracingMiddleware:
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
         self._stable_finish = names.stable
+        self._known_methods = frozenset(config.http_known_methods)
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -370,9 +372,6 @@ class TracingMiddleware:
             tags[self._status_key] = code
             if code >= 500:
                 tags[_ERROR] = True
-        # PERF: the OpenTracing names (the default) cost one test more, nothing else.
-        if self._stable_finish:
-            self._finish_stable(response, code, tags)
         if response.sent_bytes:
             tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:
@@ -388,13 +387,21 @@ class TracingMiddleware:
         if route:
             span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
             tags[TAG_ROUTE] = route
+        # PERF: the OpenTracing names (the default) cost one test more, nothing else.
+        if self._stable_finish:
+            self._finish_stable(response, code, tags, route)
         if not own:
             set_tags(span, tags)
 
-    def _finish_stable(self, response: TracedResponse, code: int,
-                       tags: dict[str, Any]) -> None:
-        """The outcome tags only the stable names have: the second status key of
-        ``dup`` and ``error.type`` (see the module docstring)."""
+    def _finish_stable(self, response: TracedResponse, code: int, tags: dict[str, Any],
+                       route: Any) -> None:
+        """What only the stable names have: the second status key of ``dup``,
+        ``error.type`` (see the module docstring), and the span name ``HTTP [route]`` for
+        a method outside the known list, as the conventions require (a client must not
+        be able to mint span names)."""
+        method = response.environ.get('REQUEST_METHOD') or 'GET'
+        if method not in self._known_methods:
+            response.span.set_operation_name(f'HTTP {route}' if route else 'HTTP')
         if code and self._stable_status_key is not None:
             tags[self._stable_status_key] = code
         error_type = response.error_type

@@ -163,6 +163,20 @@ def test_known_methods_can_be_overridden(tracer, client_scheme, env, method, ser
             expected, kind
 
 
+@pytest.mark.parametrize('scheme, method, route, name', [
+    pytest.param('stable', 'PURGE', None, 'HTTP', id='stable-unknown'),
+    pytest.param('dup', 'PURGE', '/users/{id}', 'HTTP /users/{id}', id='dup-unknown-route'),
+    pytest.param('stable', 'DELETE', '/users/{id}', 'DELETE /users/{id}', id='stable-known'),
+    pytest.param('old', 'PURGE', None, 'PURGE', id='old-keeps-the-method'),
+])
+def test_span_name_of_an_unknown_method(tracer, scheme, method, route, name):
+    def app(environ, start_response):
+        if route:
+            environ['falcon_tracing_wsgi.route'] = route
+        return apps.list_body(environ, start_response)
+    assert _server_span(tracer, scheme, app, REQUEST_METHOD=method).operation_name == name
+
+
 @pytest.mark.parametrize('app, error_type', [
     pytest.param(apps.list_body, None, id='ok'),
     pytest.param(apps.status_app('404 Not Found'), None, id='4xx-is-not-a-server-error'),
