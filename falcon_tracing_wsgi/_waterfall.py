@@ -9,7 +9,8 @@ Zipkin's API returns (a JSON array of spans). Output is plain text, one line per
     billing    get /invoices (orphan)  SERVER  |     ======           |   3.000 ms  503  ERROR
 
 Columns: service, span name (indented by depth), kind, a timing bar scaled to the whole
-trace, duration, ``http.status_code`` and ``ERROR`` when the span has an ``error`` tag.
+trace, duration, the HTTP status (``http.status_code`` or ``http.response.status_code``)
+and ``ERROR`` when the span has an ``error`` tag.
 
 Decisions:
 
@@ -32,6 +33,8 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Optional
+
+from ._semconv import STATUS_CODE_NAMES, first_of
 
 __all__ = ['Loaded', 'load_spans', 'group_traces', 'render_trace', 'render_file']
 
@@ -252,7 +255,7 @@ def render_trace(spans: Sequence[Span], width: int = 100, color: bool = False) -
     cells = [
         (_fit(_service(row.span), _MAX_SERVICE), names[i],
          str(row.span.get('kind') or '-'), _ms(_int(row.span.get('duration'))),
-         str((row.span.get('tags') or {}).get('http.status_code', '-')),
+         str(_status(row.span.get('tags') or {})),
          'error' in (row.span.get('tags') or {}))
         for i, row in enumerate(rows)
     ]
@@ -312,3 +315,9 @@ def render_file(path: str, width: int = 100, color: bool = False) -> str:
     if loaded.skipped:
         parts.append(f'({loaded.skipped} skipped: not a Zipkin v2 span)')
     return '\n\n'.join(parts) + '\n'
+
+
+def _status(tags: dict[str, Any]) -> Any:
+    """The HTTP status under either naming scheme (see ``_semconv.py``), or ``-``."""
+    status = first_of(tags, STATUS_CODE_NAMES)
+    return '-' if status is None else status

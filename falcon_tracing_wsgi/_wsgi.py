@@ -28,19 +28,25 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
 from ._redact import REDACTED, compile_names, redact_query
+from ._semconv import (
+    CLIENT_ADDRESS, KNOWN_METHODS, METHOD_ORIGINAL, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
+    NETWORK_PROTOCOL_VERSION, OTHER_METHOD, REQUEST_METHOD, SERVER_ADDRESS, SERVER_PORT,
+    URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
-           'build_url_builder', 'record_exception', 'set_tags', 'IN_FLIGHT']
+           'build_url_builder', 'build_stable_tagger', 'record_exception', 'set_tags',
+           'IN_FLIGHT', 'ENVIRON_ERROR_TYPE']
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +58,9 @@ TAG_ROUTE = 'http.route'
 TAG_RESPONSE_SIZE = 'http.response_size'
 TAG_ABORTED = 'http.aborted'
 TAG_ABORT_REASON = 'http.aborted.reason'
+#: environ key of the type of an exception the app or framework handled itself (turned
+#: into an error response); it names ``error.type`` when the response is a 5xx.
+ENVIRON_ERROR_TYPE = 'falcon_tracing_wsgi.error_type'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
@@ -182,6 +191,100 @@ def build_url_builder(redact: tuple[str, ...], record_query: bool
     return url
 
 
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
+#: ``SERVER_PROTOCOL`` -> ``network.protocol.version`` (the conventions write 2 and 3).
+_PROTOCOL_VERSIONS = {'HTTP/1.1': '1.1', 'HTTP/1.0': '1.0', 'HTTP/2': '2', 'HTTP/2.0': '2',
+                      'HTTP/3': '3', 'HTTP/3.0': '3', 'HTTP/0.9': '0.9'}
+#: A forwarded client address longer than this is not an address (IPv6 with a zone fits).
+_MAX_ADDRESS = 64
+
+
+def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
+                        known_methods: Iterable[str] = KNOWN_METHODS,
+                        ) -> Callable[[Mapping[str, Any], str, dict[str, Any]], None]:
+    """Return ``tag(environ, method, tags)`` adding a server span's request tags under
+    OpenTelemetry's stable HTTP semantic conventions (see ``_semconv.py``).
+
+    ``url.query`` is redacted as ``http.url`` is; ``server.address``/``server.port`` come
+    from the ``Host`` header (else ``SERVER_NAME``/``SERVER_PORT``), ``client.address``
+    from the first ``X-Forwarded-For`` entry (else the socket peer), as the conventions
+    describe. A method outside ``known_methods`` (default
+    :data:`~._semconv.KNOWN_METHODS`) is written ``_OTHER`` with
+    ``http.request.method_original``, which bounds the tag's cardinality.
+    """
+    secret = compile_names(redact)
+    known = frozenset(known_methods)
+
+    def tag(environ: Mapping[str, Any], method: str, tags: dict[str, Any]) -> None:
+        if method in known:
+            tags[REQUEST_METHOD] = method
+        else:
+            tags[REQUEST_METHOD] = OTHER_METHOD
+            tags[METHOD_ORIGINAL] = method
+        scheme = environ.get('wsgi.url_scheme') or 'http'
+        tags[URL_SCHEME] = scheme
+        tags[URL_PATH] = (environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')) or '/'
+        query = environ.get('QUERY_STRING')
+        if query and record_query:
+            tags[URL_QUERY] = redact_query(query, secret)
+        host = environ.get('HTTP_HOST')
+        address: Optional[str]
+        port: Optional[str]
+        if host:
+            address, port = _split_host(host)
+        else:
+            address, port = environ.get('SERVER_NAME'), environ.get('SERVER_PORT')
+        if address:
+            tags[SERVER_ADDRESS] = address
+            number = _port(port) if port else _DEFAULT_PORTS.get(scheme)
+            if number is not None:
+                tags[SERVER_PORT] = number
+        peer = environ.get('REMOTE_ADDR')
+        if peer:
+            tags[NETWORK_PEER_ADDRESS] = peer
+            number = _port(environ.get('REMOTE_PORT'))
+            if number is not None:
+                tags[NETWORK_PEER_PORT] = number
+        forwarded = environ.get('HTTP_X_FORWARDED_FOR')
+        if forwarded:
+            client = forwarded.partition(',')[0].strip()
+            if client and len(client) <= _MAX_ADDRESS:
+                peer = client
+        if peer:
+            tags[CLIENT_ADDRESS] = peer
+        protocol = environ.get('SERVER_PROTOCOL')
+        if protocol:
+            version = _PROTOCOL_VERSIONS.get(protocol)
+            if version is None and protocol.startswith('HTTP/') and len(protocol) <= 16:
+                version = protocol[5:]
+            if version:
+                tags[NETWORK_PROTOCOL_VERSION] = version
+        agent = environ.get('HTTP_USER_AGENT')
+        if agent:
+            tags[USER_AGENT] = agent
+
+    return tag
+
+
+def _split_host(host: str) -> tuple[str, Optional[str]]:
+    """``Host`` header -> (address, port text or None); ``[::1]:80`` -> ``('::1', '80')``."""
+    if host.startswith('['):
+        address, _, rest = host[1:].partition(']')
+        return address, rest[1:] if rest.startswith(':') else None
+    address, sep, port = host.rpartition(':')
+    if not sep or ':' in address:  # no port, or a bare IPv6 address
+        return host, None
+    return address, port
+
+
+def _port(text: Any) -> Optional[int]:
+    try:
+        number = int(text)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 65536 else None
+
+
 def peer_tags(environ: Mapping[str, Any], tags: dict[str, Any]) -> None:
     """Add ``peer.ipv4``/``peer.ipv6`` and ``peer.port`` from the socket peer."""
     addr = environ.get('REMOTE_ADDR')
@@ -263,7 +366,7 @@ class TracedResponse:
 
     __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_middleware',
                  '_start_response', '_iterable', '_iterator', '_activate', '_plain',
-                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished')
+                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished', 'error_type')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
@@ -282,6 +385,8 @@ class TracedResponse:
         self.sent_bytes = 0
         self.exhausted = False
         self._finished = False
+        #: the class of the exception the request failed with (``error.type``), if any
+        self.error_type: Optional[str] = None
 
     # -- start_response -----------------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -296,6 +401,8 @@ class TracedResponse:
             self.status_code = code
             if exc_info is not None and exc_info[1] is not None:
                 record_exception(self.span, exc_info[1])
+                # An error page for a handled exception: error.type if the status fails.
+                self.environ[ENVIRON_ERROR_TYPE] = type(exc_info[1]).__qualname__
             middleware = self._middleware
             # PERF: most deployments record nothing here (no trace header, no captured
             # response headers, no hook): skip the call.
@@ -414,6 +521,7 @@ class TracedResponse:
     def _record_failure(self, exc: BaseException) -> None:
         if self._finished:
             return
+        self.error_type = type(exc).__qualname__
         try:
             record_exception(self.span, exc)
         except Exception:
@@ -451,6 +559,7 @@ class TracedResponse:
             span.set_tag(TAG_ABORT_REASON, reason)
             span.log_kv({ot_logs.EVENT: ot_tags.ERROR, 'error.kind': 'WorkerAbort',
                          ot_logs.MESSAGE: reason})
+            self.error_type = 'WorkerAbort'
             if not self.status_code:
                 self.status_code = 500
         except Exception:

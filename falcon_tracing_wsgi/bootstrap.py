@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 
 import opentracing
 
+from . import _semconv
 from .config import ConfigError, TracingConfig
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
@@ -84,14 +85,16 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
         config = TracingConfig.from_env()
     tracer = build_tracer(config)
     opentracing.set_global_tracer(tracer)
+    # Client spans (outbound.py) are started from library code without a configuration.
+    _semconv.set_default(config.effective_http_semconv, config.http_known_methods)
     _installed = config
     reporter = config.effective_reporter
     where = (f' url={config.zipkin_url}' if reporter == 'zipkin' else
              f' endpoint={config.effective_otlp_endpoint} protocol={config.otlp_protocol}'
              if reporter == 'otlp' else '')  # never the headers: they hold API keys
-    _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
-              config.service_name, ','.join(config.propagation) or 'none',
-              config.sample_rate, reporter, where)
+    _log.info('falcon-tracing-wsgi: service=%s propagation=%s sampler=%s sample_rate=%s '
+              'reporter=%s%s', config.service_name, ','.join(config.propagation) or 'none',
+              config.sampler, config.effective_sample_rate, reporter, where)
     return tracer
 
 
@@ -113,11 +116,14 @@ def build_tracer(config: TracingConfig, reporter: Any = None) -> opentracing.Tra
         else _NoPropagation()
     return Tracer(
         reporter if reporter is not None else build_reporter(config),
-        build_sampler(config.sample_rate, config.sample_rate_limit),
+        build_sampler(config.effective_sample_rate, config.sample_rate_limit),
         propagator,
         build_scope_manager(config.scope_manager),
         trace_id_128bit=config.trace_id_128bit,
-        trust_inbound_sampling=config.trust_inbound,
+        # A sampler that is not parent-based ignores incoming decisions (OpenTelemetry's
+        # always_on/always_off/traceidratio); a local parent's decision is the same as
+        # its own would be, so only the inbound one is dropped.
+        trust_inbound_sampling=config.trust_inbound and config.parent_based,
         id_generator=XRayIdGenerator() if config.effective_xray_ids else None,
     )
 

@@ -12,6 +12,25 @@ a misconfigured service fails at boot instead of running untraced. An unknown
 ``FALCON_TRACING_*`` variable is warned about with the closest valid name, because a typo
 in an environment variable is otherwise silent.
 
+An ``OTEL_*`` fallback follows OpenTelemetry's rules for its own variables, since the same
+environment often configures OpenTelemetry SDKs too: an enum value we do not know
+(``OTEL_TRACES_SAMPLER=xray``, an ``OTEL_PROPAGATORS`` entry such as ``ottrace``) is
+warned about and ignored instead of stopping startup, and an invalid
+``OTEL_TRACES_SAMPLER_ARG`` is warned about and ignored.
+
+**Sampling** is two settings: the sampler (``FALCON_TRACING_SAMPLER``, else
+``OTEL_TRACES_SAMPLER``; OpenTelemetry's names) picks the rule, and the rate
+(``FALCON_TRACING_SAMPLE_RATE``, else ``OTEL_TRACES_SAMPLER_ARG``) is the ratio of the
+``traceidratio`` samplers. The default sampler is ``parentbased_traceidratio``, which with
+the default rate ``1.0`` is OpenTelemetry's default ``parentbased_always_on``, so a rate
+alone keeps meaning what it always meant. When the two disagree, the precedence rule
+above decides: a ``FALCON_TRACING_SAMPLE_RATE`` given with a constant
+``OTEL_TRACES_SAMPLER`` (``always_on``/``always_off``, parent-based or not) turns that
+sampler into its ``traceidratio`` form; given with a constant ``FALCON_TRACING_SAMPLER``
+it is a contradiction in our own settings and a :class:`ConfigError`; an
+``OTEL_TRACES_SAMPLER_ARG`` is ignored, with a warning, unless the sampler takes a ratio
+(as OpenTelemetry ignores it).
+
 The table of variables in README.rst is checked against :data:`SETTINGS` by the tests.
 """
 
@@ -28,10 +47,12 @@ from typing import Any, Callable, NamedTuple, Optional
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from ._redact import DEFAULT_REDACT_QUERY
+from ._semconv import KNOWN_METHODS
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
-           'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
-           'OTLP_PROTOCOLS', 'DEFAULT_OTLP_ENDPOINT', 'app_target']
+           'PROPAGATION_FORMATS', 'DEFAULT_PROPAGATION', 'REPORTERS', 'SAMPLERS',
+           'HTTP_SEMCONV', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV', 'OTLP_PROTOCOLS',
+           'DEFAULT_OTLP_ENDPOINT', 'app_target']
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +69,18 @@ REPORTERS = ('zipkin', 'otlp', 'log', 'xray', 'none')
 OTLP_PROTOCOLS = ('http/protobuf', 'http/json', 'grpc')
 #: Where the otlp reporter posts when no endpoint is configured (OpenTelemetry's default).
 DEFAULT_OTLP_ENDPOINT = 'http://localhost:4318/v1/traces'
+#: ``FALCON_TRACING_SAMPLER``/``OTEL_TRACES_SAMPLER`` values (OpenTelemetry's names).
+SAMPLERS = ('parentbased_traceidratio', 'parentbased_always_on', 'parentbased_always_off',
+            'traceidratio', 'always_on', 'always_off')
+_RATIO_SAMPLERS = ('parentbased_traceidratio', 'traceidratio')
+#: The package's default: follow the parent, else sample ``sample_rate`` of new traces.
+_DEFAULT_SAMPLER = 'parentbased_traceidratio'
+#: ``FALCON_TRACING_HTTP_SEMCONV``: OpenTracing's HTTP tag names, OpenTelemetry's stable
+#: ones, or both (see ``_semconv.py``).
+HTTP_SEMCONV = ('old', 'stable', 'dup')
+#: The default propagation formats; also what an ``OTEL_PROPAGATORS`` of only unknown
+#: names falls back to.
+DEFAULT_PROPAGATION = ('b3', 'w3c', 'baggage')
 SCOPE_MANAGERS = ('contextvars', 'threadlocal', 'gevent')
 #: ``FALCON_TRACING_TRACER``: this package's tracer, or an OpenTelemetry SDK behind the shim.
 TRACERS = ('builtin', 'otel')
@@ -119,14 +152,79 @@ def _parse_propagation(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _parse_otel_propagators(text: str) -> tuple[str, ...]:
+class _Ignored:
+    """What an ``OTEL_*`` parser returns for a value OpenTelemetry would ignore: the
+    setting then keeps its default (the parser has warned)."""
+
+
+_IGNORED = _Ignored()
+
+
+def _warn(message: str, stacklevel: int = 5) -> None:
+    # stacklevel 5: _warn < parser < _parse < from_env < the caller of from_env
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
+def _parse_otel_propagators(text: str) -> Any:
+    """``OTEL_PROPAGATORS``: unknown entries are warned about and skipped, as
+    OpenTelemetry does; when none is left the default formats are used."""
     names = [name.lower() for name in _split(text)]
     if names == ['none']:
         return ()
     unknown = [name for name in names if name not in _OTEL_PROPAGATORS]
+    known = [name for name in names if name in _OTEL_PROPAGATORS]
     if unknown:
-        raise ValueError(f'expected a comma list of {", ".join(_OTEL_PROPAGATORS)} or none')
-    return tuple(dict.fromkeys(_OTEL_PROPAGATORS[name] for name in names))
+        fallback = '' if known else (
+            f'; none is left, so the default {",".join(DEFAULT_PROPAGATION)} is used')
+        _warn(f'OTEL_PROPAGATORS={text!r}: skipping the propagator(s) '
+              f'{", ".join(unknown)} this package does not know (known: '
+              f'{", ".join(_OTEL_PROPAGATORS)}, none){fallback}')
+    if not known:
+        return _IGNORED
+    return tuple(dict.fromkeys(_OTEL_PROPAGATORS[name] for name in known))
+
+
+def _parse_otel_sampler(text: str) -> Any:
+    """``OTEL_TRACES_SAMPLER``: an unknown sampler is warned about and ignored (the
+    default is used), as OpenTelemetry SDKs do; other SDKs know samplers this package
+    has not (``jaeger_remote``, ``xray``)."""
+    value = text.strip().lower()
+    if value in SAMPLERS:
+        return value
+    _warn(f'OTEL_TRACES_SAMPLER={text!r} is not a sampler this package knows '
+          f'(known: {", ".join(SAMPLERS)}); using the default {_DEFAULT_SAMPLER}')
+    return _IGNORED
+
+
+def _parse_otel_sampler_arg(text: str) -> Any:
+    """``OTEL_TRACES_SAMPLER_ARG``: an invalid ratio is warned about and ignored, as
+    the OpenTelemetry specification requires."""
+    try:
+        return _number(float, 0.0, 1.0)(text)
+    except ValueError as exc:
+        _warn(f'OTEL_TRACES_SAMPLER_ARG={text!r} is ignored: {exc}')
+        return _IGNORED
+
+
+def _parse_otel_semconv(text: str) -> Any:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN``: a comma list of domains; ``http/dup`` means
+    both names, ``http`` the stable ones. Other domains (``database``, ...) are not ours
+    and are ignored without a warning: the variable is shared with OpenTelemetry's
+    instrumentations."""
+    domains = {name.lower() for name in _split(text)}
+    if 'http/dup' in domains:
+        return 'dup'
+    if 'http' in domains:
+        return 'stable'
+    return _IGNORED
+
+
+def _parse_methods(text: str) -> tuple[str, ...]:
+    # Case-sensitive, as the conventions say: 'get' is not 'GET'.
+    methods = _split(text)
+    if not methods or not all(_HEADER_NAME.fullmatch(method) for method in methods):
+        raise ValueError('expected a comma list of HTTP methods such as GET,POST,PURGE')
+    return tuple(dict.fromkeys(methods))
 
 
 def _parse_exclude(text: str) -> tuple[ExcludeRule, ...]:
@@ -384,8 +482,16 @@ SETTINGS: tuple[_Setting, ...] = (
              'xray. '
              'Injection writes all of them.',
              'OTEL_PROPAGATORS', _parse_otel_propagators),
+    _Setting('sampler', 'FALCON_TRACING_SAMPLER', _choice(SAMPLERS),
+             'How a trace is decided, by OpenTelemetry\'s names: parentbased_traceidratio, '
+             'parentbased_always_on, parentbased_always_off (follow an incoming decision '
+             'when FALCON_TRACING_TRUST_INBOUND allows it, else decide a new trace), '
+             'traceidratio, always_on, always_off (ignore incoming decisions). An unknown '
+             'OTEL_TRACES_SAMPLER is warned about and ignored.',
+             'OTEL_TRACES_SAMPLER', _parse_otel_sampler),
     _Setting('sample_rate', 'FALCON_TRACING_SAMPLE_RATE', _number(float, 0.0, 1.0),
-             'Fraction of new traces to sample (0 to 1).', 'OTEL_TRACES_SAMPLER_ARG'),
+             'Fraction of new traces to sample (0 to 1), the ratio of the traceidratio '
+             'samplers.', 'OTEL_TRACES_SAMPLER_ARG', _parse_otel_sampler_arg),
     _Setting('sample_rate_limit', 'FALCON_TRACING_SAMPLE_RATE_LIMIT', _number(float, 0.0, None),
              'At most this many new traces per second per process (0: no limit).'),
     _Setting('tags', 'FALCON_TRACING_TAGS', _parse_key_values,
@@ -410,6 +516,17 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('exclude_patterns', 'FALCON_TRACING_EXCLUDE_PATTERNS', _parse_regexes,
              'Comma list of regular expressions searched in the path (OpenTelemetry '
              'semantics); requests that match are not traced.', 'OTEL_PYTHON_EXCLUDED_URLS'),
+    _Setting('http_semconv', 'FALCON_TRACING_HTTP_SEMCONV', _choice(HTTP_SEMCONV),
+             'HTTP tag names: old (OpenTracing: http.method, http.url, http.status_code, '
+             'peer.*), stable (OpenTelemetry\'s stable HTTP semantic conventions: '
+             'http.request.method, url.*, http.response.status_code, server.*, client.address, '
+             'network.*, user_agent.original, error.type) or dup (both). Default: stable with '
+             'the otlp reporter, else old. OTEL_SEMCONV_STABILITY_OPT_IN=http means stable, '
+             'http/dup means dup.', 'OTEL_SEMCONV_STABILITY_OPT_IN', _parse_otel_semconv),
+    _Setting('http_known_methods', 'FALCON_TRACING_HTTP_KNOWN_METHODS', _parse_methods,
+             'With the stable HTTP names: the request methods recorded as they are '
+             '(case-sensitive); any other is recorded as _OTHER, with the original in '
+             'http.request.method_original.', 'OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS'),
     _Setting('capture_request_headers', 'FALCON_TRACING_CAPTURE_REQUEST_HEADERS',
              _parse_header_names,
              'Request headers recorded as http.request.header.<name> tags (allow-list). '
@@ -521,7 +638,8 @@ class TracingConfig:
     enabled: bool = True
     tracer: str = 'builtin'
     otel_traces_exporter: tuple[str, ...] = ('otlp',)
-    propagation: tuple[str, ...] = ('b3', 'w3c', 'baggage')
+    propagation: tuple[str, ...] = DEFAULT_PROPAGATION
+    sampler: str = _DEFAULT_SAMPLER
     sample_rate: float = 1.0
     sample_rate_limit: float = 0.0
     tags: tuple[tuple[str, str], ...] = ()
@@ -531,6 +649,8 @@ class TracingConfig:
     scope_manager: str = 'contextvars'
     exclude: tuple[ExcludeRule, ...] = ()
     exclude_patterns: tuple[str, ...] = ()
+    http_semconv: Optional[str] = None
+    http_known_methods: tuple[str, ...] = tuple(sorted(KNOWN_METHODS))
     capture_request_headers: tuple[str, ...] = ()
     capture_response_headers: tuple[str, ...] = ()
     redact_query: tuple[str, ...] = DEFAULT_REDACT_QUERY
@@ -603,6 +723,29 @@ class TracingConfig:
         return self.otlp_endpoint or DEFAULT_OTLP_ENDPOINT
 
     @property
+    def effective_http_semconv(self) -> str:
+        """The HTTP tag names in use: as configured, else ``stable`` for the OTLP reporter
+        (OTLP spans carry OpenTelemetry's names) and ``old`` for the others."""
+        if self.http_semconv is not None:
+            return self.http_semconv
+        return 'stable' if self.effective_reporter == 'otlp' else 'old'
+
+    @property
+    def parent_based(self) -> bool:
+        """Whether the sampler follows an incoming decision (the ``parentbased_*`` ones)."""
+        return self.sampler.startswith('parentbased_')
+
+    @property
+    def effective_sample_rate(self) -> float:
+        """The fraction of new traces sampled: 1 or 0 for the constant samplers, else
+        ``sample_rate``."""
+        if self.sampler.endswith('always_on'):
+            return 1.0
+        if self.sampler.endswith('always_off'):
+            return 0.0
+        return self.sample_rate
+
+    @property
     def effective_xray_ids(self) -> bool:
         """Whether new trace ids are X-Ray style: as configured, else on with xray in use."""
         if self.xray_ids is not None:
@@ -627,27 +770,56 @@ class TracingConfig:
             environ = os.environ
         _warn_unknown(environ)
         values: dict[str, Any] = {}
+        #: field -> the variable it was read from (absent: an option or the default).
+        sources: dict[str, str] = {}
         for setting in SETTINGS:
             if setting.field in options:
                 continue
-            sources: tuple[tuple[str, Optional[Callable[[str], Any]]], ...] = (
+            candidates: tuple[tuple[str, Optional[Callable[[str], Any]]], ...] = (
                 (setting.env, setting.parse),)
             if setting.otel is not None:
-                sources += ((setting.otel, setting.otel_parse),) + setting.otel_more
-            for env, parse in sources:
+                candidates += ((setting.otel, setting.otel_parse),) + setting.otel_more
+            for env, parse in candidates:
                 raw = environ.get(env)
-                if raw is not None and raw.strip() != '':
-                    values[setting.field] = _parse(parse or setting.parse, env, raw,
-                                                   setting.secret)
-                    break
+                if raw is None or raw.strip() == '':
+                    continue
+                value = _parse(parse or setting.parse, env, raw, setting.secret)
+                if value is _IGNORED:  # an OTEL_* value OpenTelemetry ignores (warned)
+                    continue
+                values[setting.field] = value
+                sources[setting.field] = env
+                break
         for name, value in options.items():
             values[name] = _option(name, value)
+        _resolve_sampling(values, sources)
         return cls(**values)
 
     def replace(self, **options: Any) -> TracingConfig:
         """Return a copy with some fields changed (validated like keyword options)."""
         return dataclasses.replace(self, **{name: _option(name, value)
                                             for name, value in options.items()})
+
+
+def _resolve_sampling(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Settle a sampler and a rate that disagree (rules in the module docstring)."""
+    sampler = values.get('sampler', _DEFAULT_SAMPLER)
+    if 'sample_rate' not in values or sampler in _RATIO_SAMPLERS:
+        return
+    rate_source = sources.get('sample_rate', 'option sample_rate')
+    sampler_source = sources.get('sampler', 'option sampler')
+    if rate_source == 'OTEL_TRACES_SAMPLER_ARG':
+        _warn(f'OTEL_TRACES_SAMPLER_ARG is ignored: {sampler_source}={sampler} takes no '
+              f'ratio (use traceidratio or parentbased_traceidratio)', stacklevel=4)
+        del values['sample_rate']
+    elif sampler_source == 'OTEL_TRACES_SAMPLER':
+        # FALCON_TRACING_* wins over OTEL_*: the rate stands, the parent rule is kept.
+        values['sampler'] = ('parentbased_traceidratio' if sampler.startswith('parentbased_')
+                             else 'traceidratio')
+    else:
+        raise ConfigError(f'{rate_source}={values["sample_rate"]!r} contradicts '
+                          f'{sampler_source}={sampler}, which samples '
+                          f'{"every" if sampler.endswith("on") else "no"} new trace: use '
+                          f'traceidratio or parentbased_traceidratio with a rate')
 
 
 _CODE_ONLY = {'request_hook', 'response_hook', 'operation_name', 'component'}

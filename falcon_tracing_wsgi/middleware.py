@@ -39,6 +39,18 @@ Per request, in this order:
    500 (when ``start_response`` was never called) and the exception, which is re-raised
    unchanged.
 
+Tag names: steps 3 and 6 write OpenTracing's names (above), OpenTelemetry's stable HTTP
+semantic conventions (``http.request.method``, ``url.path``, ``url.query``, ``url.scheme``,
+``server.address``/``server.port``, ``client.address``, ``network.peer.*``,
+``network.protocol.version``, ``user_agent.original``, ``http.response.status_code``,
+``error.type``) or both, per ``config.effective_http_semconv`` (see ``_semconv.py``). The
+choice is made in ``__init__``: ``_request_tags`` is bound to the scheme's writer and the
+status is written under precomputed keys, so a request never tests the scheme.
+``error.type`` is the class name of the exception the request failed with, else (for a
+5xx) the type of an exception the app turned into the error response, else the status
+code as text. With the stable names, a method outside the known list
+(``http_known_methods``) names the span ``HTTP [route]``, as the conventions require.
+
 Naming: the span is renamed ``METHOD {route}`` at the end of the request when a route is
 known: the Falcon component sets it from ``req.uri_template``; any other framework can set
 ``environ['falcon_tracing_wsgi.route']`` or pass ``operation_name(environ)``.
@@ -57,6 +69,7 @@ tags as the OpenTracing-API path every other tracer takes (a test compares the t
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import sys
@@ -66,11 +79,12 @@ import opentracing
 from opentracing import Format
 from opentracing import tags as ot_tags
 
+from . import _semconv
 from ._redact import REDACTED
 from ._wsgi import (
-    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
-    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
-    set_tags,
+    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    EnvironHeaders, TracedResponse, build_excluder, build_stable_tagger, build_url_builder,
+    environ_key, peer_tags, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -102,7 +116,6 @@ _SERVER = ot_tags.SPAN_KIND_RPC_SERVER
 _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
-_HTTP_STATUS_CODE = ot_tags.HTTP_STATUS_CODE
 _ERROR = ot_tags.ERROR
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager)
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any]
@@ -149,6 +162,21 @@ class TracingMiddleware:
         self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
+        names = _semconv.names(config.effective_http_semconv)
+        self._stable_tags = build_stable_tagger(config.redact_query, config.record_query,
+                                                config.http_known_methods)
+        # PERF: the scheme is decided here; a request calls one writer and stores under
+        # precomputed keys (see on_finish), never testing the scheme.
+        self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
+            self._request_tags_old if names.scheme == _semconv.OLD
+            else self._request_tags_stable if names.scheme == _semconv.STABLE
+            else self._request_tags_dup)
+        # The status goes under one key; 'dup' adds the stable one in _finish_stable.
+        self._status_key = names.status_code[0]
+        self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
+                                   else None)
+        self._stable_finish = names.stable
+        self._known_methods = frozenset(config.http_known_methods)
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -253,8 +281,10 @@ class TracingMiddleware:
             self._call_hook(self._request_hook, span, environ)
         return span, recording
 
-    def _request_tags(self, environ: dict[str, Any], method: str, tags: dict[str, Any]) -> None:
-        """Add the request's tags (component, method, url, peer, captured headers)."""
+    def _request_tags_old(self, environ: dict[str, Any], method: str,
+                          tags: dict[str, Any]) -> None:
+        """Add the request's tags, OpenTracing names (component, method, url, peer,
+        captured headers)."""
         tags[_COMPONENT] = self._component
         tags[_HTTP_METHOD] = method
         tags[_HTTP_URL] = self._url(environ)
@@ -263,6 +293,22 @@ class TracingMiddleware:
             value = environ.get(key)
             if value is not None:
                 tags[tag] = REDACTED if redacted else value
+
+    def _request_tags_stable(self, environ: dict[str, Any], method: str,
+                             tags: dict[str, Any]) -> None:
+        """Add the request's tags, OpenTelemetry's stable names."""
+        tags[_COMPONENT] = self._component
+        self._stable_tags(environ, method, tags)
+        for key, tag, redacted in self._capture_request:
+            value = environ.get(key)
+            if value is not None:
+                tags[tag] = REDACTED if redacted else value
+
+    def _request_tags_dup(self, environ: dict[str, Any], method: str,
+                          tags: dict[str, Any]) -> None:
+        """Add the request's tags under both names (``http/dup``)."""
+        self._request_tags_old(environ, method, tags)
+        self._stable_tags(environ, method, tags)
 
     def _inject(self, tracer: opentracing.Tracer, context: Any, environ: dict[str, Any]) -> None:
         headers: dict[str, str] = {}
@@ -323,7 +369,7 @@ class TracingMiddleware:
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
-            tags[_HTTP_STATUS_CODE] = code
+            tags[self._status_key] = code
             if code >= 500:
                 tags[_ERROR] = True
         if response.sent_bytes:
@@ -341,8 +387,28 @@ class TracingMiddleware:
         if route:
             span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
             tags[TAG_ROUTE] = route
+        # PERF: the OpenTracing names (the default) cost one test more, nothing else.
+        if self._stable_finish:
+            self._finish_stable(response, code, tags, route)
         if not own:
             set_tags(span, tags)
+
+    def _finish_stable(self, response: TracedResponse, code: int, tags: dict[str, Any],
+                       route: Any) -> None:
+        """What only the stable names have: the second status key of ``dup``,
+        ``error.type`` (see the module docstring), and the span name ``HTTP [route]`` for
+        a method outside the known list, as the conventions require (a client must not
+        be able to mint span names)."""
+        method = response.environ.get('REQUEST_METHOD') or 'GET'
+        if method not in self._known_methods:
+            response.span.set_operation_name(f'HTTP {route}' if route else 'HTTP')
+        if code and self._stable_status_key is not None:
+            tags[self._stable_status_key] = code
+        error_type = response.error_type
+        if error_type is None and code >= 500:
+            error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
+        if error_type is not None:
+            tags[_semconv.ERROR_TYPE] = error_type
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
@@ -390,7 +456,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
-            headers = new_trace_headers.get((context.sampled, len(trace_id)))
+            headers = new_trace_headers.get(
+                (context.sampled, context.random_trace_id, len(trace_id)))
             if headers is None:
                 inject(context, environ)
             else:
@@ -431,26 +498,29 @@ _PROBE_IDS = {32: (('0123456789abcdef' * 2, 'fedcba9876543210'),
 
 
 def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
-                       ) -> dict[tuple[bool, int], tuple[tuple[str, str], ...]]:
+                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, str], ...]]:
     """Turn what ``inject`` writes for a new trace into ``str.format`` templates.
 
     The context of a new root span always has the same shape (trace id, span id, a
-    decision; no parent, debug flag, baggage or tracestate), so what any format writes
-    for it is a function of the two ids. This asks the propagator itself (no format's
-    rules are copied here): it injects probe contexts, replaces the ids in each value by
-    ``{0}`` and ``{1}``, and keeps a template only if it reproduces a second probe
-    exactly. Returns ``(sampled, trace id width) -> ((environ key, template), ...)``;
+    decision, the W3C random flag; no parent, debug flag, baggage or tracestate), so what
+    any format writes for it is a function of the two ids once the two flags are fixed.
+    This asks the propagator itself (no format's rules are copied here): for each value
+    of the flags it injects probe contexts, replaces the ids in each value by ``{0}`` and
+    ``{1}``, and keeps a template only if it reproduces a second probe exactly. Returns
+    ``(sampled, random_trace_id, trace id width) -> ((environ key, template), ...)``;
     a shape that does not verify (X-Ray splits the trace id) is absent, and the start
     function calls ``inject`` for it instead.
     """
     templates = {}
     for width, ((trace_a, span_a), (trace_b, span_b)) in _PROBE_IDS.items():
-        for sampled in (True, False):
+        for sampled, random_id in itertools.product((True, False), repeat=2):
             first: dict[str, str] = {}
             second: dict[str, str] = {}
             try:
-                inject(SpanContext(trace_a, span_a, None, sampled), first)
-                inject(SpanContext(trace_b, span_b, None, sampled), second)
+                inject(SpanContext(trace_a, span_a, None, sampled, False, None, None, None,
+                                   random_id), first)
+                inject(SpanContext(trace_b, span_b, None, sampled, False, None, None, None,
+                                   random_id), second)
             except Exception:
                 _log.debug('no header templates for this propagator', exc_info=True)
                 continue
@@ -465,7 +535,7 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                 shape.append((key, template))
             else:
                 if first.keys() == second.keys():
-                    templates[(sampled, width)] = tuple(shape)
+                    templates[(sampled, random_id, width)] = tuple(shape)
     return templates
 
 

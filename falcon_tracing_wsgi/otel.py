@@ -25,9 +25,10 @@ What :func:`build_tracer` wires, and why:
     as in the SDK), each behind a ``BatchSpanProcessor``. The exporters read their own
     ``OTEL_EXPORTER_*`` variables. A name no installed package provides stops startup
     with a message saying what to install;
-  - sampler: a ``FALCON_TRACING_SAMPLE_RATE`` (or ``OTEL_TRACES_SAMPLER_ARG``) below 1
-    gives ``ParentBased(TraceIdRatioBased(rate))``; otherwise the SDK applies
-    ``OTEL_TRACES_SAMPLER`` itself (default ``parentbased_always_on``).
+  - sampler: the one the configuration resolved from ``FALCON_TRACING_SAMPLER`` (else
+    ``OTEL_TRACES_SAMPLER``) and ``FALCON_TRACING_SAMPLE_RATE`` (else
+    ``OTEL_TRACES_SAMPLER_ARG``), built as the SDK's own ``ParentBased``,
+    ``TraceIdRatioBased``, ``ALWAYS_ON``, ``ALWAYS_OFF``, so both tracers sample alike.
     ``FALCON_TRACING_SAMPLE_RATE_LIMIT`` and ``FALCON_TRACING_TRUST_INBOUND`` do not
     apply: OpenTelemetry's parent-based samplers always follow the caller.
 
@@ -84,7 +85,8 @@ try:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler,
+                                                  TraceIdRatioBased)
     from opentelemetry.shim.opentracing_shim import SpanContextShim, TracerShim
     from opentelemetry.trace import (INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanKind,
                                      Status, StatusCode, TraceFlags, TraceState)
@@ -100,6 +102,8 @@ _log = logging.getLogger(__name__)
 #: The entry-point group OpenTelemetry span exporters register their names in.
 EXPORTER_GROUP = 'opentelemetry_traces_exporter'
 _HEADER_FORMATS = (Format.HTTP_HEADERS, Format.TEXT_MAP)
+#: W3C Trace Context Level 2's random trace-id flag in the trace-flags byte.
+_RANDOM_FLAG = 0x02
 _KINDS = {'server': SpanKind.SERVER, 'client': SpanKind.CLIENT,
           'producer': SpanKind.PRODUCER, 'consumer': SpanKind.CONSUMER}
 
@@ -138,8 +142,10 @@ class OpenTracingPropagator(TextMapPropagator):
         for key, value in ours.baggage.items():
             context = _baggage.set_baggage(key, value, context)
         if ours.trace_id is not None and ours.span_id is not None:
-            flags = TraceFlags(TraceFlags.SAMPLED if ours.sampled or ours.debug
-                               else TraceFlags.DEFAULT)
+            # W3C Level 2's random bit (0x02) rides along: TraceFlags is a plain byte.
+            flags = TraceFlags((TraceFlags.SAMPLED if ours.sampled or ours.debug
+                                else TraceFlags.DEFAULT)
+                               | (_RANDOM_FLAG if ours.random_trace_id else 0))
             state = TraceState.from_header([ours.tracestate]) if ours.tracestate else None
             parent = _trace.SpanContext(int(ours.trace_id, 16), int(ours.span_id, 16),
                                         is_remote=True, trace_flags=flags,
@@ -159,7 +165,8 @@ class OpenTracingPropagator(TextMapPropagator):
                 else None
             ours = SpanContext(f'{span_context.trace_id:032x}', f'{span_context.span_id:016x}',
                                None, span_context.trace_flags.sampled, False, items,
-                               state or None)
+                               state or None, None,
+                               bool(span_context.trace_flags & _RANDOM_FLAG))
         elif items:
             ours = SpanContext(None, None, None, None, False, items)
         else:
@@ -374,12 +381,19 @@ def _new_provider(config: TracingConfig) -> TracerProvider:
     exporters = [_exporter(name) for name in config.otel_traces_exporter if name != 'none']
     attributes: dict[str, Any] = dict(config.tags)
     attributes['service.name'] = config.service_name
-    sampler = (ParentBased(TraceIdRatioBased(config.sample_rate))
-               if config.sample_rate < 1.0 else None)  # None: the SDK reads OTEL_TRACES_SAMPLER
-    provider = TracerProvider(sampler=sampler, resource=Resource.create(attributes))
+    provider = TracerProvider(sampler=_sampler(config), resource=Resource.create(attributes))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+def _sampler(config: TracingConfig) -> Sampler:
+    """The OpenTelemetry sampler named by ``config.sampler`` (already resolved from
+    ``FALCON_TRACING_SAMPLER``/``OTEL_TRACES_SAMPLER`` and the rate by the config)."""
+    rate = config.effective_sample_rate
+    root: Sampler = (ALWAYS_ON if rate == 1.0 else ALWAYS_OFF if rate == 0.0
+                     else TraceIdRatioBased(rate))
+    return ParentBased(root) if config.parent_based else root
 
 
 def _exporter(name: str) -> SpanExporter:

@@ -32,7 +32,16 @@ Decisions:
   formatted traceback) rather than the objects ``opentracing.Span.__exit__`` logs, so
   that any reporter can encode them and no traceback (with its frames) is kept alive.
 * A 5xx status marks the span as an error; a 4xx does not (the call worked; the
-  request was refused), matching the OpenTracing semantic conventions.
+  request was refused), matching the OpenTracing semantic conventions. With
+  OpenTelemetry's stable HTTP conventions (``FALCON_TRACING_HTTP_SEMCONV`` /
+  ``OTEL_SEMCONV_STABILITY_OPT_IN``, see ``_semconv.py``) a 4xx is an error too, as they
+  say for client spans.
+* Tag names follow the process-wide scheme ``bootstrap.install()`` sets
+  (:func:`falcon_tracing_wsgi._semconv.default`): OpenTracing's ``http.method``,
+  ``http.url``, ``http.status_code``, ``peer.*``; the stable ``http.request.method``,
+  ``url.full`` (redacted the same way), ``server.address``/``server.port``,
+  ``http.response.status_code`` and ``error.type`` (the exception's class name, or the
+  status code for a 4xx/5xx); or both.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import opentracing
 from opentracing import Format
 from opentracing.ext import tags
 
+from . import _semconv
 from ._redact import DEFAULT_REDACT_QUERY, compile_names, redact_query
 from ._redact import REDACTED as _REDACTED
 
@@ -161,13 +171,23 @@ def start_client_span(
         if tracer is None:
             tracer = opentracing.global_tracer()
         method = (method or 'GET').upper()
+        names = _semconv.default()
         span_tags: dict[str, Any] = {
             tags.SPAN_KIND: tags.SPAN_KIND_RPC_CLIENT,
             tags.COMPONENT: component,
-            tags.HTTP_METHOD: method,
-            tags.HTTP_URL: redact_url(url, redact),
         }
-        _add_peer_tags(url, span_tags)
+        redacted = redact_url(url, redact)
+        for key in names.url:
+            span_tags[key] = redacted
+        if names.old:
+            span_tags[tags.HTTP_METHOD] = method
+            _add_peer_tags(url, span_tags)
+        if names.stable:
+            stable_method = _semconv.method_value(method)
+            span_tags[_semconv.REQUEST_METHOD] = stable_method
+            if stable_method != method:
+                span_tags[_semconv.METHOD_ORIGINAL] = method
+            _add_server_tags(url, span_tags)
         return tracer.start_active_span('HTTP ' + method, tags=span_tags,
                                         finish_on_close=True)
     except Exception:
@@ -188,12 +208,18 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
     """
     try:
         span = scope.span
+        names = _semconv.default()
         if status_code is not None:
-            span.set_tag(tags.HTTP_STATUS_CODE, status_code)
-            if status_code >= 500:
+            for key in names.status_code:
+                span.set_tag(key, status_code)
+            if status_code >= names.client_errors:
                 span.set_tag(tags.ERROR, True)
+                if names.error_type is not None and error is None:
+                    span.set_tag(names.error_type, str(status_code))
         if isinstance(error, Exception):
             span.set_tag(tags.ERROR, True)
+            if names.error_type is not None:
+                span.set_tag(names.error_type, type(error).__qualname__)
             span.log_kv({
                 'event': tags.ERROR,
                 'error.kind': type(error).__name__,
@@ -208,6 +234,20 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
             scope.close()
         except Exception:
             _log.debug('could not finish a client span', exc_info=True)
+
+
+def _add_server_tags(url: str, span_tags: dict[str, Any]) -> None:
+    """``server.address`` and ``server.port`` (the scheme's default when the URL has none)."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host:
+        span_tags[_semconv.SERVER_ADDRESS] = host
+        try:
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        except ValueError:  # a port out of range: the client will complain, not us
+            port = None
+        if port:
+            span_tags[_semconv.SERVER_PORT] = port
 
 
 def _add_peer_tags(url: str, span_tags: dict[str, Any]) -> None:

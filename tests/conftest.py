@@ -29,6 +29,15 @@ def _restore_global_tracer():
 
 
 @pytest.fixture(autouse=True)
+def _restore_client_span_names():
+    """install() sets the process-wide HTTP tag names of client spans; undo it."""
+    from falcon_tracing_wsgi import _semconv
+    saved = _semconv.default().scheme
+    yield
+    _semconv.set_default(saved)
+
+
+@pytest.fixture(autouse=True)
 def _clean_tracing_env(monkeypatch):
     """Tests see no FALCON_TRACING_* / OTEL_* variables unless they set them."""
     import os

@@ -48,6 +48,7 @@ def owners(predicate):
 def test_middleware_imports_only_stdlib_and_opentracing():
     allowed_internal = {'falcon_tracing_wsgi._wsgi', 'falcon_tracing_wsgi.config',
                         'falcon_tracing_wsgi._redact', 'falcon_tracing_wsgi._types',
+                        'falcon_tracing_wsgi._semconv',  # the tag-name table (a leaf)
                         'falcon_tracing_wsgi.integrations.falcon',  # lazily, for Falcon apps
                         # the environ-level fast path for this package's own tracer
                         'falcon_tracing_wsgi.tracer.tracer', 'falcon_tracing_wsgi.tracer.span',

@@ -182,8 +182,15 @@ BAD_VALUES = [
                  id='bool'),
     pytest.param({'FALCON_TRACING_PROPAGATION': 'b3,zipkin'},
                  ['FALCON_TRACING_PROPAGATION', 'w3c'], id='propagation'),
-    pytest.param({'OTEL_PROPAGATORS': 'ot-trace'}, ['OTEL_PROPAGATORS', 'tracecontext'],
-                 id='otel-propagators'),
+    pytest.param({'FALCON_TRACING_HTTP_KNOWN_METHODS': 'GET, PUR GE'},
+                 ['FALCON_TRACING_HTTP_KNOWN_METHODS', 'GET,POST,PURGE'], id='known-methods'),
+    pytest.param({'FALCON_TRACING_HTTP_SEMCONV': 'http'},
+                 ['FALCON_TRACING_HTTP_SEMCONV', 'old, stable, dup'], id='http-semconv'),
+    pytest.param({'FALCON_TRACING_SAMPLER': 'xray'},
+                 ['FALCON_TRACING_SAMPLER', 'parentbased_always_on'], id='sampler'),
+    pytest.param({'FALCON_TRACING_SAMPLER': 'always_off', 'FALCON_TRACING_SAMPLE_RATE': '0.5'},
+                 ['FALCON_TRACING_SAMPLE_RATE', 'FALCON_TRACING_SAMPLER=always_off',
+                  'traceidratio'], id='sampler-contradicts-rate'),
     pytest.param({'FALCON_TRACING_EXCLUDE': 'healthz'}, ['FALCON_TRACING_EXCLUDE', '/path'],
                  id='exclude-no-slash'),
     pytest.param({'FALCON_TRACING_EXCLUDE': 'get_x /a'}, ['FALCON_TRACING_EXCLUDE'],
@@ -386,3 +393,82 @@ def test_readme_documents_every_variable_with_its_default():
 
 if __name__ == '__main__':
     print(readme_variables_block())
+
+
+# --- sampling: FALCON_TRACING_SAMPLER / OTEL_TRACES_SAMPLER and the rate -----------------
+
+@pytest.mark.parametrize('env, options, sampler, parent_based, rate', [
+    pytest.param({}, {}, 'parentbased_traceidratio', True, 1.0, id='default'),
+    pytest.param({'FALCON_TRACING_SAMPLE_RATE': '0.25'}, {}, 'parentbased_traceidratio',
+                 True, 0.25, id='rate-alone'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'always_off'}, {}, 'always_off', False, 0.0,
+                 id='otel-always-off'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'ALWAYS_ON'}, {}, 'always_on', False, 1.0,
+                 id='otel-case-insensitive'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'parentbased_always_off'}, {},
+                 'parentbased_always_off', True, 0.0, id='otel-parentbased-always-off'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'traceidratio', 'OTEL_TRACES_SAMPLER_ARG': '0.1'},
+                 {}, 'traceidratio', False, 0.1, id='otel-ratio-with-arg'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'parentbased_traceidratio'}, {},
+                 'parentbased_traceidratio', True, 1.0, id='otel-ratio-without-arg'),
+    pytest.param({'OTEL_TRACES_SAMPLER_ARG': '0.5'}, {}, 'parentbased_traceidratio', True,
+                 0.5, id='arg-with-the-default-ratio-sampler'),
+    pytest.param({'FALCON_TRACING_SAMPLER': 'always_on', 'OTEL_TRACES_SAMPLER': 'always_off'},
+                 {}, 'always_on', False, 1.0, id='ours-over-otel'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'always_off', 'FALCON_TRACING_SAMPLE_RATE': '0.5'},
+                 {}, 'traceidratio', False, 0.5, id='our-rate-over-otel-constant'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'parentbased_always_on',
+                  'FALCON_TRACING_SAMPLE_RATE': '0.5'}, {}, 'parentbased_traceidratio', True,
+                 0.5, id='our-rate-over-otel-parentbased-constant'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'always_off'}, {'sample_rate': 0.5}, 'traceidratio',
+                 False, 0.5, id='option-rate-over-otel-constant'),
+    pytest.param({}, {'sampler': 'parentbased_always_off'}, 'parentbased_always_off', True,
+                 0.0, id='option'),
+])
+def test_sampler_and_rate(env, options, sampler, parent_based, rate):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        config = TracingConfig.from_env(env, **options)
+    assert (config.sampler, config.parent_based, config.effective_sample_rate) == \
+        (sampler, parent_based, rate)
+
+
+@pytest.mark.parametrize('env, sampler, rate, words', [
+    pytest.param({'OTEL_TRACES_SAMPLER': 'xray'}, 'parentbased_traceidratio', 1.0,
+                 ["OTEL_TRACES_SAMPLER='xray'", 'always_off', 'parentbased_traceidratio'],
+                 id='unknown-otel-sampler'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'jaeger_remote', 'FALCON_TRACING_SAMPLE_RATE': '0.2'},
+                 'parentbased_traceidratio', 0.2, ['jaeger_remote'],
+                 id='unknown-otel-sampler-keeps-our-rate'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'traceidratio', 'OTEL_TRACES_SAMPLER_ARG': 'half'},
+                 'traceidratio', 1.0, ["OTEL_TRACES_SAMPLER_ARG='half'", 'ignored'],
+                 id='invalid-otel-arg'),
+    pytest.param({'OTEL_TRACES_SAMPLER': 'always_off', 'OTEL_TRACES_SAMPLER_ARG': '0.5'},
+                 'always_off', 0.0, ['OTEL_TRACES_SAMPLER_ARG', 'OTEL_TRACES_SAMPLER=always_off'],
+                 id='arg-of-a-constant-sampler'),
+])
+def test_otel_sampler_values_we_cannot_use_are_warned_about_and_ignored(env, sampler, rate,
+                                                                        words):
+    with pytest.warns(RuntimeWarning) as caught:
+        config = TracingConfig.from_env(env)
+    assert (config.sampler, config.effective_sample_rate) == (sampler, rate)
+    message = ' '.join(str(w.message) for w in caught)
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize('value, propagation, words', [
+    pytest.param('tracecontext,ottrace,baggage', ('w3c', 'baggage'),
+                 ['ottrace', 'tracecontext', 'b3multi'],
+                 id='unknown-skipped'),
+    pytest.param('ot-trace,Foo', ('b3', 'w3c', 'baggage'),
+                 ['ot-trace, foo', 'default b3,w3c,baggage'], id='all-unknown-default'),
+    pytest.param('none,b3', ('b3single',), ['none'], id='none-among-others'),
+])
+def test_unknown_otel_propagators_are_warned_about_and_skipped(value, propagation, words):
+    with pytest.warns(RuntimeWarning) as caught:
+        config = TracingConfig.from_env({'OTEL_PROPAGATORS': value})
+    assert config.propagation == propagation
+    assert len(caught) == 1  # one warning naming every skipped entry
+    for word in words:
+        assert word in str(caught[0].message)

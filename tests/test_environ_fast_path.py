@@ -50,6 +50,10 @@ HEADERS = [
     pytest.param({'traceparent': f'00-{TRACE}-{SPAN}-01',
                   'X-B3-TraceId': 'a' * 32, 'X-B3-SpanId': 'b' * 16}, id='two-traces'),
     pytest.param({'X-B3-TraceId': 'nothex', 'X-B3-SpanId': SPAN}, id='b3-invalid'),
+    pytest.param({'traceparent': f'00-{TRACE}-{SPAN}-03'}, id='w3c-random-sampled'),
+    pytest.param({'traceparent': f'00-{TRACE}-{SPAN}-02'}, id='w3c-random-unsampled'),
+    pytest.param({'X-B3-TraceId': TRACE, 'X-B3-SpanId': SPAN,
+                  'traceparent': f'00-{TRACE}-{SPAN}-02'}, id='b3-wins-w3c-random'),
 ]
 
 FORMATS = [
@@ -61,17 +65,22 @@ FORMATS = [
 ]
 
 
-def _tracer(cls: type, formats: tuple[str, ...], sampled: bool) -> tuple[Tracer, Any]:
+def _tracer(cls: type, formats: tuple[str, ...], sampled: bool,
+            random_ids: bool = False) -> tuple[Tracer, Any]:
     reporter = RecordingReporter()
+    ids = SequentialIds()
+    if random_ids:
+        # Claims the W3C random flag, so the fast path's templates must carry -02/-03.
+        ids.random_trace_ids = True  # type: ignore[attr-defined]
     tracer = cls(reporter, ConstSampler(sampled), build_propagator(formats),
-                 id_generator=SequentialIds())
+                 id_generator=ids)
     return tracer, reporter
 
 
 def _run(cls: type, formats: tuple[str, ...], headers: dict[str, str],
-         sampled: bool) -> dict[str, Any]:
-    tracer, reporter = _tracer(cls, formats, sampled)
-    middleware = TracingMiddleware(apps.echo_environ, tracer)
+         sampled: bool, random_ids: bool = False, scheme: str = 'old') -> dict[str, Any]:
+    tracer, reporter = _tracer(cls, formats, sampled, random_ids)
+    middleware = TracingMiddleware(apps.echo_environ, tracer, http_semconv=scheme)
     environ = make_environ('/p', query='a=1', headers=headers)
     outcome = call(middleware, environ)
     seen = {key: value for key, value in environ['test.app_environ'].items()
@@ -80,21 +89,24 @@ def _run(cls: type, formats: tuple[str, ...], headers: dict[str, str],
     fast = not isinstance(middleware._bound[1], functools.partial)
     finished = [((s.context.trace_id, s.context.span_id, s.context.parent_id,
                   s.context.sampled, s.context.debug, s.context.baggage,
-                  s.context.tracestate, s.context.extra),
+                  s.context.tracestate, s.context.extra, s.context.random_trace_id),
                  s.operation_name, s.tags) for s in reporter.spans]
     return {'status': outcome.status, 'environ': seen, 'span_type': type(span).__name__,
             'span_ids': (span.context.trace_id, span.context.span_id,
-                         span.context.parent_id, span.context.sampled),
+                         span.context.parent_id, span.context.sampled,
+                         span.context.random_trace_id),
             'finished': finished, 'fast': fast}
 
 
+@pytest.mark.parametrize('random_ids', [pytest.param(False, id='ids-not-random'),
+                                        pytest.param(True, id='ids-random')])
 @pytest.mark.parametrize('sampled', [pytest.param(True, id='sampled'),
                                      pytest.param(False, id='unsampled')])
 @pytest.mark.parametrize('formats', FORMATS)
 @pytest.mark.parametrize('headers', HEADERS)
-def test_fast_path_matches_the_opentracing_path(headers, formats, sampled):
-    fast = _run(Tracer, formats, headers, sampled)
-    plain = _run(_PlainTracer, formats, headers, sampled)
+def test_fast_path_matches_the_opentracing_path(headers, formats, sampled, random_ids):
+    fast = _run(Tracer, formats, headers, sampled, random_ids)
+    plain = _run(_PlainTracer, formats, headers, sampled, random_ids)
     assert plain.pop('fast') is False
     # Jaeger reads uberctx-* headers outside its fields: no fast path for it.
     assert fast.pop('fast') is ('jaeger' not in formats)
@@ -102,6 +114,17 @@ def test_fast_path_matches_the_opentracing_path(headers, formats, sampled):
     assert fast['status'] == '200 OK'
     # Reported exactly when the server span is sampled (an inbound decision wins).
     assert len(fast['finished']) == (1 if fast['span_ids'][3] else 0)
+
+
+@pytest.mark.parametrize('scheme', ['stable', 'dup'])
+@pytest.mark.parametrize('headers', HEADERS[:5])
+def test_fast_path_matches_for_every_tag_naming_scheme(headers, scheme):
+    fast = _run(Tracer, ('b3', 'w3c', 'baggage'), headers, True, scheme=scheme)
+    plain = _run(_PlainTracer, ('b3', 'w3c', 'baggage'), headers, True, scheme=scheme)
+    assert fast.pop('fast') is True and plain.pop('fast') is False
+    assert fast == plain
+    for _, _, tags in fast['finished']:
+        assert tags['http.request.method'] == 'GET' and tags['url.path'] == '/p'
 
 
 @pytest.mark.parametrize('headers, moved', [
@@ -159,3 +182,17 @@ def test_a_failing_injection_restores_the_incoming_headers():
     assert seen[ENVIRON_INCOMING] == {}
     # The request is still traced, as a child of the caller.
     assert [s.context.parent_id for s in reporter.spans] == [SPAN]
+
+
+@pytest.mark.parametrize('sampled, flags', [pytest.param(True, '03', id='sampled'),
+                                            pytest.param(False, '02', id='unsampled')])
+def test_fast_path_sets_the_random_flag_on_new_random_trace_ids(sampled, flags):
+    tracer = Tracer(RecordingReporter(), ConstSampler(sampled), build_propagator(('w3c',)))
+    middleware = TracingMiddleware(apps.echo_environ, tracer)
+    for _ in range(2):  # the first request binds the templates, the second uses them
+        environ = make_environ()
+        call(middleware, environ)
+        seen = environ['test.app_environ']
+        context = seen[ENVIRON_SPAN].context
+        assert seen['HTTP_TRACEPARENT'] == \
+            f'00-{context.trace_id}-{context.span_id}-{flags}'

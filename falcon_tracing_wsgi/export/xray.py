@@ -65,6 +65,7 @@ from collections.abc import Iterable
 from random import getrandbits as _getrandbits
 from typing import Any, Optional
 
+from .. import _semconv as sc
 from ..propagation.xray import to_xray_trace_id
 
 __all__ = ['SegmentEncoder', 'DAEMON_HEADER', 'MAX_DATAGRAM_BYTES', 'MAX_FRAMES']
@@ -85,7 +86,15 @@ _SEGMENT_KINDS = frozenset(('server', 'consumer'))
 _REMOTE_KINDS = frozenset(('client', 'producer'))
 _CONSUMED = frozenset(('span.kind', 'http.method', 'http.url', 'http.status_code',
                        'http.response_size', 'peer.ipv4', 'peer.ipv6', 'peer.service',
-                       'error', 'http.request.header.user-agent'))
+                       'error', 'http.request.header.user-agent',
+                       # the same values under OpenTelemetry's stable names (_semconv.py)
+                       sc.REQUEST_METHOD, sc.METHOD_ORIGINAL, sc.RESPONSE_STATUS_CODE,
+                       sc.URL_FULL, sc.USER_AGENT))
+#: The request method as sent: the stable name holds _OTHER for unknown methods.
+_METHOD_NAMES = (sc.HTTP_METHOD, sc.METHOD_ORIGINAL, sc.REQUEST_METHOD)
+_USER_AGENT_NAMES = ('http.request.header.user-agent', sc.USER_AGENT)
+_CLIENT_IP_NAMES = (sc.PEER_IPV4, sc.PEER_IPV6, sc.NETWORK_PEER_ADDRESS)
+_HOST_NAMES = (sc.PEER_HOSTNAME, sc.SERVER_ADDRESS, sc.PEER_IPV4, sc.PEER_IPV6)
 _TRACE_ID = re.compile(r'[0-9a-f]{16}|[0-9a-f]{32}')
 _SPAN_ID = re.compile(r'[0-9a-f]{16}')
 # X-Ray names: Unicode letters, digits, whitespace and _ . : / % & # = + \ - @
@@ -94,6 +103,24 @@ _ANNOTATION_BAD = re.compile(r'[^A-Za-z0-9_]')
 _URL_HOST = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]/]*\]|[^:/?#]+)')
 _FRAME = re.compile(r'^\s*File "([^"\n]*)", line (\d+), in ([^\n]+)$', re.MULTILINE)
 _ERROR_FIELDS = ('error.kind', 'error.object')
+
+
+def _server_url(tags: dict[str, Any]) -> Optional[str]:
+    """A server span's URL from the stable conventions' parts (they have no whole URL)."""
+    path = tags.get(sc.URL_PATH)
+    host = tags.get(sc.SERVER_ADDRESS)
+    if path is None or host is None:
+        return None
+    scheme = tags.get(sc.URL_SCHEME) or 'http'
+    host = _text(host)
+    if ':' in host:
+        host = f'[{host}]'
+    port = tags.get(sc.SERVER_PORT)
+    if port is not None and port != {'http': 80, 'https': 443}.get(scheme):
+        host = f'{host}:{port}'
+    query = tags.get(sc.URL_QUERY)
+    url = f'{scheme}://{host}{path}'
+    return f'{url}?{query}' if query else url
 
 
 def _text(value: Any) -> str:
@@ -234,7 +261,7 @@ class SegmentEncoder:
         http = self._http(tags, segment)
         if http:
             document['http'] = http
-        status = _status(tags.get('http.status_code'))
+        status = _status(sc.first_of(tags, sc.STATUS_CODE_NAMES))
         if status is not None and 400 <= status < 500:
             document['error'] = True
             if status == 429:
@@ -271,12 +298,12 @@ class SegmentEncoder:
         service = tags.get('peer.service')
         if service:
             return _text(service)
-        url = tags.get('http.url')
+        url = sc.first_of(tags, sc.URL_NAMES)
         if isinstance(url, str):
             match = _URL_HOST.match(url)
             if match is not None and match.group(1):
                 return match.group(1).strip('[]')
-        for key in ('peer.hostname', 'peer.ipv4', 'peer.ipv6'):
+        for key in _HOST_NAMES:
             value = tags.get(key)
             if value:
                 return _text(value)
@@ -285,21 +312,23 @@ class SegmentEncoder:
     def _http(self, tags: dict[str, Any], segment: bool) -> dict[str, Any]:
         limit = self._limit
         request: dict[str, Any] = {}
-        method = tags.get('http.method')
+        method = sc.first_of(tags, _METHOD_NAMES)
         if method is not None:
             request['method'] = _text(method)[:_SHORT_LENGTH]
-        url = tags.get('http.url')
+        url = sc.first_of(tags, sc.URL_NAMES)
+        if url is None and segment:
+            url = _server_url(tags)
         if url is not None:
             request['url'] = _text(url)[:limit]
         if segment:
-            address = tags.get('peer.ipv4') or tags.get('peer.ipv6')
+            address = sc.first_of(tags, _CLIENT_IP_NAMES)
             if address:
                 request['client_ip'] = _text(address)[:_SHORT_LENGTH]
-            agent = tags.get('http.request.header.user-agent')
+            agent = sc.first_of(tags, _USER_AGENT_NAMES)
             if agent is not None:
                 request['user_agent'] = _text(agent)[:limit]
         response: dict[str, Any] = {}
-        status = _status(tags.get('http.status_code'))
+        status = _status(sc.first_of(tags, sc.STATUS_CODE_NAMES))
         if status is not None:
             response['status'] = status
         if segment:

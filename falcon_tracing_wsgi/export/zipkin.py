@@ -31,6 +31,10 @@ on a thread that shares the GIL with the requests being served):
     Zipkin (an ``ipv4`` that is not a dotted quad, a port outside 1..65535, ...) stays
     a tag instead, so nothing is lost and the collector never rejects the span for it.
     ``peer.hostname`` has no Zipkin field and stays a tag.
+  - Without any ``peer.*`` tag, the ``remoteEndpoint`` is filled from OpenTelemetry's
+    stable names (``FALCON_TRACING_HTTP_SEMCONV=stable``): ``network.peer.address`` and
+    ``network.peer.port``, else, on a client span, ``server.address`` (an IP literal)
+    and ``server.port``. Those tags stay tags: they are what the user asked to see.
   - Every other tag value becomes a string: ``True`` -> ``"true"``, ``200`` -> ``"200"``.
 
 * Logs become annotations: a log whose only field is ``event`` is annotated with the
@@ -65,6 +69,12 @@ DEFAULT_MAX_VALUE_LENGTH = 4096
 
 _KIND_FRAGMENTS = {kind: f',"kind":"{kind.upper()}"'
                    for kind in ('server', 'client', 'producer', 'consumer')}
+# OpenTelemetry's stable names of the same peer (see _semconv.py; not imported, so this
+# format module stays free of package imports).
+_NETWORK_PEER_ADDRESS = 'network.peer.address'
+_NETWORK_PEER_PORT = 'network.peer.port'
+_SERVER_ADDRESS = 'server.address'
+_SERVER_PORT = 'server.port'
 _PEER_TAGS = frozenset(('span.kind', 'peer.service', 'peer.ipv4', 'peer.ipv6', 'peer.port'))
 _DOTTED_QUAD = re.compile(r'(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}'
                           r'(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)')
@@ -408,6 +418,10 @@ class JsonV2Encoder:
             elif service is not _ABSENT or ipv4 is not _ABSENT or port is not _ABSENT \
                     or ipv6 is not _ABSENT:
                 remote_json = self._remote_endpoint(service, ipv4, ipv6, port, add, limit)
+            else:
+                # PERF: reached only by spans without peer.* tags (stable names, internal
+                # spans): two dict lookups.
+                remote_json = self._stable_remote_endpoint(tags, kind)
             if pairs:
                 tags_json = ',"tags":{' + ','.join(pairs) + '}'
         if self._process_pairs:
@@ -471,6 +485,30 @@ class JsonV2Encoder:
                 add(_tag_pair('peer.port', port, limit))
             else:
                 fields.append(f'"port":{valid}')
+        if not fields:
+            return ''
+        return ',"remoteEndpoint":{' + ','.join(fields) + '}'
+
+    def _stable_remote_endpoint(self, tags: Any, kind: Any) -> str:
+        """The ',"remoteEndpoint":{...}' fragment from the stable HTTP names ('' if none).
+
+        Invalid values are simply not lifted (they are tags already).
+        """
+        address = tags.get(_NETWORK_PEER_ADDRESS)
+        port = tags.get(_NETWORK_PEER_PORT)
+        if address is None and port is None:
+            if type(kind) is not str or kind.lower() not in ('client', 'producer'):
+                return ''
+            address = tags.get(_SERVER_ADDRESS)
+            port = tags.get(_SERVER_PORT)
+        fields = []
+        if type(address) is str:
+            if self._address_cache.get(address) or self._address_ok(address, _valid_ipv4):
+                fields.append('"ipv4":"' + address + '"')
+            elif self._address_ok('6/' + address, _valid_ipv6, 2):
+                fields.append('"ipv6":"' + address + '"')
+        if type(port) is int and 0 < port < 65536:
+            fields.append(f'"port":{port}')
         if not fields:
             return ''
         return ',"remoteEndpoint":{' + ','.join(fields) + '}'

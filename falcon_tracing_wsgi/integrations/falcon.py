@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 import falcon
 
-from .._wsgi import record_exception, set_tags
+from .._wsgi import ENVIRON_ERROR_TYPE, record_exception, set_tags
 from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
@@ -134,6 +134,8 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
             # (a 500 from the default handler is an error; a 418 by the user's is not).
             record_exception(span, error, mark_error=not handled)
         env[_ENVIRON_RECORDED] = True
+        # error.type of a 5xx response (stable HTTP conventions): the exception's class.
+        env[ENVIRON_ERROR_TYPE] = type(error).__qualname__
     except Exception:
         _log.warning('tracing failed to record a Falcon exception', exc_info=True)
 

@@ -135,6 +135,7 @@ class CompositePropagator:
         baggage = winner.baggage
         tracestate = winner.tracestate
         extra = winner.extra
+        random_trace_id = winner.random_trace_id
         changed = False
         for context in contexts:
             if context is winner:
@@ -149,13 +150,17 @@ class CompositePropagator:
             if tracestate is None and context.tracestate is not None and same_trace:
                 tracestate = context.tracestate
                 changed = True
+            if not random_trace_id and context.random_trace_id and same_trace:
+                # Only W3C carries the flag; it describes the id whichever format won.
+                random_trace_id = True
+                changed = True
             if context.extra and (same_trace or context.trace_id is None):
                 extra = dict(context.extra, **extra) if extra else dict(context.extra)
                 changed = True
         if not changed:
             return winner
         return SpanContext(winner.trace_id, winner.span_id, winner.parent_id, winner.sampled,
-                           winner.debug, baggage, tracestate, extra)
+                           winner.debug, baggage, tracestate, extra, random_trace_id)
 
     def inject(self, context: SpanContext, carrier: MutableMapping[str, str]) -> None:
         """Write ``context`` in every format, in order."""

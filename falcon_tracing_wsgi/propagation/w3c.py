@@ -1,4 +1,4 @@
-"""W3C Trace Context (Level 1 Recommendation): the ``traceparent`` and ``tracestate`` headers.
+"""W3C Trace Context (Level 2): the ``traceparent`` and ``tracestate`` headers.
 
 ``traceparent: {version}-{trace-id}-{parent-id}-{trace-flags}`` carries the caller's
 identity; ``tracestate`` carries vendor entries that we pass on untouched. We follow the
@@ -15,12 +15,21 @@ Recommendation and the expectations of its test suite:
   Leading and trailing spaces or tabs around the value are ignored.
 * **Duplicate headers.** ``traceparent`` is not a list, so two of them (joined with
   ``,`` under WSGI) are invalid, as the test suite expects.
-* **Flags.** Only the ``sampled`` bit is read. W3C has no "defer": a valid header always
-  yields ``sampled`` ``True`` or ``False``, and an absent header yields no context.
+* **Flags.** The ``sampled`` bit (``0x01``) and Level 2's ``random`` trace-id bit
+  (``0x02``) are read; the other bits are reserved and always written as zero. W3C has
+  no "defer": a valid header always yields ``sampled`` ``True`` or ``False``, and an
+  absent header yields no context. The random bit goes to
+  ``SpanContext.random_trace_id``; the tracer copies it to every child, so an inbound
+  ``-03`` leaves as ``-03`` (or ``-02`` when this service does not sample), and it is
+  set on the trace ids this package draws at random (see ``tracer/ids.py``).
 * **tracestate.** Repeated headers are combined (``,``); empty members and optional
-  whitespace are allowed and dropped. Each member must match the key and value grammar,
-  keys must be unique, and there may be at most 32 members; otherwise the whole
-  ``tracestate`` is dropped without affecting ``traceparent``. The kept value is stored
+  whitespace are allowed and dropped. Keys follow Level 2's grammar: up to 256
+  characters of ``a-z 0-9 _ - * / @``, starting with a letter or a digit (Level 1's
+  ``tenant@vendor`` form is a special case of it). A key that appears twice is
+  inherited, not fatal: the left-most entry (the most recent one, since vendors add on
+  the left) is kept and the later duplicates are discarded, as the spec allows. A
+  member that breaks the key or value grammar, or more than 32 members, make the whole
+  ``tracestate`` dropped without affecting ``traceparent``. The kept value is stored
   normalised (``k=v,k=v``) in ``SpanContext.tracestate``. We propagate at most
   :data:`MAX_TRACESTATE_LENGTH` (512) characters, the spec's minimum, truncating whole
   entries as it prescribes: entries longer than 128 characters go first, then entries
@@ -54,7 +63,10 @@ _TRACEPARENT_RE = re.compile(r'([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9
 _ZERO_TRACE_ID = '0' * 32
 _ZERO_SPAN_ID = '0' * 16
 _PAD_64 = '0' * 16
-_ODD_HEX = frozenset('13579bdf')
+_SAMPLED_FLAG = 0x01
+_RANDOM_FLAG = 0x02
+#: trace-flags written for (sampled | random << 1): the other bits are reserved (zero).
+_FLAGS = ('00', '01', '02', '03')
 
 #: The longest ``tracestate`` we propagate (the spec asks for at least 512 characters).
 MAX_TRACESTATE_LENGTH = 512
@@ -66,14 +78,14 @@ _MAX_MEMBERS = 32
 _MAX_TRACESTATE_INPUT = _MAX_MEMBERS * 514 + 1024
 #: Comma-separated parts, empty ones included, we are willing to look at.
 _MAX_PARTS = 4 * _MAX_MEMBERS
-_KEY = (r'(?:[a-z][a-z0-9_\-*/]{0,255}'
-        r'|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})')
+#: Level 2: ``key = ( lcalpha / DIGIT ) 0*255 ( keychar )``, keychar adds ``_ - * / @``.
+_KEY = r'[a-z0-9][a-z0-9_\-*/@]{0,255}'
 _VALUE = r'[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]'
 _MEMBER_RE = re.compile(f'({_KEY})={_VALUE}')
 
 
-def _parse_traceparent(raw: str) -> Optional[tuple[str, str, bool]]:
-    """Return ``(trace_id, span_id, sampled)`` or ``None`` when invalid."""
+def _parse_traceparent(raw: str) -> Optional[tuple[str, str, int]]:
+    """Return ``(trace_id, span_id, trace_flags)`` or ``None`` when invalid."""
     if len(raw) > _MAX_TRACEPARENT:
         return None
     value = raw.strip(OWS)
@@ -92,7 +104,7 @@ def _parse_traceparent(raw: str) -> Optional[tuple[str, str, bool]]:
         return None
     if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
-    return trace_id, span_id, flags[1] in _ODD_HEX
+    return trace_id, span_id, int(flags, 16)
 
 
 def _parse_tracestate(raw: str) -> Optional[str]:
@@ -112,7 +124,10 @@ def _parse_tracestate(raw: str) -> Optional[str]:
         if match is None:
             return None
         key = match.group(1)
-        if key in keys or len(members) == _MAX_MEMBERS:
+        if key in keys:
+            # Inherited duplicates: keep the left-most (most recent) entry.
+            continue
+        if len(members) == _MAX_MEMBERS:
             return None
         keys.add(key)
         members.append(member)
@@ -170,11 +185,12 @@ class TraceContextPropagator(HeaderNames):
             if parsed is None:
                 _log.debug('ignoring invalid traceparent %.80r', raw)
                 return None
-            trace_id, span_id, sampled = parsed
+            trace_id, span_id, flags = parsed
             tracestate = carrier.get(_TRACESTATE)
             if tracestate is not None:
                 tracestate = _parse_tracestate(tracestate)
-            return SpanContext(trace_id, span_id, None, sampled, False, None, tracestate)
+            return SpanContext(trace_id, span_id, None, bool(flags & _SAMPLED_FLAG), False,
+                               None, tracestate, None, bool(flags & _RANDOM_FLAG))
         except (TypeError, AttributeError):
             # A carrier that breaks the contract (a non-str value): tracing must not
             # fail the request. PERF: a try block costs nothing on 3.11 when not raised.
@@ -185,14 +201,16 @@ class TraceContextPropagator(HeaderNames):
         """Write ``traceparent`` (version 00) and, when there is one, ``tracestate``.
 
         A context without ids (a bare sampling decision or baggage) writes nothing: W3C
-        cannot express it. Debug maps to the sampled flag; a deferred decision to ``00``.
+        cannot express it. Debug maps to the sampled flag, a deferred decision to an unset
+        one; ``random_trace_id`` sets the random flag (``0x02``).
         """
         trace_id = context.trace_id
         if trace_id is None or context.span_id is None:
             return
         if len(trace_id) == 16:
             trace_id = _PAD_64 + trace_id
-        flags = '01' if context.sampled or context.debug else '00'
+        flags = _FLAGS[(1 if context.sampled or context.debug else 0)
+                       | (2 if context.random_trace_id else 0)]
         carrier[self._traceparent_header] = f'00-{trace_id}-{context.span_id}-{flags}'
         if context.tracestate:
             carrier[self._tracestate_header] = context.tracestate

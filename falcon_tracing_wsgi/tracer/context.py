@@ -19,6 +19,12 @@ Design (decided once, relied on by every propagation codec, the tracer and the r
 * ``tracestate`` carries the W3C ``tracestate`` header (or ``None``) so a service passes
   on what it does not understand. ``extra`` is a small dict for other formats' opaque
   pass-through fields (for example the X-Ray header's unknown keys); ``None`` when empty.
+* ``random_trace_id`` is W3C Trace Context Level 2's *random* trace-flag (``0x02``): at
+  least the right-most 7 bytes of ``trace_id`` were drawn uniformly at random. It belongs
+  to the trace id, not to one span: every child copies it, and it is true only when this
+  package drew the id at random or a W3C caller said so. Formats that cannot carry it
+  (B3, Jaeger, X-Ray, the binary encoding) extract ``False``: unknown means unset, as
+  the spec requires for ids whose randomness is not known.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class SpanContext(opentracing.SpanContext):
         baggage: baggage items; the dict is owned by the context and never changed.
         tracestate: the W3C ``tracestate`` value to pass on, if any.
         extra: opaque pass-through fields of other formats, if any.
+        random_trace_id: the W3C *random* trace-flag: the right-most 7 bytes of
+            ``trace_id`` are random (see the module docstring).
     """
 
     __slots__ = ('trace_id', 'span_id', 'parent_id', 'sampled', 'debug', '_baggage',
-                 'tracestate', 'extra')
+                 'tracestate', 'extra', 'random_trace_id')
 
     def __init__(
         self,
@@ -60,6 +68,7 @@ class SpanContext(opentracing.SpanContext):
         baggage: Optional[dict[str, str]] = None,
         tracestate: Optional[str] = None,
         extra: Optional[dict[str, str]] = None,
+        random_trace_id: bool = False,
     ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
@@ -69,6 +78,7 @@ class SpanContext(opentracing.SpanContext):
         self._baggage = baggage or _EMPTY
         self.tracestate = tracestate
         self.extra = extra
+        self.random_trace_id = random_trace_id
 
     @property
     def baggage(self) -> dict[str, str]:
@@ -88,7 +98,8 @@ class SpanContext(opentracing.SpanContext):
         else:
             baggage[key] = value
         return SpanContext(self.trace_id, self.span_id, self.parent_id, self.sampled,
-                           self.debug, baggage, self.tracestate, self.extra)
+                           self.debug, baggage, self.tracestate, self.extra,
+                           self.random_trace_id)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SpanContext):
@@ -96,7 +107,8 @@ class SpanContext(opentracing.SpanContext):
         return (self.trace_id == other.trace_id and self.span_id == other.span_id
                 and self.parent_id == other.parent_id and self.sampled == other.sampled
                 and self.debug == other.debug and self._baggage == other._baggage
-                and self.tracestate == other.tracestate and self.extra == other.extra)
+                and self.tracestate == other.tracestate and self.extra == other.extra
+                and self.random_trace_id == other.random_trace_id)
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking value object
 
@@ -104,4 +116,5 @@ class SpanContext(opentracing.SpanContext):
         return (f'SpanContext(trace_id={self.trace_id!r}, span_id={self.span_id!r}, '
                 f'parent_id={self.parent_id!r}, sampled={self.sampled!r}, '
                 f'debug={self.debug!r}, baggage={self._baggage!r}, '
-                f'tracestate={self.tracestate!r}, extra={self.extra!r})')
+                f'tracestate={self.tracestate!r}, extra={self.extra!r}, '
+                f'random_trace_id={self.random_trace_id!r})')

@@ -19,6 +19,21 @@ Design:
 the tracer any object with the same two methods to get reproducible ids.
 :class:`XRayIdGenerator` makes 128-bit trace ids whose first 32 bits are the epoch
 seconds, as AWS X-Ray's trace ids are (``1-{8 hex seconds}-{24 hex random}``).
+
+**W3C random flag.** Both generators say ``random_trace_ids = True``, and the tracer then
+sets ``SpanContext.random_trace_id`` (W3C Trace Context Level 2's ``0x02`` flag) on the
+traces they start. The flag promises only that the *right-most 7 bytes* of the 16-byte
+W3C trace id are uniformly random, which holds for all of them:
+
+* a random 128-bit id: all 16 bytes are random;
+* a random 64-bit id, written left-padded with zeros in ``traceparent``: the right-most
+  8 bytes are random, which is exactly the case the spec's "shorter identifiers" section
+  allows to keep the flag;
+* an X-Ray id: only the *left-most* 4 bytes are the clock; the right-most 12 are random.
+
+(The zero redraw removes one value out of 2**64, which does not make the low 56 bits
+measurably non-uniform.) A generator without the attribute, such as a test's sequential
+ids, is assumed not random: the flag stays unset.
 """
 
 from __future__ import annotations
@@ -110,6 +125,9 @@ class RandomIdGenerator:
 
     __slots__ = ('trace_id', 'span_id', 'trace_ids')
 
+    #: The right-most 7 bytes of every trace id are random (the W3C random flag).
+    random_trace_ids = True
+
     def __init__(self, trace_id_128bit: bool = True) -> None:
         self.trace_id = new_trace_id_128 if trace_id_128bit else new_trace_id_64
         self.span_id = new_span_id
@@ -128,6 +146,9 @@ class XRayIdGenerator:
     """
 
     __slots__ = ('trace_id', 'span_id')
+
+    #: The time stamp is on the left; the right-most 12 bytes are random.
+    random_trace_ids = True
 
     def __init__(self) -> None:
         self.trace_id = new_xray_trace_id

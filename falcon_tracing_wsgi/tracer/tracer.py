@@ -20,6 +20,9 @@ Design:
   new trace (new trace id, no parent) that keeps the decision and the baggage.
 * An inbound 64-bit trace id stays 64 bits: ids are hex strings copied from the parent.
   New trace ids are 128-bit unless ``trace_id_128bit=False``.
+* The W3C *random* trace-id flag (``SpanContext.random_trace_id``) describes the trace
+  id, so it travels with it: a child copies its parent's, and a new trace id gets the id
+  generator's ``random_trace_ids`` (``False`` when a generator does not say).
 * **Propagation** goes through one :class:`~falcon_tracing_wsgi._types.Propagator` (the
   composite of the configured formats) for both ``Format.HTTP_HEADERS`` and
   ``Format.TEXT_MAP``. The propagator reads lower-case names, so :meth:`extract` passes a
@@ -84,7 +87,8 @@ class Tracer(opentracing.Tracer):
             force sampling).
         id_generator: an object with ``trace_id()`` and ``span_id()`` methods returning
             hex ids, to replace the random ids (tests use sequential ones); when given,
-            ``trace_id_128bit`` is not used.
+            ``trace_id_128bit`` is not used. Its ``random_trace_ids`` attribute (default
+            false) says whether the right-most 7 bytes of its trace ids are random.
 
     Raises:
         TypeError: a collaborator lacks a method its protocol requires.
@@ -130,6 +134,7 @@ class Tracer(opentracing.Tracer):
         self._new_trace_id = id_generator.trace_id
         self._new_span_id = id_generator.span_id
         self._new_trace_ids = getattr(id_generator, 'trace_ids', None) or self._draw_trace_ids
+        self._random_ids = getattr(id_generator, 'random_trace_ids', False) is True
         # PERF: a constant sampler's decision is read, not asked (no call per trace).
         self._const_sampler = sampler if type(sampler) is ConstSampler else None
         # When the propagator reads no header outside its ``fields``, a carrier that can
@@ -219,18 +224,19 @@ class Tracer(opentracing.Tracer):
                     sampled = self._decide(trace_id, name)
                 context = SpanContext(trace_id, span_id, parent.span_id, sampled,
                                       parent.debug, parent.baggage, parent.tracestate,
-                                      parent.extra)
+                                      parent.extra, parent.random_trace_id)
             else:
                 # A decision and/or baggage without ids: a new trace that keeps them.
                 trace_id = self._new_trace_id()
                 if sampled is None:
                     sampled = self._decide(trace_id, name)
                 context = SpanContext(trace_id, span_id, None, sampled, parent.debug,
-                                      parent.baggage)
+                                      parent.baggage, None, None, self._random_ids)
         else:
             trace_id = self._new_trace_id()
             context = SpanContext(trace_id, span_id, None, self._decide(trace_id, name),
-                                  False, _foreign_baggage(parent))
+                                  False, _foreign_baggage(parent), None, None,
+                                  self._random_ids)
 
         if context.sampled:
             span = Span(self, context, name, start_time, tags)
@@ -249,7 +255,8 @@ class Tracer(opentracing.Tracer):
         trace_id, span_id = self._new_trace_ids()
         const = self._const_sampler
         sampled = const.decision if const is not None else self._decide(trace_id, name)
-        context = SpanContext(trace_id, span_id, None, sampled)
+        context = SpanContext(trace_id, span_id, None, sampled, False, None, None, None,
+                              self._random_ids)
         if sampled:
             return Span(self, context, name, start_time, tags)
         return UnsampledSpan(self, context, name)
@@ -362,7 +369,7 @@ class Tracer(opentracing.Tracer):
                                                         or context.debug):
             context = SpanContext(context.trace_id, context.span_id, context.parent_id,
                                   None, False, context.baggage, context.tracestate,
-                                  context.extra)
+                                  context.extra, context.random_trace_id)
         return context
 
     def flush(self, timeout: float = 5.0) -> bool:

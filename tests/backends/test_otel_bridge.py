@@ -147,6 +147,11 @@ def test_inject_and_extract_round_trip_and_formats(bridge):
     carrier = {}
     tracer.inject(parent, Format.TEXT_MAP, carrier)
     assert carrier['traceparent'] == f'00-{TRACE}-{CALLER}-01'
+    # W3C Level 2's random flag crosses the shim both ways.
+    random_parent = tracer.extract(Format.TEXT_MAP, {'traceparent': f'00-{TRACE}-{CALLER}-03'})
+    carrier = {}
+    tracer.inject(random_parent, Format.TEXT_MAP, carrier)
+    assert carrier['traceparent'] == f'00-{TRACE}-{CALLER}-03'
     with pytest.raises(UnsupportedFormatException):
         tracer.inject(parent, Format.BINARY, bytearray())
     with pytest.raises(UnsupportedFormatException):
@@ -199,6 +204,10 @@ _APP = """
                  False, id='otel-sampler'),
     pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'FALCON_TRACING_SAMPLE_RATE': '0'},
                  False, id='sample-rate'),
+    pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'FALCON_TRACING_SAMPLER': 'always_off'},
+                 False, id='our-sampler'),
+    pytest.param({'OTEL_TRACES_EXPORTER': 'console', 'OTEL_TRACES_SAMPLER': 'always_off',
+                  'FALCON_TRACING_SAMPLE_RATE': '1'}, True, id='our-rate-wins'),
 ])
 def test_wrap_builds_the_provider_from_the_environment(env, exported):
     result = _run(_APP, FALCON_TRACING_TRACER='otel', OTEL_SERVICE_NAME='users', **env)

@@ -80,10 +80,12 @@ def test_wrap_exports_otlp_with_only_otel_variables(receiver: OtlpReceiver, monk
     ok, missing = spans
     assert ok.kind == PbSpan.SPAN_KIND_SERVER and len(ok.trace_id) == 16
     assert ok.status.code == 0 and missing.status.code == 0  # a server 4xx stays unset
-    assert attributes(ok.attributes)['http.status_code'] == ('int_value', 200)
-    assert attributes(missing.attributes)['http.status_code'] == ('int_value', 404)
-    assert attributes(ok.attributes)['peer.port'] == ('int_value', 50000)
-    assert 'span.kind' not in attributes(ok.attributes)
+    # OTLP spans carry OpenTelemetry's stable HTTP names by default (no OpenTracing ones).
+    assert attributes(ok.attributes)['http.response.status_code'] == ('int_value', 200)
+    assert attributes(missing.attributes)['http.response.status_code'] == ('int_value', 404)
+    assert attributes(ok.attributes)['http.request.method'] == ('string_value', 'GET')
+    assert attributes(ok.attributes)['network.peer.port'] == ('int_value', 50000)
+    assert not {'span.kind', 'http.status_code', 'http.method'} & set(attributes(ok.attributes))
 
     (first, *_) = receiver.received
     headers = first.headers

@@ -15,6 +15,7 @@ from opentracing import Format
 from opentracing.mocktracer import MockTracer
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from falcon_tracing_wsgi import _semconv
 from falcon_tracing_wsgi.integrations.requests import (
     TracedSession, TracingAdapter, instrument_session)
 
@@ -122,6 +123,28 @@ def test_client_span_tags_and_status(server, base_url, tracer, method, path, sta
     assert span.tags == expected
     assert span.operation_name == 'HTTP ' + method
     assert span.finished
+
+
+@pytest.mark.parametrize(('path', 'status', 'error_type'), [
+    pytest.param('/ok?token=abc', 200, None, id='ok'),
+    pytest.param('/status/404', 404, '404', id='4xx-is-a-client-error'),
+    pytest.param('/status/503', 503, '503', id='5xx'),
+])
+def test_client_span_stable_http_names(server, base_url, tracer, path, status, error_type):
+    """OTEL_SEMCONV_STABILITY_OPT_IN=http: OpenTelemetry's stable names only."""
+    _semconv.set_default('stable')  # what install() does; conftest restores it
+    with TracedSession(tracer=tracer) as session:
+        session.get(base_url + path, timeout=_TIMEOUT)
+    span = _only_span(tracer)
+    expected = {
+        'span.kind': 'client', 'component': 'requests', 'http.request.method': 'GET',
+        'url.full': base_url + path.replace('abc', 'REDACTED'),
+        'server.address': '127.0.0.1', 'server.port': server.server_address[1],
+        'http.response.status_code': status,
+    }
+    if error_type is not None:
+        expected.update({'error': True, 'error.type': error_type})
+    assert span.tags == expected
 
 
 def test_server_receives_context_of_the_client_span(server, base_url, tracer):

@@ -79,6 +79,20 @@ def test_tracestate_is_kept_only_for_the_same_trace(b3_trace, traceparent, kept)
     assert context.tracestate == ('congo=t61rcWkgMzE' if kept else None)
 
 
+@pytest.mark.parametrize('b3_trace, traceparent, random', [
+    pytest.param(T32, f'00-{T32}-{S2}-03', True, id='same-trace-random'),
+    pytest.param(T16, f'00-{"0" * 16}{T16}-{S2}-02', True, id='same-trace-64-bit-random'),
+    pytest.param(T32, f'00-{T32}-{S2}-01', False, id='same-trace-not-random'),
+    pytest.param(T16, f'00-{T32}-{S2}-03', False, id='other-trace'),
+])
+def test_the_random_flag_of_the_same_trace_is_kept(b3_trace, traceparent, random):
+    # B3 cannot say whether its id is random; W3C can, about the same id.
+    carrier = {'x-b3-traceid': b3_trace, 'x-b3-spanid': S1, 'traceparent': traceparent}
+    context = build_propagator(['b3', 'w3c']).extract(carrier)
+    assert (context.trace_id, context.span_id) == (b3_trace, S1)
+    assert context.random_trace_id is random
+
+
 def test_the_winners_decision_is_not_merged():
     # A B3 deferral stays a deferral even though W3C (which cannot defer) says 00.
     carrier = {'x-b3-traceid': T32, 'x-b3-spanid': S1, 'traceparent': f'00-{T32}-{S1}-00'}

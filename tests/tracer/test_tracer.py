@@ -9,8 +9,10 @@ import pytest
 from opentracing import (Format, InvalidCarrierException, UnsupportedFormatException,
                          child_of, follows_from)
 
+from falcon_tracing_wsgi.propagation import build_propagator
 from falcon_tracing_wsgi.testing import InMemoryReporter
 from falcon_tracing_wsgi.tracer import ConstSampler, SpanContext, Tracer, UnsampledSpan
+from falcon_tracing_wsgi.tracer.ids import XRayIdGenerator
 
 from .fakes import (BrokenPropagator, BrokenReporter, BrokenSampler, CaseInsensitiveCarrier,
                     FakePropagator, RecordingReporter, RecordingSampler, SequentialIds)
@@ -471,3 +473,46 @@ def test_untrusted_extract_drops_the_decision_in_every_format():
         assert (context.sampled, context.debug) == (None, False)
         assert (context.trace_id, context.span_id, context.baggage) == (TRACE_128, SPAN,
                                                                        {'k': 'v'})
+
+
+# --- the W3C random trace-id flag -------------------------------------------------------
+
+class _RandomSequentialIds(SequentialIds):
+    random_trace_ids = True
+
+
+@pytest.mark.parametrize('kwargs, random', [
+    pytest.param({}, True, id='random-128'),
+    pytest.param({'trace_id_128bit': False}, True, id='random-64'),
+    pytest.param({'id_generator': XRayIdGenerator()}, True, id='xray-ids'),
+    pytest.param({'id_generator': SequentialIds()}, False, id='generator-does-not-say'),
+    pytest.param({'id_generator': _RandomSequentialIds()}, True, id='generator-says-so'),
+])
+def test_new_traces_carry_the_generators_random_flag(kwargs, random):
+    tracer, _ = make(**kwargs)
+    root = tracer.start_span('root')
+    child = tracer.start_span('child', child_of=root)
+    decision_only = tracer.start_span('new', child_of=SpanContext(None, None, None, True))
+    assert root.context.random_trace_id is random
+    assert child.context.random_trace_id is random
+    assert decision_only.context.random_trace_id is random
+
+
+@pytest.mark.parametrize('trust', [pytest.param(True, id='trusted'),
+                                   pytest.param(False, id='untrusted')])
+@pytest.mark.parametrize('flags, inbound', [pytest.param('03', True, id='inbound-random'),
+                                            pytest.param('01', False, id='inbound-not-random')])
+def test_an_extracted_random_flag_is_kept_by_children(trust, flags, inbound):
+    # The generator's flag must not leak onto a continued trace, nor hide the caller's.
+    tracer, _ = make(trust_inbound_sampling=trust, propagator=build_propagator(('w3c',)),
+                     id_generator=SequentialIds() if inbound else _RandomSequentialIds())
+    parent = tracer.extract(Format.HTTP_HEADERS,
+                            {'traceparent': f'00-{TRACE_128}-{SPAN}-{flags}'})
+    child = tracer.start_span('child', child_of=parent)
+    grandchild = tracer.start_span('grandchild', child_of=child)
+    assert parent.random_trace_id is inbound
+    assert child.context.random_trace_id is inbound
+    assert grandchild.context.random_trace_id is inbound
+    carrier = {}
+    tracer.inject(grandchild, Format.HTTP_HEADERS, carrier)
+    assert carrier['traceparent'][-2:] == ('03' if inbound else '01')
