@@ -42,10 +42,10 @@ These services are configured by environment variables only. To send the same sp
 a real tracing backend, change one variable and run them again:
 
   Zipkin  FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
-          e.g. docker run -p 9411:9411 openzipkin/zipkin   (UI: http://localhost:9411)
+          e.g. docker run -p 9411:9411 openzipkin/zipkin:3.6.1   (UI: http://localhost:9411)
   Jaeger  FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
-          Jaeger's Zipkin-compatible receiver, e.g. jaegertracing/all-in-one with
-          COLLECTOR_ZIPKIN_HOST_PORT=:9411   (UI: http://localhost:16686)
+          Jaeger v2's Zipkin receiver, on by default, e.g. docker run -p 16686:16686
+          -p 9411:9411 jaegertracing/jaeger:2.12.0   (UI: http://localhost:16686)
   Tempo   FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
           with the zipkin receiver enabled (distributor.receivers.zipkin); view in Grafana
 

@@ -182,8 +182,7 @@ def jaeger_binary(*, fetch: bool = True, echo: bool = False) -> pathlib.Path:
         ldflags = (f'-X {version}.latestVersion={JAEGER_VERSION} '
                    f'-X {version}.commitSHA={_JAEGER_COMMIT}')
         _run([go, 'build', '-trimpath', '-ldflags', ldflags, '-o', str(output),
-              f'{JAEGER_MODULE}/cmd/jaeger'], cwd=module, timeout=_BUILD_TIMEOUT, log=log,
-             env={'GOFLAGS': '-mod=mod'})
+              f'{JAEGER_MODULE}/cmd/jaeger'], cwd=module, timeout=_BUILD_TIMEOUT, log=log)
 
     return _produce(target, f'building Jaeger {JAEGER_VERSION} ({JAEGER_MODULE}@'
                     f'{JAEGER_MODULE_VERSION})', build, echo)
