@@ -1,7 +1,7 @@
 """Session fixtures: one real Zipkin and one real Jaeger for all the tests in this folder.
 
 Where Java or Go is missing the tests are skipped with the reason, unless the run must
-prove them: with ``CI`` set or ``FALCON_TRACING_REQUIRE_BACKENDS=1`` a backend that cannot
+prove them: with ``CI`` set or ``TRACING_BACKENDS_REQUIRED=1`` a backend that cannot
 be had or started fails the run. A cached server that does not start always fails.
 """
 
@@ -14,9 +14,10 @@ import pytest
 from .servers import (BackendError, BackendUnavailable, JaegerServer, ZipkinServer,
                       jaeger_binary, zipkin_jar)
 
-# Read at import: the suite's autouse fixture hides FALCON_TRACING_* from every test.
+# NOTE: not FALCON_TRACING_*: that namespace is the package's configuration (an unknown
+# name there warns in every traced process, and the suite hides it from each test).
 REQUIRED = bool(os.environ.get('CI')) or \
-    os.environ.get('FALCON_TRACING_REQUIRE_BACKENDS', '') not in ('', '0')
+    os.environ.get('TRACING_BACKENDS_REQUIRED', '') not in ('', '0')
 _START_TIMEOUT = 180.0
 
 
@@ -31,7 +32,7 @@ def _unavailable(what, exc):
     """Skip (a developer without the toolchain) or fail (CI, or required)."""
     message = f'{what} is not available: {exc}'
     if REQUIRED:
-        pytest.fail(message + ' (required: CI or FALCON_TRACING_REQUIRE_BACKENDS is set)',
+        pytest.fail(message + ' (required: CI or TRACING_BACKENDS_REQUIRED is set)',
                     pytrace=False)
     pytest.skip(message)
 

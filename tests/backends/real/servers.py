@@ -22,7 +22,7 @@ Decisions:
   ``cmd/jaeger``. Module v1.75.0 is the commit tagged v2.12.0 (1c5531b15d6a); the build
   stamps that version, so ``jaeger version`` and the server's log say which it is.
 * **Zipkin is the official ``exec`` jar** from Maven Central, fetched with Maven.
-* **The cache is outside the checkout, keyed by version** (``FALCON_TRACING_BACKENDS_CACHE``,
+* **The cache is outside the checkout, keyed by version** (``TRACING_BACKENDS_CACHE``,
   default ``~/.cache/falcon-tracing-wsgi/backends``): the first Jaeger build takes minutes
   and hundreds of MB of modules; later runs start the cached binary in well under a second.
   A result is written under a temporary name and renamed, under a file lock, so an
@@ -72,7 +72,7 @@ ZIPKIN_VERSION = '3.6.1'
 ZIPKIN_ARTIFACT = f'io.zipkin:zipkin-server:{ZIPKIN_VERSION}:jar:exec'
 _MAVEN_DEPENDENCY_PLUGIN = 'org.apache.maven.plugins:maven-dependency-plugin:3.8.1'
 
-CACHE_ENV = 'FALCON_TRACING_BACKENDS_CACHE'
+CACHE_ENV = 'TRACING_BACKENDS_CACHE'
 _HOST = '127.0.0.1'
 _BUILD_TIMEOUT = 40 * 60.0
 _FETCH_TIMEOUT = 15 * 60.0

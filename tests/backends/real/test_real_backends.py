@@ -27,13 +27,13 @@ OTLP_JSON_TO_JAEGER = Path('jaeger', 'otlp-json')
 
 #: Every (path, query API) a user may look through.
 VIEWS = [
-    pytest.param(ZIPKIN_JSON_TO_ZIPKIN, 'zipkin /api/v2/trace', id='zipkin-json>zipkin'),
-    pytest.param(ZIPKIN_JSON_TO_JAEGER, 'jaeger /api/traces', id='zipkin-json>jaeger-ui-api'),
-    pytest.param(ZIPKIN_JSON_TO_JAEGER, 'jaeger /api/v3/traces', id='zipkin-json>jaeger-v3'),
-    pytest.param(OTLP_PROTOBUF_TO_JAEGER, 'jaeger /api/traces', id='otlp-proto>jaeger-ui-api'),
-    pytest.param(OTLP_PROTOBUF_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-proto>jaeger-v3'),
-    pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/traces', id='otlp-json>jaeger-ui-api'),
-    pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-json>jaeger-v3'),
+    pytest.param(ZIPKIN_JSON_TO_ZIPKIN, 'zipkin /api/v2/trace', id='zipkin-json-to-zipkin'),
+    pytest.param(ZIPKIN_JSON_TO_JAEGER, 'jaeger /api/traces', id='zipkin-json-to-jaeger-ui-api'),
+    pytest.param(ZIPKIN_JSON_TO_JAEGER, 'jaeger /api/v3/traces', id='zipkin-json-to-jaeger-v3'),
+    pytest.param(OTLP_PROTOBUF_TO_JAEGER, 'jaeger /api/traces', id='otlp-proto-to-jaeger-ui-api'),
+    pytest.param(OTLP_PROTOBUF_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-proto-to-jaeger-v3'),
+    pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/traces', id='otlp-json-to-jaeger-ui-api'),
+    pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-json-to-jaeger-v3'),
 ]
 
 ROOT = 'root'  # no parent: the trace starts here
