@@ -435,8 +435,12 @@ class ZipkinServer(_ServerProcess):
         self.port = free_port()
 
     def command(self) -> list[str]:
-        # One Armeria port replaces the default (all interfaces, 9411) as a whole item.
-        return [self.java, '-Xms64m', '-Xmx512m', '-jar', str(self.jar),
+        # PERF: the client compiler only and the serial collector start Zipkin 2-3 times
+        # faster on 2 busy cores (9 s instead of 19-25 s); a test's few hundred spans
+        # never need the optimising compiler. One Armeria port replaces the default
+        # (all interfaces, 9411) as a whole list item.
+        return [self.java, '-Xms64m', '-Xmx512m', '-XX:TieredStopAtLevel=1',
+                '-XX:+UseSerialGC', '-jar', str(self.jar),
                 f'--armeria.ports[0].port={self.port}', f'--armeria.ports[0].ip={_HOST}',
                 '--armeria.ports[0].protocols[0]=http']
 
@@ -486,10 +490,14 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         return 0
     server: _ServerProcess
-    if args.name == 'jaeger':
-        server = JaegerServer(jaeger_binary(echo=True))
-    else:
-        server = ZipkinServer(zipkin_jar(echo=True))
+    try:
+        if args.name == 'jaeger':
+            server = JaegerServer(jaeger_binary(echo=True)).start()
+        else:
+            server = ZipkinServer(zipkin_jar(echo=True)).start()
+    except (BackendUnavailable, BackendError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
     with server:
         print(f'{server.name} healthy after {server.started_in:.1f} s')
         if isinstance(server, JaegerServer):

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import pytest
 
-from .traces import Outcome, Path, Seen, outcomes_logs, reporter_missing, run_scenario
+from .traces import Outcome, Path, Seen, reporter_missing, run_scenario
 
 ZIPKIN_JSON_TO_ZIPKIN = Path('zipkin', 'zipkin-json')
 ZIPKIN_JSON_TO_JAEGER = Path('jaeger', 'zipkin-json')
@@ -69,7 +69,11 @@ REQUESTS = list(EXPECTED)
 
 @pytest.fixture(scope='session')
 def scenarios(request):
-    """Each path's scenario, run once per session when a test first needs it."""
+    """Each path's scenario, run once per session when a test first needs it.
+
+    A scenario that failed (a service did not start) fails every test of its path with
+    the same error, without being tried again.
+    """
     done: dict[Path, Any] = {}
 
     def get(path: Path) -> dict[str, Outcome]:
@@ -78,7 +82,12 @@ def scenarios(request):
             if missing:
                 pytest.skip(missing)
             server = request.getfixturevalue(f'{path.backend}_server')
-            done[path] = run_scenario(path, server)
+            try:
+                done[path] = run_scenario(path, server)
+            except Exception as exc:
+                done[path] = exc
+        if isinstance(done[path], Exception):
+            raise done[path]
         return done[path]
     return get
 
@@ -90,9 +99,9 @@ def _view(scenarios, path: Path, api: str, name: str) -> tuple[Outcome, list[See
 
 def _explain(path: Path, outcome: Outcome, seen: list[Seen]) -> str:
     spans = '\n'.join(f'  {s}' for s in sorted(seen, key=lambda s: s.start))
-    logs = '\n'.join(f'--- {n} ---\n{text[-3000:]}'
-                     for n, text in outcomes_logs.get(path, {}).items())
-    return (f'{outcome.request.name}: HTTP {outcome.status}, trace {outcome.trace_id}, '
+    logs = '\n'.join(f'--- {n} ---\n{text[-3000:]}' for n, text in outcome.logs.items())
+    return (f'{path.wire} to {path.backend}, {outcome.request.name}: HTTP {outcome.status}, '
+            f'trace {outcome.trace_id}, '
             f'{len(seen)} spans shown:\n{spans}\n{logs}')
 
 

@@ -207,6 +207,7 @@ class Outcome(NamedTuple):
     body: bytes
     trace_id: str
     views: dict[str, list[Seen]]  # API name -> spans
+    logs: dict[str, str]  # service name -> its gunicorn log (for failure messages)
 
 
 def _get(port: int, request: Request) -> tuple[int, str, bytes]:
@@ -275,10 +276,5 @@ def run_scenario(path: Path, server: Any) -> dict[str, Outcome]:
     for request, status, trace_id, body in answers:
         views = {api: wait_for_trace(read, trace_id, request.spans, deadline)
                  for api, read in readers.items()}
-        outcomes[request.name] = Outcome(request, status, body, trace_id, views)
-    outcomes_logs[path] = logs
+        outcomes[request.name] = Outcome(request, status, body, trace_id, views, logs)
     return outcomes
-
-
-#: The services' logs of each path's last run, for failure messages.
-outcomes_logs: dict[Path, dict[str, str]] = {}
