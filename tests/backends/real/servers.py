@@ -47,6 +47,7 @@ import fcntl
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,8 @@ _JAEGER_COMMIT = '1c5531b15d6a90c91a5a6cec94171ccc18ebd3ca'
 ZIPKIN_VERSION = '3.6.1'
 ZIPKIN_ARTIFACT = f'io.zipkin:zipkin-server:{ZIPKIN_VERSION}:jar:exec'
 _MAVEN_DEPENDENCY_PLUGIN = 'org.apache.maven.plugins:maven-dependency-plugin:3.8.1'
+#: The Go that builds Jaeger where the installed one predates toolchain switching.
+_TOOLCHAIN = 'go1.25.3'
 
 CACHE_ENV = 'TRACING_BACKENDS_CACHE'
 _HOST = '127.0.0.1'
@@ -168,9 +171,10 @@ def jaeger_binary(*, fetch: bool = True, echo: bool = False) -> pathlib.Path:
         if not target.exists():
             raise BackendUnavailable(f'Jaeger is not built yet ({target} is missing)')
         return target
-    go = _tool('go', ['/usr/local/go/bin/go'])
+    found = _tool('go', ['/usr/local/go/bin/go'])
 
     def build(output: pathlib.Path, log: IO[str]) -> None:
+        go = _recent_go(found, log)
         module = output.parent / 'build'
         module.mkdir(exist_ok=True)
         if not (module / 'go.mod').exists():
@@ -186,6 +190,51 @@ def jaeger_binary(*, fetch: bool = True, echo: bool = False) -> pathlib.Path:
 
     return _produce(target, f'building Jaeger {JAEGER_VERSION} ({JAEGER_MODULE}@'
                     f'{JAEGER_MODULE_VERSION})', build, echo)
+
+
+def _go_version(go: str) -> tuple[int, ...]:
+    try:
+        text = subprocess.run([go, 'env', 'GOVERSION'], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BackendError(f'{go} env GOVERSION failed: {exc}') from exc
+    match = re.match(r'go(\d+)\.(\d+)', text)
+    return tuple(int(part) for part in match.groups()) if match else (0,)
+
+
+def _recent_go(go: str, log: IO[str]) -> str:
+    """``go``, or a newer toolchain fetched with it when it cannot build Jaeger.
+
+    Go 1.21+ switches to the toolchain a module asks for by itself (GOTOOLCHAIN). An
+    older Go (Debian 12's is 1.19) cannot, so this does what that switch does: it
+    downloads the toolchain module ``golang.org/toolchain`` from the module proxy and
+    marks its programs executable (module zips keep no file modes).
+    """
+    if _go_version(go) >= (1, 21):
+        return go
+    machine = {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(os.uname().machine, 'amd64')
+    module = f'golang.org/toolchain@v0.0.1-{_TOOLCHAIN}.linux-{machine}'
+    target = cache_dir() / _TOOLCHAIN
+    if not (target / 'bin' / 'go').exists():
+        log.write(f'$ {go} mod download -json {module}\n')
+        log.flush()
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                download = subprocess.run(
+                    [go, 'mod', 'download', '-json', module], cwd=scratch, text=True,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                    timeout=_BUILD_TIMEOUT, env={**os.environ, 'GOFLAGS': '', 'GO111MODULE': 'on'})
+                source = json.loads(download.stdout)['Dir']
+            except (subprocess.SubprocessError, ValueError, KeyError) as exc:
+                raise BackendError(f'could not download {module}: {exc}') from exc
+            partial = target.with_name(target.name + '.partial')
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(source, partial)
+            for program in [*partial.glob('bin/*'), *partial.glob('pkg/tool/*/*')]:
+                program.chmod(0o755)
+            os.replace(partial, target)
+        log.write(f'{go} is older than Go 1.21: using {module}\n')
+    return str(target / 'bin' / 'go')
 
 
 def zipkin_jar(*, fetch: bool = True, echo: bool = False) -> pathlib.Path:
