@@ -2,8 +2,10 @@
 
 The demo's two services run under gunicorn, configured only by environment variables,
 reporting to a real Zipkin 3 or Jaeger v2 along each path a user can choose: Zipkin v2
-JSON to Zipkin, Zipkin v2 JSON to Jaeger's Zipkin receiver, and OTLP/HTTP (protobuf and
-JSON) to Jaeger's OTLP receiver. Each trace is read back through the backend's own query
+JSON to Zipkin, Zipkin v2 JSON to Jaeger's Zipkin receiver, OTLP/HTTP (protobuf and
+JSON) to Jaeger's OTLP receiver, and ``FALCON_TRACING_TRACER=otel`` with the OpenTelemetry
+SDK's OTLP/HTTP exporter (where ``opentelemetry-exporter-otlp-proto-http`` is installed:
+the tests extra leaves it out so the missing-exporter hint stays tested). Each trace is read back through the backend's own query
 API (Zipkin ``/api/v2/trace/{id}``; Jaeger ``/api/traces/{id}``, which its UI draws, and
 ``/api/v3/traces/{id}``) and checked for what a user looks for: one trace holding every
 span, the service names, span names from route templates, the parent chain across the
@@ -24,6 +26,8 @@ ZIPKIN_JSON_TO_ZIPKIN = Path('zipkin', 'zipkin-json')
 ZIPKIN_JSON_TO_JAEGER = Path('jaeger', 'zipkin-json')
 OTLP_PROTOBUF_TO_JAEGER = Path('jaeger', 'otlp-protobuf')
 OTLP_JSON_TO_JAEGER = Path('jaeger', 'otlp-json')
+#: FALCON_TRACING_TRACER=otel: the OpenTelemetry SDK's OTLP/HTTP exporter sends the spans.
+OTEL_SDK_TO_JAEGER = Path('jaeger', 'otel-sdk-otlp')
 
 #: Every (path, query API) a user may look through.
 VIEWS = [
@@ -34,6 +38,8 @@ VIEWS = [
     pytest.param(OTLP_PROTOBUF_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-proto-to-jaeger-v3'),
     pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/traces', id='otlp-json-to-jaeger-ui-api'),
     pytest.param(OTLP_JSON_TO_JAEGER, 'jaeger /api/v3/traces', id='otlp-json-to-jaeger-v3'),
+    pytest.param(OTEL_SDK_TO_JAEGER, 'jaeger /api/traces', id='otel-sdk-to-jaeger-ui-api'),
+    pytest.param(OTEL_SDK_TO_JAEGER, 'jaeger /api/v3/traces', id='otel-sdk-to-jaeger-v3'),
 ]
 
 ROOT = 'root'  # no parent: the trace starts here
@@ -208,9 +214,10 @@ def test_a_failed_request_shows_its_error_log(scenarios, path, api, service, kin
 @pytest.mark.parametrize('otlp', [
     pytest.param(OTLP_PROTOBUF_TO_JAEGER, id='otlp-protobuf'),
     pytest.param(OTLP_JSON_TO_JAEGER, id='otlp-json'),
+    pytest.param(OTEL_SDK_TO_JAEGER, id='otel-sdk-otlp'),
 ])
 def test_jaeger_shows_the_same_trace_whether_sent_as_zipkin_or_otlp(scenarios, otlp, name):
-    """The same request, reported both ways, draws the same waterfall in Jaeger's UI."""
+    """The same request, reported as Zipkin JSON or OTLP, draws the same waterfall in Jaeger."""
     api = 'jaeger /api/traces'
 
     def shape(path: Path) -> collections.Counter[tuple[Any, ...]]:
