@@ -5,12 +5,13 @@ reporting to a real Zipkin 3 or Jaeger v2 along each path a user can choose: Zip
 JSON to Zipkin, Zipkin v2 JSON to Jaeger's Zipkin receiver, OTLP/HTTP (protobuf and
 JSON) to Jaeger's OTLP receiver, and ``FALCON_TRACING_TRACER=otel`` with the OpenTelemetry
 SDK's OTLP/HTTP exporter (where ``opentelemetry-exporter-otlp-proto-http`` is installed:
-the tests extra leaves it out so the missing-exporter hint stays tested). Each trace is read back through the backend's own query
-API (Zipkin ``/api/v2/trace/{id}``; Jaeger ``/api/traces/{id}``, which its UI draws, and
-``/api/v3/traces/{id}``) and checked for what a user looks for: one trace holding every
-span, the service names, span names from route templates, the parent chain across the
-services, error marks and status codes, durations that cover a streamed body, the error
-logs, and 64-bit and 128-bit trace ids (including a caller's B3 and W3C context).
+the tests extra leaves it out so the missing-exporter hint stays tested). Each trace is
+read back through the backend's own query API (Zipkin ``/api/v2/trace/{id}``; Jaeger
+``/api/traces/{id}``, which its UI draws, and ``/api/v3/traces/{id}``) and checked for
+what a user looks for: one trace holding every span, the service names, span names from
+route templates, the parent chain across the services, error marks and status codes,
+durations that cover a streamed body, the error logs, and 64-bit and 128-bit trace ids
+(including a caller's B3 and W3C context).
 """
 
 from __future__ import annotations
