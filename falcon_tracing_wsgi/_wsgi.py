@@ -44,7 +44,7 @@ from ._semconv import (
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
-__all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
+__all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder', 'context_ids',
            'build_url_builder', 'build_stable_tagger', 'record_exception', 'set_tags',
            'IN_FLIGHT', 'ENVIRON_ERROR_TYPE']
 
@@ -307,6 +307,37 @@ def set_tags(span: Any, tags: dict[str, Any]) -> None:
     else:
         for key, value in tags.items():
             span.set_tag(key, value)
+
+
+def context_ids(context: Any) -> Optional[tuple[str, str]]:
+    """The trace and span ids of any tracer's span context, as Zipkin and Jaeger show them.
+
+    This package's contexts hold lower-case hex already; jaeger-client's hold ints; the
+    OpenTelemetry shim's hold neither and give the OpenTelemetry context through
+    ``unwrap()``. Ints are written with 16 hex digits, or 32 past 64 bits (a 64-bit id
+    keeps its width, as in Zipkin's and Jaeger's UIs). None when the context has no ids.
+    """
+    trace_id = getattr(context, 'trace_id', None)
+    span_id = getattr(context, 'span_id', None)
+    if trace_id is None:
+        unwrap = getattr(context, 'unwrap', None)  # opentelemetry-opentracing-shim
+        if callable(unwrap):
+            inner = unwrap()
+            trace_id = getattr(inner, 'trace_id', None)
+            span_id = getattr(inner, 'span_id', None)
+    if not trace_id or not span_id:  # None, or OpenTelemetry's invalid id 0
+        return None
+    return _hex_id(trace_id), _hex_id(span_id)
+
+
+def _hex_id(value: Any) -> str:
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, int):
+        return format(value, '016x' if value < 1 << 64 else '032x')
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
 
 
 def record_exception(span: Any, exc: BaseException, with_stack: bool = True,

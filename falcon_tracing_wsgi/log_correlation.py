@@ -38,9 +38,11 @@ any more: use the response header recipe in the README (``%({x-trace-id}o)s``) i
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Optional
 
 import opentracing
+
+from ._wsgi import context_ids
 
 __all__ = ['TraceContextFilter', 'install_log_correlation']
 
@@ -48,17 +50,6 @@ _log = logging.getLogger(__name__)
 
 _TRACE_ID = 'trace_id'
 _SPAN_ID = 'span_id'
-
-
-def _hex(value: Any) -> str:
-    if isinstance(value, str):
-        return value.lower()
-    if isinstance(value, int):
-        # Zipkin shows 64-bit ids as 16 digits, 128-bit ids as 32.
-        return format(value, '016x' if value < 1 << 64 else '032x')
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    return str(value)
 
 
 class TraceContextFilter(logging.Filter):
@@ -84,11 +75,9 @@ class TraceContextFilter(logging.Filter):
         try:
             span = (self._tracer or opentracing.global_tracer()).active_span
             if span is not None:
-                context = span.context
-                raw_trace = getattr(context, 'trace_id', None)
-                raw_span = getattr(context, 'span_id', None)
-                if raw_trace is not None and raw_span is not None:
-                    trace_id, span_id = _hex(raw_trace), _hex(raw_span)
+                ids = context_ids(span.context)
+                if ids is not None:
+                    trace_id, span_id = ids
         except Exception:  # a broken tracer must not lose the log line
             trace_id = span_id = self._default
         record.trace_id = trace_id

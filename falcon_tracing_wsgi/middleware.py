@@ -84,7 +84,7 @@ from ._redact import REDACTED
 from ._wsgi import (
     ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
     EnvironHeaders, TracedResponse, build_excluder, build_stable_tagger, build_url_builder,
-    environ_key, peer_tags, set_tags,
+    context_ids, environ_key, peer_tags, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -540,11 +540,9 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
 
 
 def _trace_id(context: Any) -> Optional[str]:
-    trace_id = getattr(context, 'trace_id', None)
-    if isinstance(trace_id, int):
-        return f'{trace_id:x}'
-    if isinstance(trace_id, str) and _SAFE_HEADER_VALUE(trace_id):
-        return trace_id
+    ids = context_ids(context)
+    if ids is not None and _SAFE_HEADER_VALUE(ids[0]):
+        return ids[0]
     return None
 
 

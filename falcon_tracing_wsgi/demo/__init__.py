@@ -20,6 +20,6 @@ server span as the child of the frontend's client span.
 
 from __future__ import annotations
 
-from ._runner import REQUESTS, DemoRequest, cross_service_traces, run
+from ._runner import REQUESTS, DemoRequest, cross_service_traces, run, services
 
-__all__ = ['run', 'cross_service_traces', 'REQUESTS', 'DemoRequest']
+__all__ = ['run', 'services', 'cross_service_traces', 'REQUESTS', 'DemoRequest']

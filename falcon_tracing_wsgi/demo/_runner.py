@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from time import monotonic as _monotonic
 from typing import Any, NamedTuple, Optional, TextIO
 
@@ -13,7 +13,7 @@ from ..config import APP_ENV, SETTINGS
 from ..zipkin.collector import ZipkinCollector
 from .processes import GunicornProcess, ServerError
 
-__all__ = ['run', 'DemoRequest', 'REQUESTS', 'cross_service_traces']
+__all__ = ['run', 'services', 'DemoRequest', 'REQUESTS', 'cross_service_traces']
 
 FRONTEND = 'frontend'
 BACKEND = 'backend'
@@ -42,10 +42,10 @@ These services are configured by environment variables only. To send the same sp
 a real tracing backend, change one variable and run them again:
 
   Zipkin  FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
-          e.g. docker run -p 9411:9411 openzipkin/zipkin   (UI: http://localhost:9411)
+          e.g. docker run -p 9411:9411 openzipkin/zipkin:3.6.1   (UI: http://localhost:9411)
   Jaeger  FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
-          Jaeger's Zipkin-compatible receiver, e.g. jaegertracing/all-in-one with
-          COLLECTOR_ZIPKIN_HOST_PORT=:9411   (UI: http://localhost:16686)
+          Jaeger v2's Zipkin receiver, on by default, e.g. docker run -p 16686:16686
+          -p 9411:9411 jaegertracing/jaeger:2.12.0   (UI: http://localhost:16686)
   Tempo   FALCON_TRACING_ZIPKIN_URL=http://localhost:9411/api/v2/spans
           with the zipkin receiver enabled (distributor.receivers.zipkin); view in Grafana
 
@@ -71,7 +71,25 @@ def cross_service_traces(spans: Sequence[dict[str, Any]]) -> list[str]:
     return found
 
 
-def _isolated(env: dict[str, str]) -> dict[str, str]:
+def services(env: Mapping[str, str]) -> tuple[GunicornProcess, GunicornProcess]:
+    """The demo's backend and frontend (not started), each with ``env`` plus its name.
+
+    The tests against real Zipkin and Jaeger servers run the same two services with
+    the tracing variables that point them there.
+    """
+    backend = GunicornProcess(
+        'falcon_tracing_wsgi.entrypoint:app', name=BACKEND,
+        env=_isolated({'FALCON_TRACING_SERVICE_NAME': BACKEND,
+                       APP_ENV: 'falcon_tracing_wsgi.demo.backend:create_app()', **env}),
+        options=['--workers', '1', '--graceful-timeout', '5'])
+    frontend = GunicornProcess(
+        f'falcon_tracing_wsgi.demo.frontend:application({backend.url!r})', name=FRONTEND,
+        env=_isolated({'FALCON_TRACING_SERVICE_NAME': FRONTEND, **env}),
+        options=['--workers', '1', '--graceful-timeout', '5'])
+    return backend, frontend
+
+
+def _isolated(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` plus every other tracing variable set to empty, which means "not set".
 
     The services inherit the user's environment; a ``FALCON_TRACING_SAMPLE_RATE=0`` or
@@ -103,16 +121,7 @@ class _Demo:
         common = {'FALCON_TRACING_ZIPKIN_URL': self.collector.url,
                   'FALCON_TRACING_FLUSH_INTERVAL': '0.1',
                   'FALCON_TRACING_RESPONSE_TRACE_HEADER': _TRACE_HEADER}
-        backend = GunicornProcess(
-            'falcon_tracing_wsgi.entrypoint:app', name=BACKEND,
-            env=_isolated({'FALCON_TRACING_SERVICE_NAME': BACKEND,
-                           APP_ENV: 'falcon_tracing_wsgi.demo.backend:create_app()',
-                           **common}),
-            options=['--workers', '1', '--graceful-timeout', '5'])
-        frontend = GunicornProcess(
-            f'falcon_tracing_wsgi.demo.frontend:application({backend.url!r})', name=FRONTEND,
-            env=_isolated({'FALCON_TRACING_SERVICE_NAME': FRONTEND, **common}),
-            options=['--workers', '1', '--graceful-timeout', '5'])
+        backend, frontend = services(common)
         self.servers = [backend, frontend]
         self.say('falcon-tracing-wsgi demo')
         self.say(f'  collector  {self.collector.url}  (in this process: a Zipkin v2 receiver)')

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 from opentracing import Format, UnsupportedFormatException
 
 from falcon_tracing_wsgi import TracingConfig, TracingMiddleware
+from falcon_tracing_wsgi.log_correlation import TraceContextFilter
 from falcon_tracing_wsgi.outbound import finish_client_span, inject_headers, start_client_span
 
 otel = pytest.importorskip('falcon_tracing_wsgi.otel',
@@ -137,6 +139,51 @@ def test_incoming_context_is_continued_through_the_shim(bridge, headers, trace_i
     outgoing = response.json['outgoing']
     assert outgoing['traceparent'] == f'00-{trace_id}-{client_id}-01'
     assert outgoing['X-B3-TraceId'] == trace_id and outgoing['X-B3-SpanId'] == client_id
+
+
+class Logged:
+    """Logs one record through a TraceContextFilter on the bridge's tracer; answers its ids."""
+
+    def __init__(self, tracer):
+        self.filter = TraceContextFilter(tracer=tracer)
+
+    def on_get(self, req, resp):
+        record = logging.LogRecord('app', logging.INFO, __file__, 1, 'hello', None, None)
+        self.filter.filter(record)
+        resp.media = {'trace_id': record.trace_id, 'span_id': record.span_id}
+
+
+@pytest.mark.parametrize('headers, shown', [
+    pytest.param({}, None, id='new-trace-128bit'),
+    pytest.param({'traceparent': f'00-{TRACE}-{CALLER}-01'}, TRACE, id='w3c-128bit'),
+    pytest.param({'X-B3-TraceId': TRACE[16:], 'X-B3-SpanId': CALLER, 'X-B3-Sampled': '1'},
+                 TRACE[16:], id='b3-64bit'),
+])
+def test_the_trace_id_header_and_log_ids_work_through_the_shim(headers, shown):
+    """The shim's span context has no trace_id attribute: the ids come from unwrap().
+
+    Regression: FALCON_TRACING_RESPONSE_TRACE_HEADER sent no header and log records got
+    no ids under FALCON_TRACING_TRACER=otel (found by the tests against real Jaeger).
+    """
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = otel.build_tracer(TracingConfig(), tracer_provider=provider)
+    app = falcon.App()
+    app.add_route('/log', Logged(tracer))
+    client = falcon.testing.TestClient(TracingMiddleware(
+        app, tracer=tracer, config=TracingConfig(response_trace_header='X-Trace-Id')))
+    try:
+        response = client.simulate_get('/log', headers=headers)
+    finally:
+        provider.shutdown()
+    (span,) = exporter.get_finished_spans()
+    width = 16 if span.context.trace_id < 1 << 64 else 32
+    trace_id = format(span.context.trace_id, f'0{width}x')
+    assert response.headers['X-Trace-Id'] == trace_id == (shown or trace_id)
+    assert len(trace_id) == (len(shown) if shown else 32)
+    assert response.json == {'trace_id': trace_id,
+                             'span_id': format(span.context.span_id, '016x')}
 
 
 def test_inject_and_extract_round_trip_and_formats(bridge):
