@@ -182,6 +182,10 @@ def test_the_trace_is_found_by_the_id_the_service_answered(scenarios, path, api,
     assert {span.trace_id for span in seen} == {shown}, _explain(path, outcome, seen)
 
 
+#: Start and duration are each rounded to a whole microsecond by the exporter or the backend.
+ROUNDING_SLACK_US = 2
+
+
 @pytest.mark.parametrize('path, api', VIEWS)
 def test_the_streamed_response_lasts_until_its_body_is_sent(scenarios, path, api):
     """The server span covers the backend calls made while the body was streamed."""
@@ -190,8 +194,12 @@ def test_the_streamed_response_lasts_until_its_body_is_sent(scenarios, path, api
     (server,) = [span for span in seen if (span.service, span.kind) == ('frontend', 'SERVER')]
     others = [span for span in seen if span is not server]
     assert len(others) == 9, _explain(path, outcome, seen)
-    assert all(server.start <= span.start and span.end <= server.end for span in others), \
-        _explain(path, outcome, seen)
+    # Backends show whole microseconds, each start and duration rounded on its own: a child
+    # that ends within a microsecond or two of its parent may show up to that much later.
+    slack = ROUNDING_SLACK_US
+    assert all(server.start <= span.start and span.end <= server.end + slack
+               for span in others), _explain(path, outcome, seen)
+    assert server.end - max(span.end for span in others) > -slack
     calls = sorted((span for span in others if span.kind == 'CLIENT'), key=lambda s: s.start)
     assert all(a.end <= b.start for a, b in zip(calls, calls[1:])), 'one chunk after another'
 

@@ -76,9 +76,18 @@ def zipkin_view(spans: list[dict[str, Any]]) -> list[Seen]:
             service=span['localEndpoint']['serviceName'], name=span['name'],
             kind=span.get('kind'), start=span['timestamp'], duration=span.get('duration', 0),
             # The UI marks a span failed when it has an "error" tag (any value).
-            error='error' in tags, status_code=tags.get('http.status_code'),
+            error='error' in tags, status_code=_status(tags),
             events=tuple(a['value'] for a in span.get('annotations', []))))
     return seen
+
+
+#: Where a span's HTTP status is: OpenTracing's name (Zipkin's default) or OpenTelemetry's
+#: stable one (the otlp reporter's default).
+STATUS_KEYS = ('http.status_code', 'http.response.status_code')
+
+
+def _status(tags: dict[str, Any]) -> Optional[str]:
+    return next((str(tags[key]) for key in STATUS_KEYS if key in tags), None)
 
 
 def _jaeger_value(tag: dict[str, Any]) -> str:
@@ -109,8 +118,7 @@ def jaeger_view(answer: dict[str, Any]) -> list[Seen]:
             start=span['startTime'], duration=span['duration'],
             # The UI's rule: a tag "error" whose value is true (boolean or text).
             error=any(t['key'] == 'error' and _jaeger_value(t) == 'true' for t in tags),
-            status_code=next((_jaeger_value(t) for t in tags
-                              if t['key'] == 'http.status_code'), None),
+            status_code=_status({t['key']: _jaeger_value(t) for t in tags}),
             events=tuple(events)))
     return seen
 
@@ -147,7 +155,7 @@ def jaeger_v3_view(answer: dict[str, Any]) -> list[Seen]:
                     start=start // 1000,
                     duration=(int(span['endTimeUnixNano']) - start) // 1000,
                     error=span.get('status', {}).get('code') == 2,  # STATUS_CODE_ERROR
-                    status_code=attributes.get('http.status_code'),
+                    status_code=_status(attributes),
                     events=tuple(_otlp_event(e) for e in span.get('events', []))))
     return seen
 
