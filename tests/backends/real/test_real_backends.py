@@ -199,7 +199,6 @@ def test_the_streamed_response_lasts_until_its_body_is_sent(scenarios, path, api
     slack = ROUNDING_SLACK_US
     assert all(server.start <= span.start and span.end <= server.end + slack
                for span in others), _explain(path, outcome, seen)
-    assert server.end - max(span.end for span in others) > -slack
     calls = sorted((span for span in others if span.kind == 'CLIENT'), key=lambda s: s.start)
     assert all(a.end <= b.start for a, b in zip(calls, calls[1:])), 'one chunk after another'
 
