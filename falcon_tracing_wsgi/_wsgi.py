@@ -13,7 +13,8 @@ Decisions recorded here:
   response before iterating it, leaving the span open.
 * **The span is active while app code runs**: during the app call (done by the
   middleware) and while each body chunk is produced or the iterable is closed (done
-  here). A ``list``/``tuple`` body runs no app code, so it is iterated without
+  here); afterwards the scope manager is reset to its state before, whatever the app
+  left open (``scope.close()`` would do nothing after a leaked scope). A ``list``/``tuple`` body runs no app code, so it is iterated without
   activating anything.
 * **``wsgi.file_wrapper`` keeps the server's sendfile path.** gunicorn only uses
   ``sendfile()`` when the app returns an instance of its own ``FileWrapper`` class, so
@@ -261,19 +262,20 @@ class TracedResponse:
     spans): then only the response trace header and the span's activation matter.
     """
 
-    __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_middleware',
+    __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_reset', '_middleware',
                  '_start_response', '_iterable', '_iterator', '_activate', '_plain',
                  '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
-                 recording: bool = True) -> None:
+                 reset: Callable[[Any], None], recording: bool = True) -> None:
         self.span = span
         self.environ = environ
         self.recording = recording
         self._middleware = middleware
         self._start_response = start_response
         self.scope_manager = scope_manager
+        self._reset = reset
         self._iterable: Any = None
         self._iterator: Optional[Iterator[bytes]] = None
         self._activate = True
@@ -365,7 +367,7 @@ class TracedResponse:
             self._record_failure(exc)
             raise
         finally:
-            scope.close()
+            self._reset(scope)
         self.sent_bytes += len(chunk)
         return chunk
 
@@ -396,7 +398,7 @@ class TracedResponse:
                     raise
                 finally:
                     if scope is not None:
-                        scope.close()
+                        self._reset(scope)
         finally:
             self.finish()
 

@@ -29,7 +29,10 @@ Per request, in this order:
    itself is at ``environ['falcon_tracing_wsgi.span']``.
 5. **Run the app with the span active** in the tracer's scope manager (and again while
    each body chunk is produced), so ``tracer.active_span`` is right inside the app and
-   inside generators, and is restored afterwards.
+   inside generators. Afterwards the scope manager is *reset* to what was active before
+   (:func:`~falcon_tracing_wsgi.tracer.scope.scope_resetter`), whatever scopes the app
+   left open: a leaked ``start_active_span()`` neither stays active in the server's
+   thread nor keeps the spans of later requests alive.
 6. **start_response** is intercepted: integer ``http.status_code``, ``error`` for 5xx,
    ``exc_info`` recorded, the trace id optionally exposed in a response header, and the
    server's ``write`` callable returned (counted).
@@ -74,6 +77,7 @@ from ._wsgi import (
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
+from .tracer.scope import scope_resetter
 from .tracer.span import Span
 from .tracer.tracer import Tracer
 
@@ -104,9 +108,11 @@ _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
 _HTTP_STATUS_CODE = ot_tags.HTTP_STATUS_CODE
 _ERROR = ot_tags.ERROR
-#: (tracer, start(environ) -> (span, recording), the tracer's scope manager)
-_Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any]
-_UNBOUND: _Bound = (None, lambda environ: (None, False), None)
+#: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
+#: reset(scope) for that manager)
+_Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
+               Callable[[Any], None]]
+_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None)
 #: Bound of the cache of injected header names -> environ keys (one entry per distinct
 #: set of headers a tracer writes: a handful).
 _INJECT_CACHE_SIZE = 64
@@ -176,6 +182,7 @@ class TracingMiddleware:
         if bound[0] is not tracer:
             bound = self._bind(tracer)
         scope_manager = bound[2]
+        reset = bound[3]
         try:
             span, recording = bound[1](environ)
             scope = scope_manager.activate(span, False)
@@ -190,13 +197,13 @@ class TracingMiddleware:
             try:
                 result = self.app(environ, start_response)
             finally:
-                scope.close()
+                reset(scope)
             if type(result) is list or type(result) is tuple:
                 return result
             return TracedResponse(self, span, environ, start_response, scope_manager,
-                                  False).wrap(result)
+                                  reset, False).wrap(result)
         response = TracedResponse(self, span, environ, start_response, scope_manager,
-                                  recording)
+                                  reset, recording)
         if recording:
             IN_FLIGHT.add(response)
         try:
@@ -205,7 +212,9 @@ class TracingMiddleware:
             response.fail(exc)
             raise
         finally:
-            scope.close()
+            # NOTE: a reset, not scope.close(): close() does nothing when the app left a
+            # scope of its own open, and that leak would keep every later span alive.
+            reset(scope)
         return response.wrap(result)
 
     def _bind(self, tracer: opentracing.Tracer) -> _Bound:
@@ -214,7 +223,8 @@ class TracingMiddleware:
         start = _environ_starter(self, tracer) if type(tracer) is Tracer else None
         if start is None:
             start = functools.partial(self._start, tracer)
-        bound: _Bound = (tracer, start, tracer.scope_manager)
+        scope_manager = tracer.scope_manager
+        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager))
         # NOTE: one tuple, replaced whole, so a thread never pairs a tracer with another
         # tracer's start function.
         self._bound = bound

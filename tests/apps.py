@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import weakref
 from typing import Any
 
 OK = '200 OK'
@@ -127,3 +128,25 @@ def echo_environ(environ, start_response):
     environ['test.app_environ'] = dict(environ)
     start_response(OK, TEXT)
     return [b'ok']
+
+
+def _leak(environ: dict[str, Any]) -> None:
+    """Activate a span and never close its scope (a common app bug)."""
+    scope = environ['test.tracer'].start_active_span('leaked')
+    environ.setdefault('test.leaked', []).append(weakref.ref(scope.span))
+
+
+def leak_in_app(environ, start_response):
+    _leak(environ)
+    start_response(OK, TEXT)
+    return [b'leaky']
+
+
+def leak_in_body(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        for number in range(2):
+            _leak(environ)
+            yield b'chunk%d ' % number
+    return chunks()
