@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import re
 import traceback
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
-from ._redact import REDACTED, compile_names, redact_query
+from ._redact import DEFAULT_SECRET, REDACTED, compile_names, redact_query, redact_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
@@ -45,14 +46,19 @@ __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
 
 _log = logging.getLogger(__name__)
 
-#: Server spans whose response is not finished yet, for the gunicorn worker_abort hook.
-IN_FLIGHT: set[TracedResponse] = set()
+#: Responses whose server span is not finished yet, for the gunicorn worker_abort hook:
+#: ``id(response) -> weakref.ref(response)``. Weak, so a response the server drops without
+#: calling ``close()`` is garbage-collected (and its span finished, see ``__del__``)
+#: instead of being kept here forever.
+IN_FLIGHT: dict[int, weakref.ref[TracedResponse]] = {}
 
 #: Tag names this package adds beyond the OpenTracing standard ones.
 TAG_ROUTE = 'http.route'
 TAG_RESPONSE_SIZE = 'http.response_size'
 TAG_ABORTED = 'http.aborted'
 TAG_ABORT_REASON = 'http.aborted.reason'
+#: The server dropped the response without calling ``close()`` (PEP 3333 requires it).
+TAG_UNCLOSED = 'wsgi.unclosed'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
@@ -208,19 +214,23 @@ def set_tags(span: Any, tags: dict[str, Any]) -> None:
 
 
 def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
-                     mark_error: bool = True) -> None:
+                     mark_error: bool = True,
+                     secret: Optional[tuple[str, ...]] = DEFAULT_SECRET) -> None:
     """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log).
 
     ``mark_error=False`` logs the exception without the ``error`` tag, for an exception
     the app handled itself (the status code then decides whether the span failed).
+    URLs in the message and stack get the same redaction as ``http.url`` (``secret``,
+    from :func:`~falcon_tracing_wsgi._redact.compile_names`): an exception text often
+    quotes the URL it failed on.
     """
     if mark_error:
         span.set_tag(ot_tags.ERROR, True)
     fields = {ot_logs.EVENT: ot_tags.ERROR, 'error.kind': type(exc).__name__,
-              ot_logs.MESSAGE: str(exc)}
+              ot_logs.MESSAGE: redact_text(str(exc), secret)}
     if with_stack and exc.__traceback__ is not None:
-        fields[ot_logs.STACK] = ''.join(traceback.format_exception(
-            type(exc), exc, exc.__traceback__))
+        fields[ot_logs.STACK] = redact_text(''.join(traceback.format_exception(
+            type(exc), exc, exc.__traceback__)), secret)
     span.log_kv(fields)
 
 
@@ -264,7 +274,8 @@ class TracedResponse:
 
     __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_reset', '_middleware',
                  '_start_response', '_iterable', '_iterator', '_activate', '_plain',
-                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished')
+                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished',
+                 '__weakref__')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
@@ -288,7 +299,21 @@ class TracedResponse:
     # -- start_response -----------------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], Any]:
-        """The ``start_response`` the app sees: records the status, then delegates."""
+        """The ``start_response`` the app sees: delegates, then records what was accepted.
+
+        The server's ``start_response`` is called first: a call it rejects (a second one
+        without ``exc_info``, or ``exc_info`` once the headers were sent, which it
+        re-raises) changes nothing the client gets, so it changes nothing on the span
+        either, and the exception it raises is recorded once, where it ends the app.
+        """
+        middleware = self._middleware
+        if middleware._trace_header is not None:
+            try:
+                middleware.add_trace_header(self, headers)
+            except Exception:
+                _log.warning('tracing failed to add the trace header; the response goes on',
+                             exc_info=True)
+        self._write = self._start_response(status, headers, exc_info)
         try:
             # The integer code of the status line; 0 when it has none.
             try:
@@ -297,17 +322,14 @@ class TracedResponse:
                 code = 0
             self.status_code = code
             if exc_info is not None and exc_info[1] is not None:
-                record_exception(self.span, exc_info[1])
-            middleware = self._middleware
-            # PERF: most deployments record nothing here (no trace header, no captured
-            # response headers, no hook): skip the call.
-            if middleware._trace_header is not None or (self.recording
-                                                        and middleware.watch_response):
+                record_exception(self.span, exc_info[1], secret=middleware.redact_names)
+            # PERF: most deployments record nothing here (no captured response headers,
+            # no hook): skip the call.
+            if self.recording and middleware.watch_response:
                 middleware.on_start_response(self, status, headers, code)
         except Exception:
             _log.warning('tracing failed in start_response; the response goes on',
                          exc_info=True)
-        self._write = self._start_response(status, headers, exc_info)
         # PERF: a bound method instead of a new closure per request; apps rarely write.
         return self._counting_write
 
@@ -335,7 +357,11 @@ class TracedResponse:
         return self
 
     def __iter__(self) -> Iterator[bytes]:
-        iterator: Iterator[bytes] = iter(self._iterable)
+        try:
+            iterator: Iterator[bytes] = iter(self._iterable)
+        except BaseException as exc:  # the app returned None, an int, ...: not iterable
+            self._body_failed(exc)
+            raise
         self._iterator = iterator
         if self._plain:
             # PERF: the server iterates the list's own iterator (no Python call per
@@ -364,7 +390,7 @@ class TracedResponse:
             self.exhausted = True
             raise
         except BaseException as exc:
-            self._record_failure(exc)
+            self._body_failed(exc)
             raise
         finally:
             self._reset(scope)
@@ -407,36 +433,57 @@ class TracedResponse:
         """The app raised before returning an iterable: record it and finish."""
         if self._finished:  # e.g. the SystemExit of a worker whose spans were aborted
             return
-        self._record_failure(exc)
-        if not self.status_code:
-            self.status_code = 500
-        self.exhausted = True
+        self._body_failed(exc)
+        # Nothing more will be sent; a body already started was cut (tagged aborted).
+        self.exhausted = not self.sent_bytes
         self.finish()
+
+    def _body_failed(self, exc: BaseException) -> None:
+        """Record an exception that ends the response, and the status the client gets.
+
+        NOTE: a PEP 3333 server answers ``500`` to an app error raised before the
+        headers were sent (gunicorn, waitress, wsgiref all do), whatever status the app
+        passed to ``start_response``; headers go out with the first non-empty chunk. An
+        interrupt (``SystemExit``, ``KeyboardInterrupt``) ends the process instead:
+        the client gets no answer, so no status is recorded for it.
+        """
+        self._record_failure(exc)
+        if isinstance(exc, Exception) and not self.sent_bytes:
+            self.status_code = 500
 
     def _record_failure(self, exc: BaseException) -> None:
         if self._finished:
             return
         try:
-            record_exception(self.span, exc)
+            record_exception(self.span, exc, secret=self._middleware.redact_names)
         except Exception:
             _log.warning('tracing failed to record an exception', exc_info=True)
 
     def _claim(self) -> bool:
         """Take the right to finish the span; False if it was taken already.
 
-        A recorded response is in IN_FLIGHT until then, and ``set.remove`` is atomic,
-        so the request thread and a worker-abort hook on another thread cannot both
-        finish (and report) the same span.
+        A recorded response is in IN_FLIGHT until then, and ``dict.pop`` is atomic, so
+        the request thread, a worker-abort hook on another thread and the garbage
+        collector cannot both finish (and report) the same span.
         """
         if self._finished:
             return False
-        if self.recording:
-            try:
-                IN_FLIGHT.remove(self)
-            except KeyError:
-                return False
+        if self.recording and IN_FLIGHT.pop(id(self), None) is None:
+            return False
         self._finished = True
         return True
+
+    def __del__(self) -> None:
+        # The server dropped the response without closing it (PEP 3333 says it must;
+        # some servers and test harnesses do not): report the span anyway, tagged so.
+        if self._finished or not self.recording:
+            return  # PERF: the usual case, closed by the server
+        try:
+            if self._claim():
+                self.span.set_tag(TAG_UNCLOSED, True)
+                self._complete()
+        except Exception:  # pragma: no cover - __del__ must never raise
+            pass
 
     def finish(self) -> None:
         """Finish the span exactly once (tags that depend on the outcome go on here)."""
@@ -453,8 +500,12 @@ class TracedResponse:
             span.set_tag(TAG_ABORT_REASON, reason)
             span.log_kv({ot_logs.EVENT: ot_tags.ERROR, 'error.kind': 'WorkerAbort',
                          ot_logs.MESSAGE: reason})
-            if not self.status_code:
-                self.status_code = 500
+            # NOTE: what happened, not a status nobody sent: a killed request whose
+            # headers were not sent yet gets no response at all (and so no status).
+            started = self.sent_bytes or (self._plain and self._iterator is not None)
+            if not started:
+                self.status_code = 0
+            self.exhausted = False
         except Exception:
             _log.warning('tracing failed to tag an aborted span', exc_info=True)
         self._complete()

@@ -47,7 +47,10 @@ known: the Falcon component sets it from ``req.uri_template``; any other framewo
 ``environ['falcon_tracing_wsgi.route']`` or pass ``operation_name(environ)``.
 
 The tracer is looked up per request when none is given, so a tracer installed after
-gunicorn forks (``post_fork``) is the one used.
+gunicorn forks (``post_fork``) is the one used. If that lookup finds opentracing's no-op
+tracer (``TracingMiddleware(app)`` without ``wrap()``, ``install()`` or the gunicorn
+hooks), nothing can be traced: the first such request logs one warning per process that
+says how to fix it, rather than leaving the user with silence.
 
 Speed: with this package's own tracer (exactly :class:`~falcon_tracing_wsgi.tracer.Tracer`,
 whose propagators read only their own headers), steps 2 to 4 take an environ-level fast
@@ -61,15 +64,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
+import weakref
 from typing import Any, Callable, Final, Optional, Tuple
 
 import opentracing
 from opentracing import Format
 from opentracing import tags as ot_tags
 
-from ._redact import REDACTED
+from ._redact import REDACTED, compile_names
 from ._wsgi import (
     ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
     EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
@@ -118,6 +123,9 @@ _UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: Non
 _INJECT_CACHE_SIZE = 64
 
 
+_weakref = weakref.ref
+
+
 def _excluded_always(environ: Any) -> bool:
     return True
 
@@ -155,6 +163,8 @@ class TracingMiddleware:
         self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
+        #: The compiled redaction names, also applied to recorded exception texts.
+        self.redact_names = compile_names(config.redact_query)
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -165,7 +175,7 @@ class TracingMiddleware:
         self._request_hook = config.request_hook
         self._response_hook = config.response_hook
         self._operation_name = config.operation_name
-        self._component = _instrument_framework(app) or config.component
+        self._component = _instrument_framework(app, self.redact_names) or config.component
         #: Whether start_response has anything to record for a recording span.
         self.watch_response = bool(self._capture_response) or self._response_hook is not None
         # (header names injected) -> (their environ keys, the keys whose presence means
@@ -205,7 +215,9 @@ class TracingMiddleware:
         response = TracedResponse(self, span, environ, start_response, scope_manager,
                                   reset, recording)
         if recording:
-            IN_FLIGHT.add(response)
+            # PERF: a weak reference keyed by id, no callback: cheaper than a WeakSet or
+            # weakref.finalize; the response removes itself when it finishes.
+            IN_FLIGHT[id(response)] = _weakref(response)
         try:
             result = self.app(environ, response.start_response)
         except BaseException as exc:
@@ -220,6 +232,8 @@ class TracingMiddleware:
     def _bind(self, tracer: opentracing.Tracer) -> _Bound:
         """Choose how requests start spans on ``tracer``: the environ-level fast path for
         this package's own tracer, the OpenTracing API calls for any other."""
+        if type(tracer) is opentracing.Tracer:
+            _warn_no_tracer()
         start = _environ_starter(self, tracer) if type(tracer) is Tracer else None
         if start is None:
             start = functools.partial(self._start, tracer)
@@ -305,16 +319,18 @@ class TracingMiddleware:
                 incoming[key] = environ.pop(key)
         environ[ENVIRON_INCOMING] = incoming
 
+    def add_trace_header(self, response: TracedResponse,
+                         headers: list[tuple[str, str]]) -> None:
+        """Add the configured response trace header (called by the response object)."""
+        trace_id = _trace_id(response.span.context)
+        if trace_id is not None:
+            headers.append((self._trace_header, trace_id))  # type: ignore[arg-type]
+
     def on_start_response(self, response: TracedResponse, status: str,
                           headers: list[tuple[str, str]], code: int) -> None:
-        """Record what ``start_response`` tells (called by the response object)."""
+        """Record what a recording span's accepted ``start_response`` tells (called by
+        the response object)."""
         span = response.span
-        if self._trace_header is not None:
-            trace_id = _trace_id(span.context)
-            if trace_id is not None:
-                headers.append((self._trace_header, trace_id))
-        if not response.recording:
-            return
         if self._capture_response:
             for name, value in headers:
                 captured = self._capture_response.get(name.lower())
@@ -479,6 +495,30 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
     return templates
 
 
+#: The process that logged the no-tracer warning (once per process, forks included).
+_warned_pid = 0
+
+
+def _warn_no_tracer() -> None:
+    """Say once per process that requests are not traced, and how to fix it.
+
+    NOTE: a warning, not a tracer built here from the environment: building one is
+    bootstrap's job (config -> tracer -> reporter, above this module), and a middleware
+    that did it would own a reporter thread nobody closes.
+    """
+    global _warned_pid
+    pid = os.getpid()
+    if _warned_pid == pid:
+        return
+    _warned_pid = pid
+    _log.warning(
+        'falcon-tracing-wsgi: no tracer is installed (opentracing.global_tracer() is the '
+        'no-op tracer), so requests are NOT traced. Wrap the app with '
+        'falcon_tracing_wsgi.wrap(app), or call falcon_tracing_wsgi.install() at startup, '
+        'or run gunicorn with -c python:falcon_tracing_wsgi.gunicorn, or pass '
+        'TracingMiddleware(app, tracer).')
+
+
 def _trace_id(context: Any) -> Optional[str]:
     trace_id = getattr(context, 'trace_id', None)
     if isinstance(trace_id, int):
@@ -488,7 +528,7 @@ def _trace_id(context: Any) -> Optional[str]:
     return None
 
 
-def _instrument_framework(app: Any) -> Optional[str]:
+def _instrument_framework(app: Any, redact_names: Any) -> Optional[str]:
     """Add the framework component when ``app`` is a Falcon app; return its name."""
     falcon = sys.modules.get('falcon')
     app_class = getattr(falcon, 'App', None) if falcon is not None else None
@@ -496,7 +536,7 @@ def _instrument_framework(app: Any) -> Optional[str]:
         return None
     # NOTE: imported lazily so that the middleware never imports Falcon itself.
     from .integrations.falcon import instrument_app
-    instrument_app(app)
+    instrument_app(app, redact_names)
     return 'falcon'
 
 
@@ -514,7 +554,10 @@ def abort_in_flight(reason: str) -> int:
         The number of spans finished.
     """
     count = 0
-    for response in list(IN_FLIGHT):
+    for ref in list(IN_FLIGHT.values()):
+        response = ref()
+        if response is None:
+            continue  # collected; its __del__ finishes it
         try:
             count += response.abort(reason)
         except Exception:

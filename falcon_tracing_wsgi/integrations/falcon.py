@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import falcon
 
+from .._redact import DEFAULT_SECRET, Secret
 from .._wsgi import record_exception, set_tags
 from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
 
@@ -78,7 +79,10 @@ class TracingComponent:
     environ), so it is safe in apps that are not wrapped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, redact_names: Optional[Secret] = DEFAULT_SECRET) -> None:
+        #: Compiled redaction names for URLs in recorded exception texts (the wrapper
+        #: passes those of its configuration).
+        self.redact_names = redact_names
         # (resource class, method) -> the span tags naming the responder; one entry per
         # route and method, so bounded by the app's routes (cleared if it ever grows big).
         self._responder_tags: dict[tuple[type, str], dict[str, str]] = {}
@@ -142,14 +146,17 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
             return
         if isinstance(error, falcon.HTTPStatus):
             return
+        component = env.get(_ENVIRON_COMPONENT)
+        secret = getattr(component, 'redact_names', DEFAULT_SECRET)
         if isinstance(error, falcon.HTTPError):
             if _status_code(error) < 500:
                 return
-            record_exception(span, error, with_stack=False, mark_error=not handled)
+            record_exception(span, error, with_stack=False, mark_error=not handled,
+                             secret=secret)
         else:
             # NOTE: a handled exception's response status says whether the request failed
             # (a 500 from the default handler is an error; a 418 by the user's is not).
-            record_exception(span, error, mark_error=not handled)
+            record_exception(span, error, mark_error=not handled, secret=secret)
         env[_ENVIRON_RECORDED] = True
     except Exception:
         _log.warning('tracing failed to record a Falcon exception', exc_info=True)
@@ -171,16 +178,22 @@ def _default_exception_handler(req: falcon.Request, resp: falcon.Response, error
     raise falcon.HTTPInternalServerError()
 
 
-def instrument_app(app: falcon.App[Any, Any]) -> None:
+def instrument_app(app: falcon.App[Any, Any],
+                   redact_names: Optional[Secret] = DEFAULT_SECRET) -> None:
     """Add :class:`TracingComponent` and exception capture to a Falcon app, once.
 
     A reporter (Falcon 4.4+) or ``Exception`` handler (older) the app already has is
     kept and called after ours, so its behaviour is unchanged.
+
+    Args:
+        app: the Falcon app.
+        redact_names: how URLs in recorded exception texts are redacted (compiled
+            query names; the wrapper passes its configuration's).
     """
     if id(app) in _INSTRUMENTED:
         return
     _INSTRUMENTED[id(app)] = app
-    app.add_middleware(TracingComponent())
+    app.add_middleware(TracingComponent(redact_names))
     set_reporter = getattr(app, 'set_error_reporter', None)
     if set_reporter is not None:  # Falcon 4.4+
         previous = getattr(app, '_report_error', None)
