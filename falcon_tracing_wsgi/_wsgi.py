@@ -21,12 +21,18 @@ Decisions recorded here:
   such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
   finishes the span after the server has sent the file. The server still sees its own
   wrapper and still gets the real file descriptor; the span covers the transfer. Bytes
-  sent by ``sendfile`` are not counted (only the server knows them).
+  sent by ``sendfile`` are read from the file position it leaves behind, so a transfer
+  the client cut off is tagged ``http.aborted`` like any other body.
+* **The span describes what was sent.** The status is recorded only once the server's
+  ``start_response`` accepted it; an app error before any byte of the body was sent is
+  recorded as the 500 the server answers instead; a response the server drops without
+  closing it is finished when it is garbage-collected (tagged ``wsgi.unclosed``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import traceback
 import weakref
@@ -237,16 +243,22 @@ def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
 class _ClosingFile:
     """A file proxy whose ``close()`` also finishes the span (see module docstring)."""
 
-    __slots__ = ('_file', '_response')
+    __slots__ = ('_file', '_response', '_start', '_read')
 
     def __init__(self, file: Any, response: TracedResponse) -> None:
         self._file = file
         self._response = response
+        self._read = False
+        try:
+            self._start: Optional[int] = file.tell()
+        except Exception:  # not seekable: sendfile is not possible either
+            self._start = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
 
     def read(self, *args: Any) -> Any:
+        self._read = True
         data = self._file.read(*args)
         self._response.sent_bytes += len(data)
         if not data:
@@ -254,14 +266,52 @@ class _ClosingFile:
         return data
 
     def close(self) -> None:
-        # NOTE: with sendfile() the server never calls read(); a close means it is done.
-        self._response.exhausted = True
+        try:
+            if not self._read:
+                self._account_sendfile()
+        except Exception:
+            _log.debug('could not tell how much of the file was sent', exc_info=True)
         try:
             close = getattr(self._file, 'close', None)
             if close is not None:
                 close()
         finally:
             self._response.finish()
+
+    def _account_sendfile(self) -> None:
+        """Bytes sent and exhaustion when the server never called ``read()``.
+
+        NOTE: ``socket.sendfile()`` (gunicorn's path) leaves the file positioned after
+        the last byte it sent, also when the client went away mid-file, so the position
+        tells what was sent; the server sends the rest of the file, or ``Content-Length``
+        bytes when the app set it. A response without a body (``HEAD``, 204, 304) is
+        complete without sending anything.
+        """
+        response = self._response
+        if (response.status_code in (204, 304)
+                or response.environ.get('REQUEST_METHOD') == 'HEAD'):
+            response.exhausted = True
+            return
+        start = self._start
+        if start is None:
+            response.exhausted = True  # no way to tell: assume what the server claims
+            return
+        sent = self._file.tell() - start
+        expected = _content_length(response.headers)
+        if expected is None:
+            expected = os.fstat(self._file.fileno()).st_size - start
+        response.sent_bytes += sent
+        response.exhausted = sent >= expected
+
+
+def _content_length(headers: Optional[list[tuple[str, str]]]) -> Optional[int]:
+    for name, value in headers or ():
+        if name.lower() == 'content-length':
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class TracedResponse:
@@ -274,8 +324,8 @@ class TracedResponse:
 
     __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_reset', '_middleware',
                  '_start_response', '_iterable', '_iterator', '_activate', '_plain',
-                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished',
-                 '__weakref__')
+                 '_write', 'status_code', 'headers', 'sent_bytes', 'exhausted',
+                 '_finished', '__weakref__')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
@@ -292,6 +342,8 @@ class TracedResponse:
         self._activate = True
         self._plain = False
         self.status_code = 0
+        #: The response headers the server accepted (None until then).
+        self.headers: Optional[list[tuple[str, str]]] = None
         self.sent_bytes = 0
         self.exhausted = False
         self._finished = False
@@ -321,6 +373,7 @@ class TracedResponse:
             except (TypeError, ValueError):
                 code = 0
             self.status_code = code
+            self.headers = headers
             if exc_info is not None and exc_info[1] is not None:
                 record_exception(self.span, exc_info[1], secret=middleware.redact_names)
             # PERF: most deployments record nothing here (no captured response headers,
@@ -434,8 +487,6 @@ class TracedResponse:
         if self._finished:  # e.g. the SystemExit of a worker whose spans were aborted
             return
         self._body_failed(exc)
-        # Nothing more will be sent; a body already started was cut (tagged aborted).
-        self.exhausted = not self.sent_bytes
         self.finish()
 
     def _body_failed(self, exc: BaseException) -> None:
@@ -450,6 +501,8 @@ class TracedResponse:
         self._record_failure(exc)
         if isinstance(exc, Exception) and not self.sent_bytes:
             self.status_code = 500
+            self.exhausted = True  # the server's error page is the whole response
+        # else: a body already started was cut, or nothing is sent: tagged aborted
 
     def _record_failure(self, exc: BaseException) -> None:
         if self._finished:

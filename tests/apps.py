@@ -150,3 +150,58 @@ def leak_in_body(environ, start_response):
             _leak(environ)
             yield b'chunk%d ' % number
     return chunks()
+
+
+# Apps whose response is not what they first asked for (what the client gets differs).
+
+def returns_none(environ, start_response):
+    start_response(OK, TEXT)
+    return None
+
+
+def returns_int(environ, start_response):
+    start_response(OK, TEXT)
+    return 42
+
+
+def raise_before_first_chunk(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        raise AppError('before the first chunk')
+        yield b'never'  # pragma: no cover
+    return chunks()
+
+
+def second_start_response(environ, start_response):
+    """Changes its mind without exc_info: the server refuses the second call."""
+    start_response(OK, TEXT)
+    try:
+        start_response('503 Service Unavailable', TEXT)
+    except AssertionError:
+        environ['test.refused'] = True
+    return [b'first answer']
+
+
+def exc_info_after_write(environ, start_response):
+    """Reports an error once the headers went out: the server re-raises it."""
+    write = start_response(OK, TEXT)
+    write(b'partial')
+    try:
+        raise AppError('after the headers were sent')
+    except AppError:
+        start_response('500 Internal Server Error', TEXT, sys.exc_info())
+    return [b'never sent']  # pragma: no cover
+
+
+def exc_info_mid_body(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        yield b'first'
+        try:
+            raise AppError('after the headers were sent')
+        except AppError:
+            start_response('500 Internal Server Error', TEXT, sys.exc_info())
+        yield b'never sent'  # pragma: no cover
+    return chunks()
