@@ -165,6 +165,25 @@ def test_connection_refused_is_recorded_and_reraised(tracer, refused_url):
     assert tracer.active_span is None
 
 
+@pytest.mark.parametrize('query, secret', [
+    pytest.param('password=S3CR3T', 'S3CR3T', id='password'),
+    pytest.param('a=1;token=S3CR3T', 'S3CR3T', id='semicolon-separated'),
+    pytest.param('pin=S3CR3T&shipping=express', 'S3CR3T', id='short-name'),
+    pytest.param('code=S3CR3T&state=xyz', 'S3CR3T', id='oauth-code'),
+])
+def test_a_failed_calls_error_text_has_no_secret(tracer, refused_url, query, secret):
+    """The exception message and stack quote the URL: redacted like ``http.url``."""
+    with TracedSession(tracer=tracer) as session:
+        with pytest.raises(requests.ConnectionError) as raised:
+            session.get(f'{refused_url}?{query}', timeout=_TIMEOUT)
+    assert secret in str(raised.value)  # the caller's exception is untouched
+    span = _only_span(tracer)
+    (log,) = span.logs
+    assert 'REDACTED' in log.key_values['message']
+    text = repr(span.tags) + repr(log.key_values)
+    assert secret not in text
+
+
 def test_secret_query_values_are_redacted_in_the_tag(server, base_url, tracer):
     with TracedSession(tracer=tracer) as session:
         session.get(base_url + '/ok', params={'q': 'shoes', 'access_token': 's3cr3t'},
