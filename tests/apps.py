@@ -205,3 +205,26 @@ def exc_info_mid_body(environ, start_response):
             start_response('500 Internal Server Error', TEXT, sys.exc_info())
         yield b'never sent'  # pragma: no cover
     return chunks()
+
+
+SECRET_URL = 'http://billing.internal/charge?acct=7&token=S3CR3T'
+
+
+def raise_with_url(where):
+    """Fails quoting a URL with a secret in it (as HTTP client errors do)."""
+    def app(environ, start_response):
+        if where == 'app':
+            raise AppError(f'calling {SECRET_URL} failed')
+        if where == 'exc_info':
+            try:
+                raise AppError(f'calling {SECRET_URL} failed')
+            except AppError:
+                start_response('502 Bad Gateway', TEXT, sys.exc_info())
+                return [b'bad gateway']
+        start_response(OK, TEXT)
+
+        def chunks():
+            yield b'first'
+            raise AppError(f'calling {SECRET_URL} failed')
+        return chunks()
+    return app

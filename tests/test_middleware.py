@@ -421,3 +421,25 @@ def test_exception_after_abort_is_not_logged_on_the_finished_span(tracer):
     # The client of a killed request gets no response: no status, aborted.
     assert 'http.status_code' not in span.tags
     assert span.tags['http.aborted'] is True
+
+
+# --------------------------------------------------------------------------- privacy
+
+@pytest.mark.parametrize('where', ['app', 'exc_info', 'body'])
+@pytest.mark.parametrize('options, hidden', [
+    pytest.param({}, ('S3CR3T',), id='default-names'),
+    pytest.param({'redact_query': ('acct', 'token')}, ('S3CR3T', 'acct=7'),
+                 id='configured-names'),
+])
+def test_urls_in_recorded_exceptions_are_redacted_like_http_url(tracer, where, options,
+                                                                 hidden):
+    wrapped = TracingMiddleware(apps.raise_with_url(where), tracer, **options)
+    try:
+        call(wrapped, make_environ(query='acct=7&token=S3CR3T'))
+    except apps.AppError:
+        pass
+    span = only_span(tracer)
+    (event,) = error_events(span)
+    assert 'billing.internal' in event['message'] and 'REDACTED' in event['stack']
+    text = repr(span.tags) + repr(event)
+    assert [value for value in hidden if value in text] == []

@@ -158,7 +158,12 @@ def test_credentials_are_redacted_even_when_allow_listed(
     pytest.param(name, id=name) for name in (
         'token', 'access_token', 'Password', 'passwd', 'pwd', 'client_secret', 'api_key',
         'KEY', 'signature', 'X-Amz-Signature', 'sig', 'auth', 'oauth_verifier',
-        'credential', 'X-Amz-Credential', 'session_id', 'jwt', 'access%5Ftoken', 'pass%77ord', 'api+key')
+        'credential', 'X-Amz-Credential', 'session_id', 'jwt', 'access%5Ftoken', 'pass%77ord',
+        'api+key',
+        # names common enough to be redacted by default (short ones match whole words)
+        'pass', 'pw', 'user_pw', 'passphrase', 'otp', 'otpCode', 'pin', 'card_pin', 'ssn',
+        'credit_card', 'cardNumber', 'cvv', 'private_key', 'bearer', 'sid', 'code',
+        'auth_code', 'apiKey', 'authorization')
 ])
 def test_secret_looking_query_values_are_redacted_in_http_url(
         service: Callable[..., Service], name: str) -> None:
@@ -166,6 +171,22 @@ def test_secret_looking_query_values_are_redacted_in_http_url(
     svc.client.simulate_get('/account', query_string=f'page=2&{name}={SECRET}&q=shoes')
     span, text = only_span(svc)
     assert span['tags']['http.url'].endswith(f'/account?page=2&{name}=REDACTED&q=shoes')
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize('query, expected', [
+    pytest.param(f'a=1;password={SECRET};b=2', 'a=1;password=REDACTED;b=2', id='semicolons'),
+    pytest.param(f'a=1&pin={SECRET};b=2', 'a=1&pin=REDACTED;b=2', id='mixed-separators'),
+    pytest.param('shipping=ups&zipcode=10115&side=left&monkey=george',
+                 'shipping=ups&zipcode=10115&side=left&monkey=george',
+                 id='short-names-inside-words-are-not-secrets'),
+])
+def test_query_parameters_are_found_whatever_the_separator(
+        service: Callable[..., Service], query: str, expected: str) -> None:
+    svc = service()
+    svc.client.simulate_get('/account', query_string=query)
+    span, text = only_span(svc)
+    assert span['tags']['http.url'].endswith(f'/account?{expected}')
     assert SECRET not in text
 
 
