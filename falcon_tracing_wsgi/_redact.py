@@ -141,7 +141,7 @@ def redact_text(text: str, secret: Optional[Secret] = DEFAULT_SECRET,
         name = match.group(1)
         if '%' in name or '+' in name:
             name = unquote_plus(name)
-        if _is_secret(name, secret):  # type: ignore[arg-type]
+        if _is_secret(name, secret):
             return match.group(1) + '=' + replacement
         return match.group(0)
     return _TEXT_PARAMETER.sub(parameter, text)

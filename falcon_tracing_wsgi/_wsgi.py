@@ -14,8 +14,12 @@ Decisions recorded here:
 * **The span is active while app code runs**: during the app call (done by the
   middleware) and while each body chunk is produced or the iterable is closed (done
   here); afterwards the scope manager is reset to its state before, whatever the app
-  left open (``scope.close()`` would do nothing after a leaked scope). A ``list``/``tuple`` body runs no app code, so it is iterated without
-  activating anything.
+  left open (``scope.close()`` would do nothing after a leaked scope). A
+  ``list``/``tuple`` body runs no app code, so it is iterated without activating
+  anything.
+* **The in-flight registry is weak** (``id -> weakref``, for gunicorn's worker-abort
+  hook): a response the server drops unclosed is collected, and ``__del__`` reports its
+  span. ``weakref.finalize`` or a ``WeakSet`` would cost more per request.
 * **``wsgi.file_wrapper`` keeps the server's sendfile path.** gunicorn only uses
   ``sendfile()`` when the app returns an instance of its own ``FileWrapper`` class, so
   such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
@@ -42,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
-from ._redact import DEFAULT_SECRET, REDACTED, compile_names, redact_query, redact_text
+from ._redact import (DEFAULT_SECRET, REDACTED, Secret, compile_names, redact_query,
+                      redact_text)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
@@ -221,7 +226,7 @@ def set_tags(span: Any, tags: dict[str, Any]) -> None:
 
 def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
                      mark_error: bool = True,
-                     secret: Optional[tuple[str, ...]] = DEFAULT_SECRET) -> None:
+                     secret: Optional[Secret] = DEFAULT_SECRET) -> None:
     """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log).
 
     ``mark_error=False`` logs the exception without the ``error`` tag, for an exception

@@ -147,7 +147,7 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
         if isinstance(error, falcon.HTTPStatus):
             return
         component = env.get(_ENVIRON_COMPONENT)
-        secret = getattr(component, 'redact_names', DEFAULT_SECRET)
+        secret: Optional[Secret] = getattr(component, 'redact_names', DEFAULT_SECRET)
         if isinstance(error, falcon.HTTPError):
             if _status_code(error) < 500:
                 return

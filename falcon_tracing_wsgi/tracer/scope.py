@@ -158,7 +158,7 @@ def scope_resetter(manager: opentracing.ScopeManager
         return reset_greenlet
     if (module == 'opentracing.scope_managers.contextvars'
             and kind.__name__ == 'ContextVarsScopeManager'):
-        var = sys.modules[module]._SCOPE  # type: ignore[attr-defined]
+        var = sys.modules[module]._SCOPE
         missing = Token.MISSING
 
         def reset_token(scope: Any) -> None:
