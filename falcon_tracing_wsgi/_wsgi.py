@@ -558,8 +558,10 @@ class TracedResponse:
             span.set_tag(TAG_ABORT_REASON, reason)
             span.log_kv({ot_logs.EVENT: ot_tags.ERROR, 'error.kind': 'WorkerAbort',
                          ot_logs.MESSAGE: reason})
-            # NOTE: what happened, not a status nobody sent: a killed request whose
-            # headers were not sent yet gets no response at all (and so no status).
+            # NOTE: what happened, not a status the span cannot know: for a request
+            # whose headers were not sent yet, the hook runs before gunicorn decides
+            # (recent versions then write a 500 page themselves; older ones send
+            # nothing), so no status is recorded.
             started = self.sent_bytes or (self._plain and self._iterator is not None)
             if not started:
                 self.status_code = 0

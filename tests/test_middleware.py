@@ -418,7 +418,7 @@ def test_exception_after_abort_is_not_logged_on_the_finished_span(tracer):
         call(TracingMiddleware(app, tracer))
     span = only_span(tracer)
     assert [log.key_values['error.kind'] for log in span.logs] == ['WorkerAbort']
-    # The client of a killed request gets no response: no status, aborted.
+    # A killed request: error and aborted, no status (the span cannot know one).
     assert 'http.status_code' not in span.tags
     assert span.tags['http.aborted'] is True
 

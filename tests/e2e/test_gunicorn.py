@@ -145,7 +145,10 @@ def test_a_worker_timeout_still_reports_the_request_as_an_error(servers, collect
     (span,) = collector.spans()
     assert span['name'] == 'GET /block'
     assert span['tags']['error'] == 'true'
-    assert span['tags']['http.status_code'] == '500'
+    # What happened, not a status the span cannot know: the hook runs before gunicorn
+    # decides (recent versions then write a 500 page themselves; older ones send nothing).
+    assert 'http.status_code' not in span['tags']
+    assert span['tags']['http.aborted'] == 'true'
     assert span['tags']['http.aborted.reason'] == 'gunicorn worker timeout'
     log = server.log()
     assert 'WORKER TIMEOUT' in log
