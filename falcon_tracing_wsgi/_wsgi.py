@@ -18,8 +18,9 @@ Decisions recorded here:
   ``list``/``tuple`` body runs no app code, so it is iterated without activating
   anything.
 * **The in-flight registry is weak** (``id -> weakref``, for gunicorn's worker-abort
-  hook): a response the server drops unclosed is collected, and ``__del__`` reports its
-  span. ``weakref.finalize`` or a ``WeakSet`` would cost more per request.
+  hook): a response the server drops unclosed is collected; its ``__del__`` queues it
+  and the next request (or the abort/exit hook) reports its span, ended at the time it
+  was collected. ``weakref.finalize`` or a ``WeakSet`` would cost more per request.
 * **``wsgi.file_wrapper`` keeps the server's sendfile path.** gunicorn only uses
   ``sendfile()`` when the app returns an instance of its own ``FileWrapper`` class, so
   such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
@@ -40,7 +41,9 @@ import os
 import re
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Iterator, Mapping
+from time import time as _time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentracing import logs as ot_logs
@@ -53,7 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ExcludeRule
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
-           'build_url_builder', 'record_exception', 'set_tags', 'IN_FLIGHT']
+           'build_url_builder', 'record_exception', 'set_tags', 'finish_unclosed',
+           'IN_FLIGHT', 'UNCLOSED']
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +66,10 @@ _log = logging.getLogger(__name__)
 #: calling ``close()`` is garbage-collected (and its span finished, see ``__del__``)
 #: instead of being kept here forever.
 IN_FLIGHT: dict[int, weakref.ref[TracedResponse]] = {}
+
+#: Responses the server dropped without closing them, with the time they were collected:
+#: queued by ``TracedResponse.__del__``, finished by :func:`finish_unclosed`.
+UNCLOSED: deque[tuple[TracedResponse, float]] = deque()
 
 #: Tag names this package adds beyond the OpenTracing standard ones.
 TAG_ROUTE = 'http.route'
@@ -243,6 +251,25 @@ def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
         fields[ot_logs.STACK] = redact_text(''.join(traceback.format_exception(
             type(exc), exc, exc.__traceback__)), secret)
     span.log_kv(fields)
+
+
+def finish_unclosed() -> None:
+    """Finish the spans of responses collected unclosed (tagged ``wsgi.unclosed``).
+
+    Called by the middleware before it registers a request and by the worker-abort and
+    exit hooks, never from a finalizer (see ``TracedResponse.__del__``).
+    """
+    while UNCLOSED:
+        try:
+            response, collected = UNCLOSED.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        try:
+            if response._claim():
+                response.span.set_tag(TAG_UNCLOSED, True)
+                response._complete(collected)
+        except Exception:
+            _log.warning('tracing failed to finish an unclosed response', exc_info=True)
 
 
 class _ClosingFile:
@@ -533,13 +560,16 @@ class TracedResponse:
 
     def __del__(self) -> None:
         # The server dropped the response without closing it (PEP 3333 says it must;
-        # some servers and test harnesses do not): report the span anyway, tagged so.
+        # some servers and test harnesses do not): the span is reported anyway, tagged
+        # so, by the next request (finish_unclosed).
+        # NOTE: not finished here: a finalizer runs wherever the garbage collector does,
+        # for a response in a reference cycle maybe while this very thread holds the
+        # reporter's lock. deque.append takes no lock; the response is kept (PEP 442
+        # resurrection) until then, and __del__ is not called again.
         if self._finished or not self.recording:
             return  # PERF: the usual case, closed by the server
         try:
-            if self._claim():
-                self.span.set_tag(TAG_UNCLOSED, True)
-                self._complete()
+            UNCLOSED.append((self, _time()))
         except Exception:  # pragma: no cover - __del__ must never raise
             pass
 
@@ -571,7 +601,7 @@ class TracedResponse:
         self._complete()
         return True
 
-    def _complete(self) -> None:
+    def _complete(self, finish_time: Optional[float] = None) -> None:
         if self.recording:
             try:
                 if self._plain:
@@ -580,7 +610,7 @@ class TracedResponse:
             except Exception:
                 _log.warning('tracing failed while finishing a span', exc_info=True)
         try:
-            self.span.finish()
+            self.span.finish(finish_time)
         except Exception:
             _log.warning('tracer failed to finish a span', exc_info=True)
 

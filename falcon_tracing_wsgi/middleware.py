@@ -76,9 +76,9 @@ from opentracing import tags as ot_tags
 
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
-    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key, peer_tags,
-    set_tags,
+    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED,
+    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key,
+    finish_unclosed, peer_tags, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -215,6 +215,8 @@ class TracingMiddleware:
         response = TracedResponse(self, span, environ, start_response, scope_manager,
                                   reset, recording)
         if recording:
+            if UNCLOSED:
+                finish_unclosed()
             # PERF: a weak reference keyed by id, no callback: cheaper than a WeakSet or
             # weakref.finalize; the response removes itself when it finishes.
             IN_FLIGHT[id(response)] = _weakref(response)
@@ -551,8 +553,10 @@ def abort_in_flight(reason: str) -> int:
             ``http.aborted.reason`` tag.
 
     Returns:
-        The number of spans finished.
+        The number of spans finished (responses collected unclosed are finished too,
+        as such, and not counted).
     """
+    finish_unclosed()
     count = 0
     for ref in list(IN_FLIGHT.values()):
         response = ref()

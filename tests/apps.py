@@ -228,3 +228,9 @@ def raise_with_url(where):
             raise AppError(f'calling {SECRET_URL} failed')
         return chunks()
     return app
+
+
+def write_callable_in_environ(environ, start_response):
+    """Keeps the write callable in the environ: the response is in a reference cycle."""
+    environ['test.write'] = start_response(OK, TEXT)
+    return [b'cycle']
