@@ -31,7 +31,7 @@ Decisions recorded here:
 * **The span describes what was sent.** The status is recorded only once the server's
   ``start_response`` accepted it; an app error before any byte of the body was sent is
   recorded as the 500 the server answers instead; a response the server drops without
-  closing it is finished when it is garbage-collected (tagged ``wsgi.unclosed``).
+  closing it is reported after it is garbage-collected (tagged ``wsgi.unclosed``).
 """
 
 from __future__ import annotations
@@ -531,10 +531,13 @@ class TracedResponse:
         the client gets no answer, so no status is recorded for it.
         """
         self._record_failure(exc)
-        if isinstance(exc, Exception) and not self.sent_bytes:
-            self.status_code = 500
-            self.exhausted = True  # the server's error page is the whole response
-        # else: a body already started was cut, or nothing is sent: tagged aborted
+        if not self.sent_bytes:
+            if isinstance(exc, Exception):
+                self.status_code = 500
+                self.exhausted = True  # the server's error page is the whole response
+            else:
+                self.status_code = 0  # nothing will be sent (tagged aborted)
+        # else: a body already started was cut (tagged aborted)
 
     def _record_failure(self, exc: BaseException) -> None:
         if self._finished:

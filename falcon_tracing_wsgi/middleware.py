@@ -35,12 +35,14 @@ Per request, in this order:
    thread nor keeps the spans of later requests alive.
 6. **start_response** is intercepted: integer ``http.status_code``, ``error`` for 5xx,
    ``exc_info`` recorded, the trace id optionally exposed in a response header, and the
-   server's ``write`` callable returned (counted).
+   server's ``write`` callable returned (counted). Status and ``exc_info`` are recorded
+   only once the server's own ``start_response`` accepted them.
 7. **Finish** when the server closes the response (exactly once): after the body is sent,
    so a streamed span lasts as long as the stream. A close before the body was exhausted
-   is tagged ``http.aborted``. If the app raised before returning, the span gets status
-   500 (when ``start_response`` was never called) and the exception, which is re-raised
-   unchanged.
+   is tagged ``http.aborted``. If the app raised (or returned something not iterable)
+   before any byte was sent, the span gets the 500 the server answers, whatever status
+   the app had set, and the exception, which is re-raised unchanged. A response the
+   server never closes is reported once it is garbage-collected (``wsgi.unclosed``).
 
 Naming: the span is renamed ``METHOD {route}`` at the end of the request when a route is
 known: the Falcon component sets it from ``req.uri_template``; any other framework can set
@@ -123,7 +125,7 @@ _UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: Non
 _INJECT_CACHE_SIZE = 64
 
 
-_weakref = weakref.ref
+_weakref = weakref.ref  # PERF: one global lookup per request instead of two
 
 
 def _excluded_always(environ: Any) -> bool:
