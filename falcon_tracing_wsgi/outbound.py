@@ -33,6 +33,10 @@ Decisions:
 * Error details are logged as *strings* (``error.kind`` is the class name, ``stack`` a
   formatted traceback) rather than the objects ``opentracing.Span.__exit__`` logs, so
   that any reporter can encode them and no traceback (with its frames) is kept alive.
+* The client span's scope is closed even if code run during the call (a transport, a
+  hook) left a scope of its own open: the manager is reset to its state before the call
+  and the span finished (``tracer.scope.scope_resetter``), instead of ``close()`` doing
+  nothing and the span never being reported.
 * A 5xx status marks the span as an error; a 4xx does not (the call worked; the
   request was refused), matching the OpenTracing semantic conventions.
 """
@@ -52,6 +56,7 @@ from opentracing.ext import tags
 
 from ._redact import (DEFAULT_REDACT_QUERY, DEFAULT_SECRET, Secret, compile_names,
                       redact_query, redact_text)
+from .tracer.scope import scope_resetter
 from ._redact import REDACTED as _REDACTED
 
 __all__ = ['DEFAULT_REDACTED_NAMES', 'REDACTED', 'inject_headers', 'redact_url',
@@ -219,9 +224,22 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
         _log.debug('could not record the outcome on a client span', exc_info=True)
     finally:
         try:
-            scope.close()
+            _deactivate(scope)
         except Exception:
             _log.debug('could not finish a client span', exc_info=True)
+
+
+def _deactivate(scope: opentracing.Scope) -> None:
+    """Close the client span's scope, even when the call left a scope of its own open."""
+    manager = scope.manager
+    if manager.active is scope:
+        scope.close()  # the usual case
+        return
+    # NOTE: close() does nothing once the scope is not the active one: the client span
+    # would never finish and the leaked scope would stay active (keeping every later
+    # span alive). Reset the manager to its state before the call, then finish.
+    scope_resetter(manager)(scope)
+    scope.span.finish()
 
 
 def _add_peer_tags(url: str, span_tags: dict[str, Any]) -> None:

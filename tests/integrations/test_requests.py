@@ -13,6 +13,7 @@ import pytest
 import requests
 from opentracing import Format
 from opentracing.mocktracer import MockTracer
+from opentracing.scope_managers.contextvars import ContextVarsScopeManager
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 from falcon_tracing_wsgi.integrations.requests import (
@@ -303,6 +304,31 @@ def test_instrument_session_wraps_existing_adapters(tracer):
     assert span.tags['peer.hostname'] == 'inner.test'
     assert span.tags['peer.port'] == 80
     assert 'peer.ipv4' not in span.tags
+
+
+class _LeakyAdapter(_RecordingAdapter):
+    """A transport whose code activates a span and never closes its scope."""
+
+    def send(self, request: Any, **kwargs: Any) -> requests.Response:
+        self.tracer.start_active_span('leaked-by-the-transport')
+        return super().send(request, **kwargs)
+
+
+@pytest.mark.parametrize('make_tracer', [
+    pytest.param(lambda: MockTracer(), id='threadlocal'),
+    pytest.param(lambda: MockTracer(scope_manager=ContextVarsScopeManager()),
+                 id='contextvars'),
+])
+def test_a_scope_left_open_during_the_call_does_not_lose_the_client_span(make_tracer):
+    tracer = make_tracer()
+    session = requests.Session()
+    session.mount('http://inner.test/', _LeakyAdapter(tracer))
+    instrument_session(session, tracer=tracer)
+    with tracer.start_active_span('caller') as caller:
+        assert session.get('http://inner.test/x', timeout=_TIMEOUT).status_code == 201
+        assert tracer.active_span is caller.span  # the leak does not outlive the call
+    assert [span.operation_name for span in tracer.finished_spans()] == [
+        'HTTP GET', 'caller']
 
 
 @pytest.mark.parametrize('prefix', [
