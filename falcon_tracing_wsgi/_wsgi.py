@@ -275,12 +275,14 @@ def finish_unclosed() -> None:
 class _ClosingFile:
     """A file proxy whose ``close()`` also finishes the span (see module docstring)."""
 
-    __slots__ = ('_file', '_response', '_start', '_read')
+    __slots__ = ('_file', '_response', '_start', '_end', '_read')
 
     def __init__(self, file: Any, response: TracedResponse) -> None:
         self._file = file
         self._response = response
         self._read = False
+        #: The position the sender last moved the file to (see _account_sendfile).
+        self._end: Optional[int] = None
         try:
             self._start: Optional[int] = file.tell()
         except Exception:  # not seekable: sendfile is not possible either
@@ -288,6 +290,11 @@ class _ClosingFile:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
+
+    def seek(self, *args: Any) -> Any:
+        position = self._file.seek(*args)
+        self._end = position
+        return position
 
     def read(self, *args: Any) -> Any:
         self._read = True
@@ -313,22 +320,23 @@ class _ClosingFile:
     def _account_sendfile(self) -> None:
         """Bytes sent and exhaustion when the server never called ``read()``.
 
-        NOTE: ``socket.sendfile()`` (gunicorn's path) leaves the file positioned after
-        the last byte it sent, also when the client went away mid-file, so the position
-        tells what was sent; the server sends the rest of the file, or ``Content-Length``
-        bytes when the app set it. A response without a body (``HEAD``, 204, 304) is
-        complete without sending anything.
+        NOTE: ``socket.sendfile()`` (gunicorn's path) seeks the file to just after the
+        last byte it sent when it returns, also when the client went away mid-file (its
+        documented way of telling how much was sent), through this proxy's ``seek()``;
+        gunicorn then moves the descriptor back with ``os.lseek``, which the proxy does
+        not see, so the position *seeked to* tells what was sent, not the file's current
+        position. The server sends the rest of the file, or ``Content-Length`` bytes when
+        the app set it. A response without a body (``HEAD``, 204, 304) is complete
+        without sending anything, and a sender that neither read nor seeked (nothing is
+        known) is taken at its word, as before.
         """
         response = self._response
-        if (response.status_code in (204, 304)
+        start, end = self._start, self._end
+        if (start is None or end is None or response.status_code in (204, 304)
                 or response.environ.get('REQUEST_METHOD') == 'HEAD'):
             response.exhausted = True
             return
-        start = self._start
-        if start is None:
-            response.exhausted = True  # no way to tell: assume what the server claims
-            return
-        sent = self._file.tell() - start
+        sent = end - start
         expected = _content_length(response.headers)
         if expected is None:
             expected = os.fstat(self._file.fileno()).st_size - start

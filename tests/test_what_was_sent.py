@@ -102,7 +102,8 @@ def _reader(sock, limit, into):
 
 def _sendfile_server(app, client_reads):
     """Serve like gunicorn's sendfile path: socket.sendfile() on the file wrapper's file
-    from its current offset, then close the response (also when the send failed)."""
+    from its current offset, the descriptor moved back to that offset after a successful
+    send (gunicorn does), then the response closed (also when the send failed)."""
     environ = make_environ()
     environ['wsgi.file_wrapper'] = wsgiref.util.FileWrapper
     server, client = socket.socketpair()
@@ -117,6 +118,7 @@ def _sendfile_server(app, client_reads):
             filelike = result.filelike
             offset = os.lseek(filelike.fileno(), 0, os.SEEK_CUR)
             server.sendfile(filelike, offset, os.fstat(filelike.fileno()).st_size - offset)
+            os.lseek(filelike.fileno(), offset, os.SEEK_SET)
         except OSError:
             pass  # BrokenPipeError / ConnectionResetError: the client went away
         finally:
