@@ -26,8 +26,9 @@ Decisions recorded here:
   such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
   finishes the span after the server has sent the file. The server still sees its own
   wrapper and still gets the real file descriptor; the span covers the transfer. Bytes
-  sent by ``sendfile`` are read from the file position it leaves behind, so a transfer
-  the client cut off is tagged ``http.aborted`` like any other body.
+  sent by ``sendfile`` are what ``socket.sendfile()`` reports (the position it seeks the
+  file to), so a transfer the client cut off is tagged ``http.aborted`` like any other
+  body.
 * **The span describes what was sent.** The status is recorded only once the server's
   ``start_response`` accepted it; an app error before any byte of the body was sent is
   recorded as the 500 the server answers instead; a response the server drops without
