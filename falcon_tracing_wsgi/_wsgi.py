@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
            'build_url_builder', 'record_exception', 'set_tags', 'finish_unclosed',
-           'IN_FLIGHT', 'UNCLOSED']
+           'IN_FLIGHT', 'UNCLOSED', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +71,11 @@ IN_FLIGHT: dict[int, weakref.ref[TracedResponse]] = {}
 #: Responses the server dropped without closing them, with the time they were collected:
 #: queued by ``TracedResponse.__del__``, finished by :func:`finish_unclosed`.
 UNCLOSED: deque[tuple[TracedResponse, float]] = deque()
+
+#: environ key of the exception already recorded on the server span: each layer that
+#: sees it go by (Falcon's error reporter, start_response's exc_info, the app call, the
+#: body) records it only if it is not this one, so it is logged once.
+ENVIRON_EXCEPTION = 'falcon_tracing_wsgi.exception'
 
 #: Tag names this package adds beyond the OpenTracing standard ones.
 TAG_ROUTE = 'http.route'
@@ -416,7 +421,7 @@ class TracedResponse:
             self.status_code = code
             self.headers = headers
             if exc_info is not None and exc_info[1] is not None:
-                record_exception(self.span, exc_info[1], secret=middleware.redact_names)
+                self._record_failure(exc_info[1])
             # PERF: most deployments record nothing here (no captured response headers,
             # no hook): skip the call.
             if self.recording and middleware.watch_response:
@@ -549,10 +554,12 @@ class TracedResponse:
         # else: a body already started was cut (tagged aborted)
 
     def _record_failure(self, exc: BaseException) -> None:
-        if self._finished:
+        environ = self.environ
+        if self._finished or environ.get(ENVIRON_EXCEPTION) is exc:
             return
         try:
             record_exception(self.span, exc, secret=self._middleware.redact_names)
+            environ[ENVIRON_EXCEPTION] = exc
         except Exception:
             _log.warning('tracing failed to record an exception', exc_info=True)
 

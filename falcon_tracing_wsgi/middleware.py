@@ -78,7 +78,7 @@ from opentracing import tags as ot_tags
 
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED,
+    ALWAYS_REDACTED, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED,
     EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key,
     finish_unclosed, peer_tags, set_tags,
 )
@@ -89,7 +89,7 @@ from .tracer.span import Span
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
-           'ENVIRON_INCOMING']
+           'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
 

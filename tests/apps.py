@@ -234,3 +234,12 @@ def write_callable_in_environ(environ, start_response):
     """Keeps the write callable in the environ: the response is in a reference cycle."""
     environ['test.write'] = start_response(OK, TEXT)
     return [b'cycle']
+
+
+def exc_info_then_raise(environ, start_response):
+    """Reports the error through exc_info, then lets it propagate too."""
+    try:
+        raise AppError('reported and raised')
+    except AppError:
+        start_response('500 Internal Server Error', TEXT, sys.exc_info())
+        raise

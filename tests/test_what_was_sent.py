@@ -64,6 +64,7 @@ def error_logs(span):
     pytest.param(apps.exc_info_after_write, 200, True, True, 1,
                  id='exc-info-after-write'),
     pytest.param(apps.exc_info_mid_body, 200, True, True, 1, id='exc-info-mid-body'),
+    pytest.param(apps.exc_info_then_raise, 500, True, False, 1, id='exc-info-then-raise'),
 ])
 def test_span_agrees_with_the_response_the_server_sent(tracer, app, status, error, aborted,
                                                        errors):

@@ -52,7 +52,7 @@ import falcon
 
 from .._redact import DEFAULT_SECRET, Secret
 from .._wsgi import record_exception, set_tags
-from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
+from ..middleware import ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_SPAN
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 
@@ -60,8 +60,6 @@ _log = logging.getLogger(__name__)
 
 #: environ key naming the component instance that handles this request (deduplication).
 _ENVIRON_COMPONENT = 'falcon_tracing_wsgi.falcon_component'
-#: environ key set once the request's exception has been recorded.
-_ENVIRON_RECORDED = 'falcon_tracing_wsgi.exception_recorded'
 
 #: Bound of TracingComponent's cache of responder tags (routes x methods of one app).
 _RESPONDER_TAGS_SIZE = 1024
@@ -142,7 +140,7 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
     try:
         env = req.env
         span = env.get(ENVIRON_SPAN)
-        if span is None or env.get(_ENVIRON_RECORDED):
+        if span is None or env.get(ENVIRON_EXCEPTION) is not None:
             return
         if isinstance(error, falcon.HTTPStatus):
             return
@@ -157,7 +155,9 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
             # NOTE: a handled exception's response status says whether the request failed
             # (a 500 from the default handler is an error; a 418 by the user's is not).
             record_exception(span, error, mark_error=not handled, secret=secret)
-        env[_ENVIRON_RECORDED] = True
+        # The wrapper skips this exception if it propagates out of the app (an error
+        # handler that re-raises it): one error log per exception.
+        env[ENVIRON_EXCEPTION] = error
     except Exception:
         _log.warning('tracing failed to record a Falcon exception', exc_info=True)
 

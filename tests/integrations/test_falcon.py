@@ -299,3 +299,17 @@ def test_app_exception_handler_registered_before_wrapping_is_kept(tracer):
     span = only_span(tracer)
     assert span.tags['error'] is True
     assert span.logs[0].key_values['error.kind'] == 'ZeroDivisionError'
+
+
+def test_an_exception_an_error_handler_re_raises_is_logged_once(tracer):
+    """Falcon reports it (unhandled) and it leaves the app: one error log, not two."""
+    def reraise(req, resp, ex, params):
+        raise ex
+    app = make_app(tracer)
+    app.add_error_handler(ZeroDivisionError, reraise)
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    with pytest.raises(ZeroDivisionError):
+        client.simulate_get('/boom')
+    span = only_span(tracer)
+    assert [log.key_values['error.kind'] for log in span.logs] == ['ZeroDivisionError']
+    assert span.tags['error'] is True
