@@ -78,8 +78,8 @@ from opentracing import tags as ot_tags
 
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED,
-    EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key,
+    ALWAYS_REDACTED, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    UNCLOSED, EnvironHeaders, TracedResponse, build_excluder, build_url_builder, environ_key,
     finish_unclosed, peer_tags, set_tags,
 )
 from .config import TracingConfig
