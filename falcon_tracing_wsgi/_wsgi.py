@@ -13,28 +13,45 @@ Decisions recorded here:
   response before iterating it, leaving the span open.
 * **The span is active while app code runs**: during the app call (done by the
   middleware) and while each body chunk is produced or the iterable is closed (done
-  here). A ``list``/``tuple`` body runs no app code, so it is iterated without
-  activating anything.
+  here); afterwards the scope manager is reset to its state before, whatever the app
+  left open (``scope.close()`` would do nothing after a leaked scope). A
+  ``list``/``tuple`` body runs no app code, so it is iterated without activating
+  anything.
+* **The in-flight registry is weak** (``id -> weakref``, for gunicorn's worker-abort
+  hook): a response the server drops unclosed is collected; its ``__del__`` queues it
+  and the next request (or the abort/exit hook) reports its span, ended at the time it
+  was collected. ``weakref.finalize`` or a ``WeakSet`` would cost more per request.
 * **``wsgi.file_wrapper`` keeps the server's sendfile path.** gunicorn only uses
   ``sendfile()`` when the app returns an instance of its own ``FileWrapper`` class, so
   such a result is re-wrapped *in the same class* around a file proxy whose ``close()``
   finishes the span after the server has sent the file. The server still sees its own
   wrapper and still gets the real file descriptor; the span covers the transfer. Bytes
-  sent by ``sendfile`` are not counted (only the server knows them).
+  sent by ``sendfile`` are what ``socket.sendfile()`` reports (the position it seeks the
+  file to), so a transfer the client cut off is tagged ``http.aborted`` like any other
+  body.
+* **The span describes what was sent.** The status is recorded only once the server's
+  ``start_response`` accepted it; an app error before any byte of the body was sent is
+  recorded as the 500 the server answers instead; a response the server drops without
+  closing it is reported after it is garbage-collected (tagged ``wsgi.unclosed``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import traceback
+import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from time import time as _time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
-from ._redact import REDACTED, compile_names, redact_query
+from ._redact import (DEFAULT_SECRET, REDACTED, Secret, compile_names, redact_query,
+                      redact_text)
 from ._semconv import (
     CLIENT_ADDRESS, KNOWN_METHODS, METHOD_ORIGINAL, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
     NETWORK_PROTOCOL_VERSION, OTHER_METHOD, REQUEST_METHOD, SERVER_ADDRESS, SERVER_PORT,
@@ -46,12 +63,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder', 'context_ids',
            'build_url_builder', 'build_stable_tagger', 'record_exception', 'set_tags',
-           'IN_FLIGHT', 'ENVIRON_ERROR_TYPE']
+           'finish_unclosed', 'IN_FLIGHT', 'UNCLOSED', 'ENVIRON_EXCEPTION', 'ENVIRON_ERROR_TYPE']
 
 _log = logging.getLogger(__name__)
 
-#: Server spans whose response is not finished yet, for the gunicorn worker_abort hook.
-IN_FLIGHT: set[TracedResponse] = set()
+#: Responses whose server span is not finished yet, for the gunicorn worker_abort hook:
+#: ``id(response) -> weakref.ref(response)``. Weak, so a response the server drops without
+#: calling ``close()`` is garbage-collected (and its span finished, see ``__del__``)
+#: instead of being kept here forever.
+IN_FLIGHT: dict[int, weakref.ref[TracedResponse]] = {}
+
+#: Responses the server dropped without closing them, with the time they were collected:
+#: queued by ``TracedResponse.__del__``, finished by :func:`finish_unclosed`.
+UNCLOSED: deque[tuple[TracedResponse, float]] = deque()
+
+#: environ key of the exception already recorded on the server span: each layer that
+#: sees it go by (Falcon's error reporter, start_response's exc_info, the app call, the
+#: body) records it only if it is not this one, so it is logged once.
+ENVIRON_EXCEPTION = 'falcon_tracing_wsgi.exception'
 
 #: Tag names this package adds beyond the OpenTracing standard ones.
 TAG_ROUTE = 'http.route'
@@ -61,6 +90,8 @@ TAG_ABORT_REASON = 'http.aborted.reason'
 #: environ key of the type of an exception the app or framework handled itself (turned
 #: into an error response); it names ``error.type`` when the response is a 5xx.
 ENVIRON_ERROR_TYPE = 'falcon_tracing_wsgi.error_type'
+#: The server dropped the response without calling ``close()`` (PEP 3333 requires it).
+TAG_UNCLOSED = 'wsgi.unclosed'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 
@@ -341,35 +372,71 @@ def _hex_id(value: Any) -> str:
 
 
 def record_exception(span: Any, exc: BaseException, with_stack: bool = True,
-                     mark_error: bool = True) -> None:
+                     mark_error: bool = True,
+                     secret: Optional[Secret] = DEFAULT_SECRET) -> None:
     """Record an exception on a span the OpenTracing way (``error`` tag + ``error`` log).
 
     ``mark_error=False`` logs the exception without the ``error`` tag, for an exception
     the app handled itself (the status code then decides whether the span failed).
+    URLs in the message and stack get the same redaction as ``http.url`` (``secret``,
+    from :func:`~falcon_tracing_wsgi._redact.compile_names`): an exception text often
+    quotes the URL it failed on.
     """
     if mark_error:
         span.set_tag(ot_tags.ERROR, True)
     fields = {ot_logs.EVENT: ot_tags.ERROR, 'error.kind': type(exc).__name__,
-              ot_logs.MESSAGE: str(exc)}
+              ot_logs.MESSAGE: redact_text(str(exc), secret)}
     if with_stack and exc.__traceback__ is not None:
-        fields[ot_logs.STACK] = ''.join(traceback.format_exception(
-            type(exc), exc, exc.__traceback__))
+        fields[ot_logs.STACK] = redact_text(''.join(traceback.format_exception(
+            type(exc), exc, exc.__traceback__)), secret)
     span.log_kv(fields)
+
+
+def finish_unclosed() -> None:
+    """Finish the spans of responses collected unclosed (tagged ``wsgi.unclosed``).
+
+    Called by the middleware before it registers a request and by the worker-abort and
+    exit hooks, never from a finalizer (see ``TracedResponse.__del__``).
+    """
+    while UNCLOSED:
+        try:
+            response, collected = UNCLOSED.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        try:
+            if response._claim():
+                response.span.set_tag(TAG_UNCLOSED, True)
+                response._complete(collected)
+        except Exception:
+            _log.warning('tracing failed to finish an unclosed response', exc_info=True)
 
 
 class _ClosingFile:
     """A file proxy whose ``close()`` also finishes the span (see module docstring)."""
 
-    __slots__ = ('_file', '_response')
+    __slots__ = ('_file', '_response', '_start', '_end', '_read')
 
     def __init__(self, file: Any, response: TracedResponse) -> None:
         self._file = file
         self._response = response
+        self._read = False
+        #: The position the sender last moved the file to (see _account_sendfile).
+        self._end: Optional[int] = None
+        try:
+            self._start: Optional[int] = file.tell()
+        except Exception:  # not seekable: sendfile is not possible either
+            self._start = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
 
+    def seek(self, *args: Any) -> Any:
+        position = self._file.seek(*args)
+        self._end = position
+        return position
+
     def read(self, *args: Any) -> Any:
+        self._read = True
         data = self._file.read(*args)
         self._response.sent_bytes += len(data)
         if not data:
@@ -377,14 +444,53 @@ class _ClosingFile:
         return data
 
     def close(self) -> None:
-        # NOTE: with sendfile() the server never calls read(); a close means it is done.
-        self._response.exhausted = True
+        try:
+            if not self._read:
+                self._account_sendfile()
+        except Exception:
+            _log.debug('could not tell how much of the file was sent', exc_info=True)
         try:
             close = getattr(self._file, 'close', None)
             if close is not None:
                 close()
         finally:
             self._response.finish()
+
+    def _account_sendfile(self) -> None:
+        """Bytes sent and exhaustion when the server never called ``read()``.
+
+        NOTE: ``socket.sendfile()`` (gunicorn's path) seeks the file to just after the
+        last byte it sent when it returns, also when the client went away mid-file (its
+        documented way of telling how much was sent), through this proxy's ``seek()``;
+        gunicorn then moves the descriptor back with ``os.lseek``, which the proxy does
+        not see, so the position *seeked to* tells what was sent, not the file's current
+        position. The server sends the rest of the file, or ``Content-Length`` bytes when
+        the app set it. A response without a body (``HEAD``, 204, 304) is complete
+        without sending anything, and a sender that neither read nor seeked (nothing is
+        known) is taken at its word, as before.
+        """
+        response = self._response
+        start, end = self._start, self._end
+        if (start is None or end is None or response.status_code in (204, 304)
+                or response.environ.get('REQUEST_METHOD') == 'HEAD'):
+            response.exhausted = True
+            return
+        sent = end - start
+        expected = _content_length(response.headers)
+        if expected is None:
+            expected = os.fstat(self._file.fileno()).st_size - start
+        response.sent_bytes += sent
+        response.exhausted = sent >= expected
+
+
+def _content_length(headers: Optional[list[tuple[str, str]]]) -> Optional[int]:
+    for name, value in headers or ():
+        if name.lower() == 'content-length':
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class TracedResponse:
@@ -395,24 +501,28 @@ class TracedResponse:
     spans): then only the response trace header and the span's activation matter.
     """
 
-    __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_middleware',
+    __slots__ = ('span', 'environ', 'recording', 'scope_manager', '_reset', '_middleware',
                  '_start_response', '_iterable', '_iterator', '_activate', '_plain',
-                 '_write', 'status_code', 'sent_bytes', 'exhausted', '_finished', 'error_type')
+                 '_write', 'status_code', 'headers', 'sent_bytes', 'exhausted',
+                 '_finished', 'error_type', '__weakref__')
 
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
-                 recording: bool = True) -> None:
+                 reset: Callable[[Any], None], recording: bool = True) -> None:
         self.span = span
         self.environ = environ
         self.recording = recording
         self._middleware = middleware
         self._start_response = start_response
         self.scope_manager = scope_manager
+        self._reset = reset
         self._iterable: Any = None
         self._iterator: Optional[Iterator[bytes]] = None
         self._activate = True
         self._plain = False
         self.status_code = 0
+        #: The response headers the server accepted (None until then).
+        self.headers: Optional[list[tuple[str, str]]] = None
         self.sent_bytes = 0
         self.exhausted = False
         self._finished = False
@@ -422,7 +532,21 @@ class TracedResponse:
     # -- start_response -----------------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], Any]:
-        """The ``start_response`` the app sees: records the status, then delegates."""
+        """The ``start_response`` the app sees: delegates, then records what was accepted.
+
+        The server's ``start_response`` is called first: a call it rejects (a second one
+        without ``exc_info``, or ``exc_info`` once the headers were sent, which it
+        re-raises) changes nothing the client gets, so it changes nothing on the span
+        either, and the exception it raises is recorded once, where it ends the app.
+        """
+        middleware = self._middleware
+        if middleware._trace_header is not None:
+            try:
+                middleware.add_trace_header(self, headers)
+            except Exception:
+                _log.warning('tracing failed to add the trace header; the response goes on',
+                             exc_info=True)
+        self._write = self._start_response(status, headers, exc_info)
         try:
             # The integer code of the status line; 0 when it has none.
             try:
@@ -430,20 +554,16 @@ class TracedResponse:
             except (TypeError, ValueError):
                 code = 0
             self.status_code = code
+            self.headers = headers
             if exc_info is not None and exc_info[1] is not None:
-                record_exception(self.span, exc_info[1])
-                # An error page for a handled exception: error.type if the status fails.
-                self.environ[ENVIRON_ERROR_TYPE] = type(exc_info[1]).__qualname__
-            middleware = self._middleware
-            # PERF: most deployments record nothing here (no trace header, no captured
-            # response headers, no hook): skip the call.
-            if middleware._trace_header is not None or (self.recording
-                                                        and middleware.watch_response):
+                self._record_failure(exc_info[1])
+            # PERF: most deployments record nothing here (no captured response headers,
+            # no hook): skip the call.
+            if self.recording and middleware.watch_response:
                 middleware.on_start_response(self, status, headers, code)
         except Exception:
             _log.warning('tracing failed in start_response; the response goes on',
                          exc_info=True)
-        self._write = self._start_response(status, headers, exc_info)
         # PERF: a bound method instead of a new closure per request; apps rarely write.
         return self._counting_write
 
@@ -471,7 +591,11 @@ class TracedResponse:
         return self
 
     def __iter__(self) -> Iterator[bytes]:
-        iterator: Iterator[bytes] = iter(self._iterable)
+        try:
+            iterator: Iterator[bytes] = iter(self._iterable)
+        except BaseException as exc:  # the app returned None, an int, ...: not iterable
+            self._body_failed(exc)
+            raise
         self._iterator = iterator
         if self._plain:
             # PERF: the server iterates the list's own iterator (no Python call per
@@ -500,10 +624,10 @@ class TracedResponse:
             self.exhausted = True
             raise
         except BaseException as exc:
-            self._record_failure(exc)
+            self._body_failed(exc)
             raise
         finally:
-            scope.close()
+            self._reset(scope)
         self.sent_bytes += len(chunk)
         return chunk
 
@@ -534,7 +658,7 @@ class TracedResponse:
                     raise
                 finally:
                     if scope is not None:
-                        scope.close()
+                        self._reset(scope)
         finally:
             self.finish()
 
@@ -543,37 +667,66 @@ class TracedResponse:
         """The app raised before returning an iterable: record it and finish."""
         if self._finished:  # e.g. the SystemExit of a worker whose spans were aborted
             return
-        self._record_failure(exc)
-        if not self.status_code:
-            self.status_code = 500
-        self.exhausted = True
+        self._body_failed(exc)
         self.finish()
 
+    def _body_failed(self, exc: BaseException) -> None:
+        """Record an exception that ends the response, and the status the client gets.
+
+        NOTE: a PEP 3333 server answers ``500`` to an app error raised before the
+        headers were sent (gunicorn, waitress, wsgiref all do), whatever status the app
+        passed to ``start_response``; headers go out with the first non-empty chunk. An
+        interrupt (``SystemExit``, ``KeyboardInterrupt``) ends the process instead:
+        the client gets no answer, so no status is recorded for it.
+        """
+        self._record_failure(exc)
+        if not self.sent_bytes:
+            if isinstance(exc, Exception):
+                self.status_code = 500
+                self.exhausted = True  # the server's error page is the whole response
+            else:
+                self.status_code = 0  # nothing will be sent (tagged aborted)
+        # else: a body already started was cut (tagged aborted)
+
     def _record_failure(self, exc: BaseException) -> None:
-        if self._finished:
+        environ = self.environ
+        if self._finished or environ.get(ENVIRON_EXCEPTION) is exc:
             return
         self.error_type = type(exc).__qualname__
         try:
-            record_exception(self.span, exc)
+            record_exception(self.span, exc, secret=self._middleware.redact_names)
+            environ[ENVIRON_EXCEPTION] = exc
         except Exception:
             _log.warning('tracing failed to record an exception', exc_info=True)
 
     def _claim(self) -> bool:
         """Take the right to finish the span; False if it was taken already.
 
-        A recorded response is in IN_FLIGHT until then, and ``set.remove`` is atomic,
-        so the request thread and a worker-abort hook on another thread cannot both
-        finish (and report) the same span.
+        A recorded response is in IN_FLIGHT until then, and ``dict.pop`` is atomic, so
+        the request thread, a worker-abort hook on another thread and the garbage
+        collector cannot both finish (and report) the same span.
         """
         if self._finished:
             return False
-        if self.recording:
-            try:
-                IN_FLIGHT.remove(self)
-            except KeyError:
-                return False
+        if self.recording and IN_FLIGHT.pop(id(self), None) is None:
+            return False
         self._finished = True
         return True
+
+    def __del__(self) -> None:
+        # The server dropped the response without closing it (PEP 3333 says it must;
+        # some servers and test harnesses do not): the span is reported anyway, tagged
+        # so, by the next request (finish_unclosed).
+        # NOTE: not finished here: a finalizer runs wherever the garbage collector does,
+        # for a response in a reference cycle maybe while this very thread holds the
+        # reporter's lock. deque.append takes no lock; the response is kept (PEP 442
+        # resurrection) until then, and __del__ is not called again.
+        if self._finished or not self.recording:
+            return  # PERF: the usual case, closed by the server
+        try:
+            UNCLOSED.append((self, _time()))
+        except Exception:  # pragma: no cover - __del__ must never raise
+            pass
 
     def finish(self) -> None:
         """Finish the span exactly once (tags that depend on the outcome go on here)."""
@@ -591,14 +744,20 @@ class TracedResponse:
             span.log_kv({ot_logs.EVENT: ot_tags.ERROR, 'error.kind': 'WorkerAbort',
                          ot_logs.MESSAGE: reason})
             self.error_type = 'WorkerAbort'
-            if not self.status_code:
-                self.status_code = 500
+            # NOTE: what happened, not a status the span cannot know: for a request
+            # whose headers were not sent yet, the hook runs before gunicorn decides
+            # (recent versions then write a 500 page themselves; older ones send
+            # nothing), so no status is recorded.
+            started = self.sent_bytes or (self._plain and self._iterator is not None)
+            if not started:
+                self.status_code = 0
+            self.exhausted = False
         except Exception:
             _log.warning('tracing failed to tag an aborted span', exc_info=True)
         self._complete()
         return True
 
-    def _complete(self) -> None:
+    def _complete(self, finish_time: Optional[float] = None) -> None:
         if self.recording:
             try:
                 if self._plain:
@@ -607,7 +766,7 @@ class TracedResponse:
             except Exception:
                 _log.warning('tracing failed while finishing a span', exc_info=True)
         try:
-            self.span.finish()
+            self.span.finish(finish_time)
         except Exception:
             _log.warning('tracer failed to finish a span', exc_info=True)
 

@@ -535,8 +535,10 @@ SETTINGS: tuple[_Setting, ...] = (
              _parse_header_names,
              'Response headers recorded as http.response.header.<name> tags (allow-list).'),
     _Setting('redact_query', 'FALCON_TRACING_REDACT_QUERY', _parse_names,
-             'Query parameters whose name contains one of these (case-insensitive) have '
-             'their value replaced by REDACTED in http.url.'),
+             'Query parameters whose name matches one of these (case-insensitive; a name '
+             'of under five letters matches a whole word, a longer one anywhere) have '
+             'their value replaced by REDACTED in http.url and in recorded exception '
+             'texts.'),
     _Setting('record_query', 'FALCON_TRACING_RECORD_QUERY', _parse_bool,
              'false drops the query string from http.url entirely.'),
     _Setting('response_trace_header', 'FALCON_TRACING_RESPONSE_TRACE_HEADER',

@@ -35,9 +35,12 @@ The hooks (gunicorn's signatures):
 ``worker_abort(worker)``
     gunicorn's worker timeout (the master sends ``SIGABRT``): the request that timed
     out is exactly the one whose trace would otherwise be lost, so every unfinished
-    server span is finished with ``error=true`` and ``http.aborted.reason`` =
-    ``gunicorn worker timeout``, then flushed within half a second (the master sends
-    ``SIGKILL`` about a second after ``SIGABRT``).
+    server span is finished with ``error=true``, ``http.aborted=true`` and
+    ``http.aborted.reason`` = ``gunicorn worker timeout``, then flushed within half a
+    second (the master sends ``SIGKILL`` about a second after ``SIGABRT``). The span
+    keeps an ``http.status_code`` only if the headers were already sent: otherwise what
+    the client gets is decided by gunicorn after this hook (a 500 page on recent
+    versions, nothing on older ones), so no status is claimed.
 ``on_exit(server)``
     In the master at shutdown: closes the master's reporter (``--preload`` builds one
     there) within the shutdown timeout and logs one summary line.

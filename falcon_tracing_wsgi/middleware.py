@@ -29,15 +29,20 @@ Per request, in this order:
    itself is at ``environ['falcon_tracing_wsgi.span']``.
 5. **Run the app with the span active** in the tracer's scope manager (and again while
    each body chunk is produced), so ``tracer.active_span`` is right inside the app and
-   inside generators, and is restored afterwards.
+   inside generators. Afterwards the scope manager is *reset* to what was active before
+   (:func:`~falcon_tracing_wsgi.tracer.scope.scope_resetter`), whatever scopes the app
+   left open: a leaked ``start_active_span()`` neither stays active in the server's
+   thread nor keeps the spans of later requests alive.
 6. **start_response** is intercepted: integer ``http.status_code``, ``error`` for 5xx,
    ``exc_info`` recorded, the trace id optionally exposed in a response header, and the
-   server's ``write`` callable returned (counted).
+   server's ``write`` callable returned (counted). Status and ``exc_info`` are recorded
+   only once the server's own ``start_response`` accepted them.
 7. **Finish** when the server closes the response (exactly once): after the body is sent,
    so a streamed span lasts as long as the stream. A close before the body was exhausted
-   is tagged ``http.aborted``. If the app raised before returning, the span gets status
-   500 (when ``start_response`` was never called) and the exception, which is re-raised
-   unchanged.
+   is tagged ``http.aborted``. If the app raised (or returned something not iterable)
+   before any byte was sent, the span gets the 500 the server answers, whatever status
+   the app had set, and the exception, which is re-raised unchanged. A response the
+   server never closes is reported once it is garbage-collected (``wsgi.unclosed``).
 
 Tag names: steps 3 and 6 write OpenTracing's names (above), OpenTelemetry's stable HTTP
 semantic conventions (``http.request.method``, ``url.path``, ``url.query``, ``url.scheme``,
@@ -56,7 +61,10 @@ known: the Falcon component sets it from ``req.uri_template``; any other framewo
 ``environ['falcon_tracing_wsgi.route']`` or pass ``operation_name(environ)``.
 
 The tracer is looked up per request when none is given, so a tracer installed after
-gunicorn forks (``post_fork``) is the one used.
+gunicorn forks (``post_fork``) is the one used. If that lookup finds opentracing's no-op
+tracer (``TracingMiddleware(app)`` without ``wrap()``, ``install()`` or the gunicorn
+hooks), nothing can be traced: the first such request logs one warning per process that
+says how to fix it, rather than leaving the user with silence.
 
 Speed: with this package's own tracer (exactly :class:`~falcon_tracing_wsgi.tracer.Tracer`,
 whose propagators read only their own headers), steps 2 to 4 take an environ-level fast
@@ -71,8 +79,10 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import re
 import sys
+import weakref
 from typing import Any, Callable, Final, Optional, Tuple
 
 import opentracing
@@ -80,19 +90,21 @@ from opentracing import Format
 from opentracing import tags as ot_tags
 
 from . import _semconv
-from ._redact import REDACTED
+from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, IN_FLIGHT, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
-    EnvironHeaders, TracedResponse, build_excluder, build_stable_tagger, build_url_builder,
-    context_ids, environ_key, peer_tags, set_tags,
+    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED,
+    TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED, EnvironHeaders, TracedResponse, build_excluder,
+    build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
+    peer_tags, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
+from .tracer.scope import scope_resetter
 from .tracer.span import Span
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
-           'ENVIRON_INCOMING']
+           'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
 
@@ -117,12 +129,17 @@ _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
 _ERROR = ot_tags.ERROR
-#: (tracer, start(environ) -> (span, recording), the tracer's scope manager)
-_Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any]
-_UNBOUND: _Bound = (None, lambda environ: (None, False), None)
+#: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
+#: reset(scope) for that manager)
+_Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
+               Callable[[Any], None]]
+_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None)
 #: Bound of the cache of injected header names -> environ keys (one entry per distinct
 #: set of headers a tracer writes: a handful).
 _INJECT_CACHE_SIZE = 64
+
+
+_weakref = weakref.ref  # PERF: one global lookup per request instead of two
 
 
 def _excluded_always(environ: Any) -> bool:
@@ -177,6 +194,8 @@ class TracingMiddleware:
                                    else None)
         self._stable_finish = names.stable
         self._known_methods = frozenset(config.http_known_methods)
+        #: The compiled redaction names, also applied to recorded exception texts.
+        self.redact_names = compile_names(config.redact_query)
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -187,7 +206,7 @@ class TracingMiddleware:
         self._request_hook = config.request_hook
         self._response_hook = config.response_hook
         self._operation_name = config.operation_name
-        self._component = _instrument_framework(app) or config.component
+        self._component = _instrument_framework(app, self.redact_names) or config.component
         #: Whether start_response has anything to record for a recording span.
         self.watch_response = bool(self._capture_response) or self._response_hook is not None
         # (header names injected) -> (their environ keys, the keys whose presence means
@@ -204,6 +223,7 @@ class TracingMiddleware:
         if bound[0] is not tracer:
             bound = self._bind(tracer)
         scope_manager = bound[2]
+        reset = bound[3]
         try:
             span, recording = bound[1](environ)
             scope = scope_manager.activate(span, False)
@@ -218,31 +238,40 @@ class TracingMiddleware:
             try:
                 result = self.app(environ, start_response)
             finally:
-                scope.close()
+                reset(scope)
             if type(result) is list or type(result) is tuple:
                 return result
             return TracedResponse(self, span, environ, start_response, scope_manager,
-                                  False).wrap(result)
+                                  reset, False).wrap(result)
         response = TracedResponse(self, span, environ, start_response, scope_manager,
-                                  recording)
+                                  reset, recording)
         if recording:
-            IN_FLIGHT.add(response)
+            if UNCLOSED:
+                finish_unclosed()
+            # PERF: a weak reference keyed by id, no callback: cheaper than a WeakSet or
+            # weakref.finalize; the response removes itself when it finishes.
+            IN_FLIGHT[id(response)] = _weakref(response)
         try:
             result = self.app(environ, response.start_response)
         except BaseException as exc:
             response.fail(exc)
             raise
         finally:
-            scope.close()
+            # NOTE: a reset, not scope.close(): close() does nothing when the app left a
+            # scope of its own open, and that leak would keep every later span alive.
+            reset(scope)
         return response.wrap(result)
 
     def _bind(self, tracer: opentracing.Tracer) -> _Bound:
         """Choose how requests start spans on ``tracer``: the environ-level fast path for
         this package's own tracer, the OpenTracing API calls for any other."""
+        if type(tracer) is opentracing.Tracer:
+            _warn_no_tracer()
         start = _environ_starter(self, tracer) if type(tracer) is Tracer else None
         if start is None:
             start = functools.partial(self._start, tracer)
-        bound: _Bound = (tracer, start, tracer.scope_manager)
+        scope_manager = tracer.scope_manager
+        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager))
         # NOTE: one tuple, replaced whole, so a thread never pairs a tracer with another
         # tracer's start function.
         self._bound = bound
@@ -341,16 +370,18 @@ class TracingMiddleware:
                 incoming[key] = environ.pop(key)
         environ[ENVIRON_INCOMING] = incoming
 
+    def add_trace_header(self, response: TracedResponse,
+                         headers: list[tuple[str, str]]) -> None:
+        """Add the configured response trace header (called by the response object)."""
+        trace_id = _trace_id(response.span.context)
+        if trace_id is not None:
+            headers.append((self._trace_header, trace_id))  # type: ignore[arg-type]
+
     def on_start_response(self, response: TracedResponse, status: str,
                           headers: list[tuple[str, str]], code: int) -> None:
-        """Record what ``start_response`` tells (called by the response object)."""
+        """Record what a recording span's accepted ``start_response`` tells (called by
+        the response object)."""
         span = response.span
-        if self._trace_header is not None:
-            trace_id = _trace_id(span.context)
-            if trace_id is not None:
-                headers.append((self._trace_header, trace_id))
-        if not response.recording:
-            return
         if self._capture_response:
             for name, value in headers:
                 captured = self._capture_response.get(name.lower())
@@ -539,6 +570,30 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
     return templates
 
 
+#: The process that logged the no-tracer warning (once per process, forks included).
+_warned_pid = 0
+
+
+def _warn_no_tracer() -> None:
+    """Say once per process that requests are not traced, and how to fix it.
+
+    NOTE: a warning, not a tracer built here from the environment: building one is
+    bootstrap's job (config -> tracer -> reporter, above this module), and a middleware
+    that did it would own a reporter thread nobody closes.
+    """
+    global _warned_pid
+    pid = os.getpid()
+    if _warned_pid == pid:
+        return
+    _warned_pid = pid
+    _log.warning(
+        'falcon-tracing-wsgi: no tracer is installed (opentracing.global_tracer() is the '
+        'no-op tracer), so requests are NOT traced. Wrap the app with '
+        'falcon_tracing_wsgi.wrap(app), or call falcon_tracing_wsgi.install() at startup, '
+        'or run gunicorn with -c python:falcon_tracing_wsgi.gunicorn, or pass '
+        'TracingMiddleware(app, tracer).')
+
+
 def _trace_id(context: Any) -> Optional[str]:
     ids = context_ids(context)
     if ids is not None and _SAFE_HEADER_VALUE(ids[0]):
@@ -546,7 +601,7 @@ def _trace_id(context: Any) -> Optional[str]:
     return None
 
 
-def _instrument_framework(app: Any) -> Optional[str]:
+def _instrument_framework(app: Any, redact_names: Any) -> Optional[str]:
     """Add the framework component when ``app`` is a Falcon app; return its name."""
     falcon = sys.modules.get('falcon')
     app_class = getattr(falcon, 'App', None) if falcon is not None else None
@@ -554,7 +609,7 @@ def _instrument_framework(app: Any) -> Optional[str]:
         return None
     # NOTE: imported lazily so that the middleware never imports Falcon itself.
     from .integrations.falcon import instrument_app
-    instrument_app(app)
+    instrument_app(app, redact_names)
     return 'falcon'
 
 
@@ -569,10 +624,15 @@ def abort_in_flight(reason: str) -> int:
             ``http.aborted.reason`` tag.
 
     Returns:
-        The number of spans finished.
+        The number of spans finished (responses collected unclosed are finished too,
+        as such, and not counted).
     """
+    finish_unclosed()
     count = 0
-    for response in list(IN_FLIGHT):
+    for ref in list(IN_FLIGHT.values()):
+        response = ref()
+        if response is None:
+            continue  # collected; its __del__ finishes it
         try:
             count += response.abort(reason)
         except Exception:

@@ -13,9 +13,11 @@ Public helpers:
 
 :func:`redact_url`
     The one place that decides which parts of a URL are too secret for a tag:
-    query values whose *parameter name* contains a secret-looking word
-    (:data:`DEFAULT_REDACTED_NAMES`, case-insensitive substring match) and any
-    ``user:password@`` part. The server-side middleware can reuse it for ``http.url``.
+    query (and fragment: ``#access_token=``) values whose *parameter name* matches a
+    secret-looking name (:data:`DEFAULT_REDACTED_NAMES`, case-insensitive; see
+    ``_redact`` for how short and long names match) and any ``user:password@`` part.
+    The same rule redacts URLs inside the exception message and stack recorded on a
+    failed call's span.
 
 :func:`start_client_span` / :func:`finish_client_span`
     The CLIENT span of the ``requests`` integration, usable directly to instrument
@@ -31,6 +33,10 @@ Decisions:
 * Error details are logged as *strings* (``error.kind`` is the class name, ``stack`` a
   formatted traceback) rather than the objects ``opentracing.Span.__exit__`` logs, so
   that any reporter can encode them and no traceback (with its frames) is kept alive.
+* The client span's scope is closed even if code run during the call (a transport, a
+  hook) left a scope of its own open: the manager is reset to its state before the call
+  and the span finished (``tracer.scope.scope_resetter``), instead of ``close()`` doing
+  nothing and the span never being reported.
 * A 5xx status marks the span as an error; a 4xx does not (the call worked; the
   request was refused), matching the OpenTracing semantic conventions. With
   OpenTelemetry's stable HTTP conventions (``FALCON_TRACING_HTTP_SEMCONV`` /
@@ -58,7 +64,9 @@ from opentracing import Format
 from opentracing.ext import tags
 
 from . import _semconv
-from ._redact import DEFAULT_REDACT_QUERY, compile_names, redact_query
+from ._redact import (DEFAULT_REDACT_QUERY, DEFAULT_SECRET, Secret, compile_names,
+                      redact_query, redact_text)
+from .tracer.scope import scope_resetter
 from ._redact import REDACTED as _REDACTED
 
 __all__ = ['DEFAULT_REDACTED_NAMES', 'REDACTED', 'inject_headers', 'redact_url',
@@ -113,9 +121,9 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_REDACTED_NAMES,
                replacement: str = REDACTED) -> str:
     """Return ``url`` with secret-looking parts replaced, for use as a tag value.
 
-    A query value is replaced when its parameter name (percent-decoded, compared in
-    lower case) *contains* one of ``names``; parameters without ``=`` and all other
-    values are kept byte for byte. A ``user:password@`` part is replaced as a whole,
+    A query or fragment value is replaced when its parameter name (percent-decoded,
+    compared in lower case) matches one of ``names``; parameters without ``=`` and all
+    other values are kept byte for byte. A ``user:password@`` part is replaced as a whole,
     because the user name is often the secret (``https://<token>@host/``).
 
     Args:
@@ -127,8 +135,8 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_REDACTED_NAMES,
         The redacted URL; ``url`` itself when nothing needed hiding, and just
         ``replacement`` when the URL cannot be parsed (it may hold anything).
     """
-    # PERF: most URLs have neither a query nor user info; skip parsing them.
-    if '?' not in url and '@' not in url:
+    # PERF: most URLs have neither a query, a fragment nor user info; skip parsing them.
+    if '?' not in url and '@' not in url and '#' not in url:
         return url
     try:
         parts = urlsplit(url)
@@ -137,10 +145,17 @@ def redact_url(url: str, names: Iterable[str] = DEFAULT_REDACTED_NAMES,
     netloc = parts.netloc
     if '@' in netloc:
         netloc = replacement + '@' + netloc.rpartition('@')[2]
-    query = redact_query(parts.query, compile_names(names), replacement)
-    if netloc == parts.netloc and query == parts.query:
+    secret = _secret(names)
+    query = redact_query(parts.query, secret, replacement)
+    fragment = redact_query(parts.fragment, secret, replacement)
+    if netloc == parts.netloc and query == parts.query and fragment == parts.fragment:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _secret(names: Iterable[str]) -> Optional[Secret]:
+    # PERF: the defaults are compiled once.
+    return DEFAULT_SECRET if names is DEFAULT_REDACTED_NAMES else compile_names(names)
 
 
 def start_client_span(
@@ -196,7 +211,8 @@ def start_client_span(
 
 
 def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = None,
-                       error: Optional[BaseException] = None) -> None:
+                       error: Optional[BaseException] = None,
+                       redact: Iterable[str] = DEFAULT_REDACTED_NAMES) -> None:
     """Record the outcome of a request on its CLIENT span, then finish and deactivate it.
 
     Args:
@@ -204,7 +220,9 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
         status_code: the response status, when a response arrived.
         error: the exception the client raised, when it raised one. Only
             :class:`Exception` subclasses mark the span as an error; an interrupt
-            (``KeyboardInterrupt``) just finishes it.
+            (``KeyboardInterrupt``) just finishes it. URLs in its message and stack
+            are redacted like ``http.url`` (a failed call's message usually quotes it).
+        redact: query parameter names, as for :func:`start_client_span`.
     """
     try:
         span = scope.span
@@ -220,18 +238,19 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
             span.set_tag(tags.ERROR, True)
             if names.error_type is not None:
                 span.set_tag(names.error_type, type(error).__qualname__)
+            secret = _secret(redact)
             span.log_kv({
                 'event': tags.ERROR,
                 'error.kind': type(error).__name__,
-                'message': str(error),
-                'stack': ''.join(traceback.format_exception(
-                    type(error), error, error.__traceback__, limit=_STACK_LIMIT)),
+                'message': redact_text(str(error), secret),
+                'stack': redact_text(''.join(traceback.format_exception(
+                    type(error), error, error.__traceback__, limit=_STACK_LIMIT)), secret),
             })
     except Exception:
         _log.debug('could not record the outcome on a client span', exc_info=True)
     finally:
         try:
-            scope.close()
+            _deactivate(scope)
         except Exception:
             _log.debug('could not finish a client span', exc_info=True)
 
@@ -248,6 +267,19 @@ def _add_server_tags(url: str, span_tags: dict[str, Any]) -> None:
             port = None
         if port:
             span_tags[_semconv.SERVER_PORT] = port
+
+
+def _deactivate(scope: opentracing.Scope) -> None:
+    """Close the client span's scope, even when the call left a scope of its own open."""
+    manager = scope.manager
+    if manager.active is scope:
+        scope.close()  # the usual case
+        return
+    # NOTE: close() does nothing once the scope is not the active one: the client span
+    # would never finish and the leaked scope would stay active (keeping every later
+    # span alive). Reset the manager to its state before the call, then finish.
+    scope_resetter(manager)(scope)
+    scope.span.finish()
 
 
 def _add_peer_tags(url: str, span_tags: dict[str, Any]) -> None:

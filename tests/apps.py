@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import weakref
 from typing import Any
 
 OK = '200 OK'
@@ -127,3 +128,118 @@ def echo_environ(environ, start_response):
     environ['test.app_environ'] = dict(environ)
     start_response(OK, TEXT)
     return [b'ok']
+
+
+def _leak(environ: dict[str, Any]) -> None:
+    """Activate a span and never close its scope (a common app bug)."""
+    scope = environ['test.tracer'].start_active_span('leaked')
+    environ.setdefault('test.leaked', []).append(weakref.ref(scope.span))
+
+
+def leak_in_app(environ, start_response):
+    _leak(environ)
+    start_response(OK, TEXT)
+    return [b'leaky']
+
+
+def leak_in_body(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        for number in range(2):
+            _leak(environ)
+            yield b'chunk%d ' % number
+    return chunks()
+
+
+# Apps whose response is not what they first asked for (what the client gets differs).
+
+def returns_none(environ, start_response):
+    start_response(OK, TEXT)
+    return None
+
+
+def returns_int(environ, start_response):
+    start_response(OK, TEXT)
+    return 42
+
+
+def raise_before_first_chunk(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        raise AppError('before the first chunk')
+        yield b'never'  # pragma: no cover
+    return chunks()
+
+
+def second_start_response(environ, start_response):
+    """Changes its mind without exc_info: the server refuses the second call."""
+    start_response(OK, TEXT)
+    try:
+        start_response('503 Service Unavailable', TEXT)
+    except AssertionError:
+        environ['test.refused'] = True
+    return [b'first answer']
+
+
+def exc_info_after_write(environ, start_response):
+    """Reports an error once the headers went out: the server re-raises it."""
+    write = start_response(OK, TEXT)
+    write(b'partial')
+    try:
+        raise AppError('after the headers were sent')
+    except AppError:
+        start_response('500 Internal Server Error', TEXT, sys.exc_info())
+    return [b'never sent']  # pragma: no cover
+
+
+def exc_info_mid_body(environ, start_response):
+    start_response(OK, TEXT)
+
+    def chunks():
+        yield b'first'
+        try:
+            raise AppError('after the headers were sent')
+        except AppError:
+            start_response('500 Internal Server Error', TEXT, sys.exc_info())
+        yield b'never sent'  # pragma: no cover
+    return chunks()
+
+
+SECRET_URL = 'http://billing.internal/charge?acct=7&token=S3CR3T'
+
+
+def raise_with_url(where):
+    """Fails quoting a URL with a secret in it (as HTTP client errors do)."""
+    def app(environ, start_response):
+        if where == 'app':
+            raise AppError(f'calling {SECRET_URL} failed')
+        if where == 'exc_info':
+            try:
+                raise AppError(f'calling {SECRET_URL} failed')
+            except AppError:
+                start_response('502 Bad Gateway', TEXT, sys.exc_info())
+                return [b'bad gateway']
+        start_response(OK, TEXT)
+
+        def chunks():
+            yield b'first'
+            raise AppError(f'calling {SECRET_URL} failed')
+        return chunks()
+    return app
+
+
+def write_callable_in_environ(environ, start_response):
+    """Keeps the write callable in the environ: the response is in a reference cycle."""
+    environ['test.write'] = start_response(OK, TEXT)
+    return [b'cycle']
+
+
+def exc_info_then_raise(environ, start_response):
+    """Reports the error through exc_info, then lets it propagate too."""
+    try:
+        raise AppError('reported and raised')
+    except AppError:
+        start_response('500 Internal Server Error', TEXT, sys.exc_info())
+        raise

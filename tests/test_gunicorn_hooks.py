@@ -318,21 +318,49 @@ def test_the_hooks_leave_a_foreign_tracer_alone():
 
 # --------------------------------------------------------------------------- worker_abort
 
-def test_worker_abort_finishes_the_timed_out_request_with_an_error_and_flushes(span_file):
+def _blocked_in_the_app(worker):
+    """The sync worker's case: the timeout fires while the app is still running."""
+    def app(environ, start_response):
+        hooks.worker_abort(worker)  # gunicorn's SIGABRT handler, then sys.exit(1)
+        raise SystemExit(1)
+    with pytest.raises(SystemExit):
+        call(TracingMiddleware(app), make_environ('/slow'))
+
+
+def _headers_not_sent(worker):
+    response = unfinished_request()  # start_response called, nothing sent yet
+    hooks.worker_abort(worker)
+    response.close()
+
+
+def _body_started(worker):
+    response = unfinished_request()
+    next(iter(response))  # the first chunk sends the headers: the client got a 200
+    hooks.worker_abort(worker)
+    response.close()
+
+
+@pytest.mark.parametrize('request_state, status', [
+    pytest.param(_blocked_in_the_app, None, id='blocked-in-the-app'),
+    pytest.param(_headers_not_sent, None, id='headers-not-sent'),
+    pytest.param(_body_started, '200', id='body-started'),
+])
+def test_worker_abort_finishes_the_timed_out_request_with_an_error_and_flushes(
+        span_file, request_state, status):
+    """The span says what happened (error, aborted) and a status only if one was sent."""
     worker = FakeWorker()
     hooks.post_fork(FakeServer(), worker)
-    response = unfinished_request()
-    hooks.worker_abort(worker)
+    request_state(worker)
     (span,) = span_file()  # flushed by the hook itself, before the worker exits
     assert span['name'] == 'GET'
     assert span['tags']['error'] == 'true'
-    assert span['tags']['http.status_code'] == '200'  # already sent: kept
+    assert span['tags']['http.aborted'] == 'true'
+    assert span['tags'].get('http.status_code') == status
     assert span['tags']['http.aborted.reason'] == hooks.ABORT_REASON
     assert (hooks.TAG_WORKER_PID, str(worker.pid)) in span['tags'].items()
     (line,) = worker.log.visible()
     assert line[0] == 'warning' and '1 in-flight spans finished with error=true' in line[1]
     assert not opentracing.global_tracer().reporter.closed  # worker_exit closes it
-    response.close()
 
 
 def test_worker_exit_after_an_abort_keeps_to_the_short_deadline(span_file, monkeypatch):

@@ -65,10 +65,12 @@ def test_exc_info_is_recorded(tracer):
 
 @pytest.mark.parametrize('app, status', [
     pytest.param(apps.raise_before_start_response, 500, id='before-start-response'),
-    pytest.param(apps.raise_after_start_response, 200, id='after-start-response'),
+    # The server answers 500 whatever status was passed: no header was sent yet.
+    pytest.param(apps.raise_after_start_response, 500, id='after-start-response'),
 ])
 def test_app_exception_is_recorded_and_reraised_unchanged(tracer, app, status):
-    """An app that raises before returning finishes the span (500 if no status yet)."""
+    """An app that raises before returning finishes the span with the status the server
+    sends for it."""
     with pytest.raises(apps.AppError) as raised:
         call(TracingMiddleware(app, tracer))
     span = only_span(tracer)
@@ -418,4 +420,28 @@ def test_exception_after_abort_is_not_logged_on_the_finished_span(tracer):
         call(TracingMiddleware(app, tracer))
     span = only_span(tracer)
     assert [log.key_values['error.kind'] for log in span.logs] == ['WorkerAbort']
-    assert span.tags['http.status_code'] == 500
+    # A killed request: error and aborted, no status (the span cannot know one).
+    assert 'http.status_code' not in span.tags
+    assert span.tags['http.aborted'] is True
+
+
+# --------------------------------------------------------------------------- privacy
+
+@pytest.mark.parametrize('where', ['app', 'exc_info', 'body'])
+@pytest.mark.parametrize('options, hidden', [
+    pytest.param({}, ('S3CR3T',), id='default-names'),
+    pytest.param({'redact_query': ('acct', 'token')}, ('S3CR3T', 'acct=7'),
+                 id='configured-names'),
+])
+def test_urls_in_recorded_exceptions_are_redacted_like_http_url(tracer, where, options,
+                                                                 hidden):
+    wrapped = TracingMiddleware(apps.raise_with_url(where), tracer, **options)
+    try:
+        call(wrapped, make_environ(query='acct=7&token=S3CR3T'))
+    except apps.AppError:
+        pass
+    span = only_span(tracer)
+    (event,) = error_events(span)
+    assert 'billing.internal' in event['message'] and 'REDACTED' in event['stack']
+    text = repr(span.tags) + repr(event)
+    assert [value for value in hidden if value in text] == []

@@ -38,6 +38,9 @@ Decisions:
   :data:`MAX_FRAMES` of them (the rest counted in ``truncated``); ``remote`` is set on
   client spans, whose errors come from the service they called. ``working_directory``
   is added when the encoder knows it, and frame paths under it are made relative.
+  URL secrets in the message and in the text of plain logs (``?token=...``,
+  ``user:password@``) are redacted with the default names: exception texts often quote
+  the URL they failed on.
 * **Annotations** (indexed, searchable): ``operation`` (the span's operation name) and
   the process-wide tags (``FALCON_TRACING_TAGS``), with keys reduced to letters, digits
   and ``_`` as X-Ray requires. **Metadata** (not indexed) namespace ``opentracing``: the
@@ -66,6 +69,7 @@ from random import getrandbits as _getrandbits
 from typing import Any, Optional
 
 from .. import _semconv as sc
+from .._redact import redact_text
 from ..propagation.xray import to_xray_trace_id
 
 __all__ = ['SegmentEncoder', 'DAEMON_HEADER', 'MAX_DATAGRAM_BYTES', 'MAX_FRAMES']
@@ -143,6 +147,12 @@ def _scalar(value: Any, limit: int) -> Any:
     if type(value) is float:
         return value if math.isfinite(value) else str(value)
     return _text(value)[:limit]
+
+
+def _log_scalar(value: Any, limit: int) -> Any:
+    """A log field as a JSON-safe scalar, with URL secrets in its text redacted."""
+    scalar = _scalar(value, limit)
+    return redact_text(scalar) if type(scalar) is str else scalar
 
 
 def _status(value: Any) -> Optional[int]:
@@ -362,7 +372,8 @@ class SegmentEncoder:
                 continue
             record = {'timestamp': timestamp if type(timestamp) is float else
                       _scalar(timestamp, limit)}
-            record.update((_text(key), _scalar(value, limit)) for key, value in fields.items())
+            record.update((_text(key), _log_scalar(value, limit))
+                          for key, value in fields.items())
             plain.append(record)
         return exceptions, plain
 
@@ -379,7 +390,8 @@ class SegmentEncoder:
         if kind is not None:
             entry['type'] = _text(kind)[:_SHORT_LENGTH]
         if message is not None:
-            entry['message'] = _text(message)[:limit]
+            # NOTE: exception texts often quote the URL they failed on.
+            entry['message'] = redact_text(_text(message))[:limit]
         if remote:
             entry['remote'] = True
         stack = fields.get('stack')

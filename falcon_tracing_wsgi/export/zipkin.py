@@ -40,8 +40,11 @@ on a thread that shares the GIL with the requests being served):
 * Logs become annotations: a log whose only field is ``event`` is annotated with the
   event alone (``"error"``, ``"cache-miss"``); any other log becomes a compact
   ``k=v k=v`` text in the order the fields were logged (exception types by name,
-  exceptions as ``Type: message``, a traceback as its innermost frame). Annotations are
-  de-duplicated, because Zipkin requires them to be unique.
+  exceptions as ``Type: message``, a traceback as its innermost frame). URL secrets in
+  that text (``?token=...``, ``user:password@``) are redacted with the default names,
+  as exception texts often quote the URL they failed on (the middleware's own error logs
+  are redacted with the configured names already). Annotations are de-duplicated,
+  because Zipkin requires them to be unique.
 * ``name`` is the operation name as given. Zipkin itself lower-cases span names when it
   stores them; doing it here as well would only hide what the application set.
 * References other than the parent (``span.references``: ``FOLLOWS_FROM`` and further
@@ -61,6 +64,8 @@ import types
 from json.encoder import encode_basestring_ascii as _c_escape
 from collections.abc import Mapping
 from typing import Any, Optional
+
+from .._redact import redact_text
 
 __all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH']
 
@@ -247,6 +252,7 @@ def _annotation_value(fields: Any, limit: int) -> str:
             value = ' '.join(pieces)
     else:
         value = _text(fields)
+    value = redact_text(value)
     return value if len(value) <= limit else value[:limit]
 
 

@@ -12,6 +12,8 @@ adds what Falcon knows, through Falcon's public API (composition, no patching):
     ``METHOD {uri_template}`` and tags ``http.route``) and tags ``falcon.resource`` (the
     resource class) and ``falcon.responder``. An unrouted request (404) keeps the name
     ``METHOD``: never the raw path.
+  The component never fails a request: a ``context_type`` that cannot hold the span (a
+  slotted or frozen class) leaves it at ``req.env['falcon_tracing_wsgi.span']`` only.
 * exception capture. Falcon 3+ turns an unhandled responder exception into a 500 *inside*
   the app, and has cleared ``sys.exc_info()`` by the time ``process_response`` runs, so
   neither the WSGI layer nor a middleware component can see it.
@@ -20,15 +22,20 @@ adds what Falcon knows, through Falcon's public API (composition, no patching):
     not change how exceptions are handled": the response and the user's error handlers
     stay exactly as they were. ``HTTPError``/``HTTPStatus`` are not recorded as
     exceptions: their status code tells the span whether it is an error (5xx) or not.
-    Falcon allows one reporter per app; if you set your own, call
-    :func:`report_error` from it.
+    Falcon allows one reporter per app: a reporter the app set *before* it was wrapped
+    (an error-tracking hook) is chained, called after ours with the same arguments; one
+    set *after* wrapping replaces ours, so call :func:`report_error` from it.
   - On Falcon 3.1 to 4.3 there is no reporter hook, so :func:`instrument_app` registers an
-    ``Exception`` error handler that records the exception and then does what Falcon's
-    documented default handler does (logs the traceback to ``wsgi.errors`` and responds
-    with ``HTTPInternalServerError``). Falcon keeps one handler per exception class, so a
-    handler *you* register for ``Exception`` after wrapping replaces ours (wrap yours with
-    :func:`traced_error_handler` to keep the capture), and one registered before
-    wrapping is replaced by ours; register it after wrapping on those versions.
+    ``Exception`` error handler that records the exception and then calls the handler
+    that was registered for ``Exception`` before (Falcon's default one, which logs the
+    traceback to ``wsgi.errors`` and responds 500, or yours), so the response is what it
+    was. Falcon keeps one handler per exception class, so a handler *you* register for
+    ``Exception`` after wrapping replaces ours (wrap yours with
+    :func:`traced_error_handler` to keep the capture).
+
+  NOTE: Falcon has no public getter for the current reporter or handlers; chaining reads
+  ``App._report_error`` and ``App._error_handlers`` (present from Falcon 3.1 to 4.4) and
+  falls back to Falcon's documented default behaviour when they are absent.
 
 ``wrap(app)`` and ``TracingMiddleware(app)`` call :func:`instrument_app` for a
 ``falcon.App`` automatically. Adding :class:`TracingComponent` yourself as well is harmless:
@@ -39,12 +46,13 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import falcon
 
+from .._redact import DEFAULT_SECRET, Secret
 from .._wsgi import ENVIRON_ERROR_TYPE, record_exception, set_tags
-from ..middleware import ENVIRON_ROUTE, ENVIRON_SPAN
+from ..middleware import ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_SPAN
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 
@@ -52,8 +60,6 @@ _log = logging.getLogger(__name__)
 
 #: environ key naming the component instance that handles this request (deduplication).
 _ENVIRON_COMPONENT = 'falcon_tracing_wsgi.falcon_component'
-#: environ key set once the request's exception has been recorded.
-_ENVIRON_RECORDED = 'falcon_tracing_wsgi.exception_recorded'
 
 #: Bound of TracingComponent's cache of responder tags (routes x methods of one app).
 _RESPONDER_TAGS_SIZE = 1024
@@ -71,7 +77,10 @@ class TracingComponent:
     environ), so it is safe in apps that are not wrapped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, redact_names: Optional[Secret] = DEFAULT_SECRET) -> None:
+        #: Compiled redaction names for URLs in recorded exception texts (the wrapper
+        #: passes those of its configuration).
+        self.redact_names = redact_names
         # (resource class, method) -> the span tags naming the responder; one entry per
         # route and method, so bounded by the app's routes (cleared if it ever grows big).
         self._responder_tags: dict[tuple[type, str], dict[str, str]] = {}
@@ -81,10 +90,17 @@ class TracingComponent:
         span = env.get(ENVIRON_SPAN)
         if span is None or env.setdefault(_ENVIRON_COMPONENT, self) is not self:
             return
+        context = req.context
         try:
-            req.context.span = span
-        except AttributeError:
-            req.context['span'] = span  # a dict-like custom context_type
+            context.span = span
+        except Exception:
+            # A dict-like custom context_type takes items; a slotted or frozen one takes
+            # neither, which is not an error: the span stays in the environ.
+            try:
+                context['span'] = span
+            except Exception:
+                _log.debug('req.context (%s) cannot hold the span; it stays at '
+                           "req.env['%s']", type(context).__name__, ENVIRON_SPAN)
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
@@ -108,7 +124,10 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
-        set_tags(span, tags)
+        try:
+            set_tags(span, tags)
+        except Exception:  # a foreign tracer's span; never the reason a request fails
+            _log.warning('tracing failed to tag the Falcon responder', exc_info=True)
 
 
 def report_error(req: falcon.Request, error: BaseException, params: Any = None,
@@ -121,19 +140,24 @@ def report_error(req: falcon.Request, error: BaseException, params: Any = None,
     try:
         env = req.env
         span = env.get(ENVIRON_SPAN)
-        if span is None or env.get(_ENVIRON_RECORDED):
+        if span is None or env.get(ENVIRON_EXCEPTION) is not None:
             return
         if isinstance(error, falcon.HTTPStatus):
             return
+        component = env.get(_ENVIRON_COMPONENT)
+        secret: Optional[Secret] = getattr(component, 'redact_names', DEFAULT_SECRET)
         if isinstance(error, falcon.HTTPError):
             if _status_code(error) < 500:
                 return
-            record_exception(span, error, with_stack=False, mark_error=not handled)
+            record_exception(span, error, with_stack=False, mark_error=not handled,
+                             secret=secret)
         else:
             # NOTE: a handled exception's response status says whether the request failed
             # (a 500 from the default handler is an error; a 418 by the user's is not).
-            record_exception(span, error, mark_error=not handled)
-        env[_ENVIRON_RECORDED] = True
+            record_exception(span, error, mark_error=not handled, secret=secret)
+        # The wrapper skips this exception if it propagates out of the app (an error
+        # handler that re-raises it): one error log per exception.
+        env[ENVIRON_EXCEPTION] = error
         # error.type of a 5xx response (stable HTTP conventions): the exception's class.
         env[ENVIRON_ERROR_TYPE] = type(error).__qualname__
     except Exception:
@@ -156,17 +180,42 @@ def _default_exception_handler(req: falcon.Request, resp: falcon.Response, error
     raise falcon.HTTPInternalServerError()
 
 
-def instrument_app(app: falcon.App[Any, Any]) -> None:
-    """Add :class:`TracingComponent` and exception capture to a Falcon app, once."""
+def instrument_app(app: falcon.App[Any, Any],
+                   redact_names: Optional[Secret] = DEFAULT_SECRET) -> None:
+    """Add :class:`TracingComponent` and exception capture to a Falcon app, once.
+
+    A reporter (Falcon 4.4+) or ``Exception`` handler (older) the app already has is
+    kept and called after ours, so its behaviour is unchanged.
+
+    Args:
+        app: the Falcon app.
+        redact_names: how URLs in recorded exception texts are redacted (compiled
+            query names; the wrapper passes its configuration's).
+    """
     if id(app) in _INSTRUMENTED:
         return
     _INSTRUMENTED[id(app)] = app
-    app.add_middleware(TracingComponent())
+    app.add_middleware(TracingComponent(redact_names))
     set_reporter = getattr(app, 'set_error_reporter', None)
     if set_reporter is not None:  # Falcon 4.4+
-        set_reporter(report_error)
+        previous = getattr(app, '_report_error', None)
+        set_reporter(report_error if previous is None or previous is report_error
+                     else _chained_reporter(previous))
     else:
-        app.add_error_handler(Exception, traced_error_handler(_default_exception_handler))
+        handlers = getattr(app, '_error_handlers', None)
+        handler = handlers.get(Exception) if isinstance(handlers, dict) else None
+        app.add_error_handler(Exception, traced_error_handler(
+            handler if callable(handler) else _default_exception_handler))
+
+
+def _chained_reporter(previous: Callable[..., Any]) -> Callable[..., None]:
+    """A reporter that records on the span, then calls the app's own reporter."""
+    def report(req: falcon.Request, error: BaseException, params: Any,
+               handled: bool) -> None:
+        report_error(req, error, params, handled)
+        previous(req, error, params, handled)  # the app's, as it behaves without us
+    report.__wrapped__ = previous  # type: ignore[attr-defined]
+    return report
 
 
 def _status_code(error: falcon.HTTPError) -> int:

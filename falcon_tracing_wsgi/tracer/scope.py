@@ -20,6 +20,15 @@ Design:
 * Closing a scope that is not the active one does nothing (the span is not finished),
   as the OpenTracing contract requires.
 
+:func:`scope_resetter` is for code that activates a span around *someone else's* code (the
+WSGI middleware around the app and each body step): closing its scope afterwards does
+nothing when that code left a scope of its own open (``start_active_span()`` without
+``close()``, a common bug), so the leaked scope would stay active and, as each scope
+keeps the one it replaced, the chain of leaked scopes would keep every earlier span
+alive. The resetter puts the manager back to what was active just before the scope was
+activated, in O(1), whatever was left open after it; the leaked scopes' spans are not
+finished (they are the app's) and become garbage.
+
 :func:`build_scope_manager` maps the configuration names to managers: ``'contextvars'``
 (the default), ``'threadlocal'`` (opentracing's ``ThreadLocalScopeManager``) and
 ``'gevent'`` (opentracing's ``GeventScopeManager``, which keeps the scope on the greenlet
@@ -28,13 +37,15 @@ object; needs gevent installed).
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import Optional
+import sys
+from contextvars import ContextVar, Token
+from typing import Any, Callable, Optional
 
 import opentracing
 from opentracing.scope_managers import ThreadLocalScopeManager
 
-__all__ = ['ContextVarScopeManager', 'build_scope_manager', 'SCOPE_MANAGER_NAMES']
+__all__ = ['ContextVarScopeManager', 'build_scope_manager', 'scope_resetter',
+           'SCOPE_MANAGER_NAMES']
 
 #: The names :func:`build_scope_manager` accepts.
 SCOPE_MANAGER_NAMES = ('contextvars', 'threadlocal', 'gevent')
@@ -103,6 +114,63 @@ class _ContextVarScope(opentracing.Scope):
             opentracing.Span._on_error(  # type: ignore[attr-defined]
                 self._span, exc_type, exc_val, exc_tb)
         self.close()
+
+
+def scope_resetter(manager: opentracing.ScopeManager
+                   ) -> Callable[[opentracing.Scope], None]:
+    """Return ``reset(scope)``: make active what was active before ``scope`` was activated.
+
+    Unlike ``scope.close()``, this works when scopes activated after ``scope`` were left
+    open (see the module docstring), and never finishes a span. It is decided once per
+    manager, so the call itself is one attribute or context-variable write:
+
+    * this module's :class:`ContextVarScopeManager`: the context variable is set back;
+    * opentracing's ``ThreadLocalScopeManager``, ``GeventScopeManager`` and
+      ``ContextVarsScopeManager`` (the managers this package offers, and the usual ones
+      of other OpenTracing tracers): their storage is set back to what the scope
+      replaced;
+    * any other manager: ``scope.close()``. OpenTelemetry's shim detaches by context
+      token, which restores the state before ``scope`` whatever came after; a manager
+      that does not is no worse off than before.
+
+    Args:
+        manager: the scope manager the scopes passed to ``reset`` come from.
+    """
+    kind = type(manager)
+    if kind is ContextVarScopeManager:
+        var = manager._var  # type: ignore[attr-defined]
+
+        def reset_var(scope: Any) -> None:
+            var.set(scope._previous)
+        return reset_var
+    if kind is ThreadLocalScopeManager:
+        storage = manager._tls_scope  # type: ignore[attr-defined]
+
+        def reset_local(scope: Any) -> None:
+            storage.active = scope._to_restore
+        return reset_local
+    module = kind.__module__
+    if module == 'opentracing.scope_managers.gevent' and kind.__name__ == 'GeventScopeManager':
+        set_scope = manager._set_greenlet_scope  # type: ignore[attr-defined]
+
+        def reset_greenlet(scope: Any) -> None:
+            set_scope(scope._to_restore)
+        return reset_greenlet
+    if (module == 'opentracing.scope_managers.contextvars'
+            and kind.__name__ == 'ContextVarsScopeManager'):
+        var = sys.modules[module]._SCOPE
+        missing = Token.MISSING
+
+        def reset_token(scope: Any) -> None:
+            # NOTE: set, not reset(token): reset raises in a copied context.
+            previous = scope._token.old_value
+            var.set(None if previous is missing else previous)
+        return reset_token
+    return _close
+
+
+def _close(scope: opentracing.Scope) -> None:
+    scope.close()
 
 
 def build_scope_manager(name: str) -> opentracing.ScopeManager:

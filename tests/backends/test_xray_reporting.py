@@ -386,6 +386,13 @@ class Limited:
         raise falcon.HTTPTooManyRequests()
 
 
+class Leaky:
+    def on_get(self, req, resp):
+        with opentracing.global_tracer().start_active_span('charge') as scope:
+            scope.span.log_kv({'event': 'retry', 'url': 'http://billing/x?token=S3CR3T'})
+            raise ConnectionError('Max retries exceeded with url: /x?password=S3CR3T')
+
+
 @pytest.fixture
 def daemon():
     with DaemonListener() as listener:
@@ -403,6 +410,7 @@ def client(daemon, monkeypatch):
     app.add_route('/users/{user_id}', User())
     app.add_route('/boom', Boom())
     app.add_route('/limited', Limited())
+    app.add_route('/leaky', Leaky())
     yield falcon.testing.TestClient(wrap(app))
     opentracing.global_tracer().close(5)
 
@@ -463,3 +471,13 @@ def test_unsampled_requests_are_never_sent(client, daemon):
                            'Sampled=1'})
     documents = flushed(daemon, 2)
     assert {doc['trace_id'] for doc in documents} == {'1-5759e988-000000000000000000000001'}
+
+
+def test_exception_messages_and_logs_have_no_url_secret(client, daemon):
+    """Causes and log metadata quote URLs: redacted like http.url, on every segment."""
+    assert client.simulate_get('/leaky').status_code == 500
+    documents = flushed(daemon, 2)
+    text = json.dumps(documents)
+    assert 'S3CR3T' not in text
+    causes = [cause for doc in documents for cause in doc['cause']['exceptions']]
+    assert causes and all('password=REDACTED' in cause['message'] for cause in causes)

@@ -10,6 +10,7 @@ Routes:
 ``GET /fail``    raises: 500
 ``GET /stream``  three chunks, streamed
 ``GET /block``   blocks for a minute: longer than any ``--timeout`` the tests use
+``GET /file``    the file ``$E2E_FILE`` as a stream (gunicorn sends it with ``sendfile()``)
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ class Block:
         resp.text = 'too late'
 
 
+class File:
+    def on_get(self, req, resp):
+        path = os.environ['E2E_FILE']
+        resp.content_type = 'application/octet-stream'
+        resp.content_length = os.path.getsize(path)
+        resp.stream = open(path, 'rb')  # Falcon hands it to wsgi.file_wrapper
+
+
 def create_app():
     app = falcon.App()
     app.add_route('/hello', Hello())
@@ -67,4 +76,5 @@ def create_app():
     app.add_route('/fail', Fail())
     app.add_route('/stream', Stream())
     app.add_route('/block', Block())
+    app.add_route('/file', File())
     return app

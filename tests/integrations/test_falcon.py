@@ -207,3 +207,109 @@ def test_pre_44_fallback_handler_records_and_keeps_default_response(tracer):
     result = client.simulate_get('/boom')
     assert (result.status, result.content) == (bare.status, bare.content)
     assert only_span(tracer).logs[0].key_values['error.kind'] == 'ZeroDivisionError'
+
+
+# --------------------------------------------------------------------------- never fail
+
+class _SlottedContext:
+    __slots__ = ('user',)
+
+
+class _FrozenContext:
+    def __setattr__(self, name, value):
+        raise AttributeError(f'{name} is read-only')
+
+    def __setitem__(self, name, value):
+        raise KeyError(name)
+
+
+class _DictContext(dict):
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(name)
+
+
+@pytest.mark.parametrize('context_type, in_context', [
+    pytest.param(_SlottedContext, False, id='slotted'),
+    pytest.param(_FrozenContext, False, id='read-only'),
+    pytest.param(_DictContext, True, id='dict-like'),
+])
+def test_any_context_type_answers_as_bare(tracer, context_type, in_context):
+    """A request context that cannot hold the span is not an error (it was a 500)."""
+    class Request(falcon.Request):
+        pass
+    Request.context_type = context_type
+    seen = []
+
+    class Resource:
+        def on_get(self, req, resp):
+            seen.append((req.env.get('falcon_tracing_wsgi.span'), req.context))
+            resp.media = {'ok': True}
+
+    def make():
+        app = falcon.App(request_type=Request)
+        app.add_route('/', Resource())
+        return app
+    bare = falcon.testing.TestClient(make()).simulate_get('/')
+    traced = falcon.testing.TestClient(TracingMiddleware(make(), tracer)).simulate_get('/')
+    assert (traced.status, traced.content) == (bare.status, bare.content) == (
+        falcon.HTTP_200, b'{"ok": true}')
+    span = only_span(tracer)
+    environ_span, context = seen[-1]
+    assert environ_span is span
+    if in_context:
+        assert context['span'] is span
+    assert span.tags['http.status_code'] == 200
+
+
+# --------------------------------------------------------------------------- chaining
+
+@pytest.mark.skipif(not HAS_REPORTER, reason='App.set_error_reporter is Falcon 4.4+')
+@pytest.mark.parametrize('path, handled_kind', [
+    pytest.param('/boom', ('ZeroDivisionError', True), id='unhandled-exception'),
+    pytest.param('/errors/503', ('HTTPServiceUnavailable', True), id='http-error'),
+])
+def test_app_error_reporter_set_before_wrapping_still_reports(tracer, path, handled_kind):
+    """The app's own reporter (an error tracker) keeps seeing every error once wrapped."""
+    reports = []
+    app = make_app(tracer)
+    app.set_error_reporter(
+        lambda req, error, params, handled: reports.append((type(error).__name__, handled)))
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    assert client.simulate_get(path).status_code >= 500
+    assert reports == [handled_kind]
+    span = only_span(tracer)
+    assert span.tags['error'] is True
+    if path == '/boom':
+        assert span.logs[0].key_values['error.kind'] == 'ZeroDivisionError'
+
+
+def test_app_exception_handler_registered_before_wrapping_is_kept(tracer):
+    """An ``Exception`` handler the app had keeps answering (and, before Falcon 4.4, the
+    exception is still recorded through our handler that calls it)."""
+    def handle(req, resp, ex, params):
+        resp.status = falcon.HTTP_503
+        resp.media = {'sorry': type(ex).__name__}
+    app = make_app(tracer)
+    app.add_error_handler(Exception, handle)
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    result = client.simulate_get('/boom')
+    assert (result.status_code, result.json) == (503, {'sorry': 'ZeroDivisionError'})
+    span = only_span(tracer)
+    assert span.tags['error'] is True
+    assert span.logs[0].key_values['error.kind'] == 'ZeroDivisionError'
+
+
+def test_an_exception_an_error_handler_re_raises_is_logged_once(tracer):
+    """Falcon reports it (unhandled) and it leaves the app: one error log, not two."""
+    def reraise(req, resp, ex, params):
+        raise ex
+    app = make_app(tracer)
+    app.add_error_handler(ZeroDivisionError, reraise)
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    with pytest.raises(ZeroDivisionError):
+        client.simulate_get('/boom')
+    span = only_span(tracer)
+    assert [log.key_values['error.kind'] for log in span.logs] == ['ZeroDivisionError']
+    assert span.tags['error'] is True

@@ -13,6 +13,7 @@ import pytest
 import requests
 from opentracing import Format
 from opentracing.mocktracer import MockTracer
+from opentracing.scope_managers.contextvars import ContextVarsScopeManager
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 from falcon_tracing_wsgi import _semconv
@@ -188,6 +189,25 @@ def test_connection_refused_is_recorded_and_reraised(tracer, refused_url):
     assert tracer.active_span is None
 
 
+@pytest.mark.parametrize('query, secret', [
+    pytest.param('password=S3CR3T', 'S3CR3T', id='password'),
+    pytest.param('a=1;token=S3CR3T', 'S3CR3T', id='semicolon-separated'),
+    pytest.param('pin=S3CR3T&shipping=express', 'S3CR3T', id='short-name'),
+    pytest.param('code=S3CR3T&state=xyz', 'S3CR3T', id='oauth-code'),
+])
+def test_a_failed_calls_error_text_has_no_secret(tracer, refused_url, query, secret):
+    """The exception message and stack quote the URL: redacted like ``http.url``."""
+    with TracedSession(tracer=tracer) as session:
+        with pytest.raises(requests.ConnectionError) as raised:
+            session.get(f'{refused_url}?{query}', timeout=_TIMEOUT)
+    assert secret in str(raised.value)  # the caller's exception is untouched
+    span = _only_span(tracer)
+    (log,) = span.logs
+    assert 'REDACTED' in log.key_values['message']
+    text = repr(span.tags) + repr(log.key_values)
+    assert secret not in text
+
+
 def test_secret_query_values_are_redacted_in_the_tag(server, base_url, tracer):
     with TracedSession(tracer=tracer) as session:
         session.get(base_url + '/ok', params={'q': 'shoes', 'access_token': 's3cr3t'},
@@ -307,6 +327,31 @@ def test_instrument_session_wraps_existing_adapters(tracer):
     assert span.tags['peer.hostname'] == 'inner.test'
     assert span.tags['peer.port'] == 80
     assert 'peer.ipv4' not in span.tags
+
+
+class _LeakyAdapter(_RecordingAdapter):
+    """A transport whose code activates a span and never closes its scope."""
+
+    def send(self, request: Any, **kwargs: Any) -> requests.Response:
+        self.tracer.start_active_span('leaked-by-the-transport')
+        return super().send(request, **kwargs)
+
+
+@pytest.mark.parametrize('make_tracer', [
+    pytest.param(lambda: MockTracer(), id='threadlocal'),
+    pytest.param(lambda: MockTracer(scope_manager=ContextVarsScopeManager()),
+                 id='contextvars'),
+])
+def test_a_scope_left_open_during_the_call_does_not_lose_the_client_span(make_tracer):
+    tracer = make_tracer()
+    session = requests.Session()
+    session.mount('http://inner.test/', _LeakyAdapter(tracer))
+    instrument_session(session, tracer=tracer)
+    with tracer.start_active_span('caller') as caller:
+        assert session.get('http://inner.test/x', timeout=_TIMEOUT).status_code == 201
+        assert tracer.active_span is caller.span  # the leak does not outlive the call
+    assert [span.operation_name for span in tracer.finished_spans()] == [
+        'HTTP GET', 'caller']
 
 
 @pytest.mark.parametrize('prefix', [

@@ -44,6 +44,22 @@ class Account:
         resp.media = {'ok': True}
 
 
+class Failing:
+    """Fails with the URL it was calling in the exception text, as HTTP clients do."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, how: str) -> None:
+        url = f'http://billing.internal/charge?{req.get_param("name") or "token"}={SECRET}'
+        if how == 'responder':
+            raise ConnectionError(f'Max retries exceeded with url: {url}')
+        if how == 'child-span':
+            # opentracing's own error recording (Span/Scope __exit__) logs the exception
+            # object and its message: the exporter must redact those too.
+            with opentracing.global_tracer().start_active_span('charge'):
+                raise ConnectionError(f'calling {url} failed')
+        if how == 'credentials':
+            raise ConnectionError(f'cannot reach https://admin:{SECRET}@billing.internal/')
+
+
 class Service(NamedTuple):
     client: falcon.testing.TestClient
     seen: dict[str, Any]
@@ -67,6 +83,7 @@ def service(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
         seen: dict[str, Any] = {}
         app = falcon.App()
         app.add_route('/account', Account(seen))
+        app.add_route('/fail/{how}', Failing())
         wrapped = wrap(app)
         tracer = opentracing.global_tracer()
         tracers.append(tracer)
@@ -141,7 +158,12 @@ def test_credentials_are_redacted_even_when_allow_listed(
     pytest.param(name, id=name) for name in (
         'token', 'access_token', 'Password', 'passwd', 'pwd', 'client_secret', 'api_key',
         'KEY', 'signature', 'X-Amz-Signature', 'sig', 'auth', 'oauth_verifier',
-        'credential', 'X-Amz-Credential', 'session_id', 'jwt', 'access%5Ftoken', 'pass%77ord', 'api+key')
+        'credential', 'X-Amz-Credential', 'session_id', 'jwt', 'access%5Ftoken', 'pass%77ord',
+        'api+key',
+        # names common enough to be redacted by default (short ones match whole words)
+        'pass', 'pw', 'user_pw', 'passphrase', 'otp', 'otpCode', 'pin', 'card_pin', 'ssn',
+        'credit_card', 'cardNumber', 'cvv', 'private_key', 'bearer', 'sid', 'code',
+        'auth_code', 'apiKey', 'authorization')
 ])
 def test_secret_looking_query_values_are_redacted_in_http_url(
         service: Callable[..., Service], name: str) -> None:
@@ -149,6 +171,22 @@ def test_secret_looking_query_values_are_redacted_in_http_url(
     svc.client.simulate_get('/account', query_string=f'page=2&{name}={SECRET}&q=shoes')
     span, text = only_span(svc)
     assert span['tags']['http.url'].endswith(f'/account?page=2&{name}=REDACTED&q=shoes')
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize('query, expected', [
+    pytest.param(f'a=1;password={SECRET};b=2', 'a=1;password=REDACTED;b=2', id='semicolons'),
+    pytest.param(f'a=1&pin={SECRET};b=2', 'a=1&pin=REDACTED;b=2', id='mixed-separators'),
+    pytest.param('shipping=ups&zipcode=10115&side=left&monkey=george',
+                 'shipping=ups&zipcode=10115&side=left&monkey=george',
+                 id='short-names-inside-words-are-not-secrets'),
+])
+def test_query_parameters_are_found_whatever_the_separator(
+        service: Callable[..., Service], query: str, expected: str) -> None:
+    svc = service()
+    svc.client.simulate_get('/account', query_string=query)
+    span, text = only_span(svc)
+    assert span['tags']['http.url'].endswith(f'/account?{expected}')
     assert SECRET not in text
 
 
@@ -221,3 +259,24 @@ def test_an_untrusting_edge_keeps_the_trace_but_not_the_debug_flag(
     assert span['traceId'] == TRACE_ID and span['parentId'] == SPAN_ID
     assert 'debug' not in span
     assert 'x-b3-flags' not in {name.lower() for name in svc.seen['outbound']}
+
+
+# -- exception texts -------------------------------------------------------------------------
+
+@pytest.mark.parametrize('how, settings, spans', [
+    pytest.param('responder', {}, 1, id='responder'),
+    pytest.param('child-span', {}, 2, id='child-span-via-opentracing-exit'),
+    pytest.param('credentials', {}, 1, id='user-info'),
+    pytest.param('responder', {'redact_query': 'acct'}, 1, id='configured-name'),
+])
+def test_urls_in_recorded_exceptions_are_redacted(
+        service: Callable[..., Service], how: str, settings: dict[str, str],
+        spans: int) -> None:
+    svc = service(**settings)
+    name = settings.get('redact_query', 'token')
+    result = svc.client.simulate_get(f'/fail/{how}', query_string=f'name={name}')
+    assert result.status_code == 500
+    written, text = svc.read()
+    assert len(written) == spans
+    assert 'REDACTED' in text and 'billing.internal' in text  # recorded, but redacted
+    assert SECRET not in text
