@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 import opentracing
 
-from .config import TracingConfig
+from .config import TracingConfig, shown_url
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
 from .tracer.ids import XRayIdGenerator
@@ -85,7 +85,9 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sample_rate=%s reporter=%s%s',
               config.service_name, ','.join(config.propagation) or 'none',
               config.sample_rate, config.effective_reporter,
-              f' url={config.zipkin_url}' if config.effective_reporter == 'zipkin' else '')
+              # NOTE: never the URL's query (it may carry a token) in a boot log line.
+              f' url={shown_url(config.zipkin_url)}'
+              if config.effective_reporter == 'zipkin' else '')
     return tracer
 
 

@@ -24,13 +24,14 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
+from urllib.parse import urlsplit
 
 from ._redact import DEFAULT_REDACT_QUERY
 
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
            'PROPAGATION_FORMATS', 'REPORTERS', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV',
-           'app_target']
+           'app_target', 'shown_url']
 
 _log = logging.getLogger(__name__)
 
@@ -169,14 +170,60 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name.lower() for name in _split(text)))
 
 
+_URL_EXAMPLE = 'http://127.0.0.1:9411/api/v2/spans'
+# Headers the Zipkin sender writes itself (zipkin/sender.py _RESERVED_HEADERS, and b3 /
+# X-B3-*, which keep its own uploads untraced). Repeated here because configuration sits
+# below the exporters; a test checks that both refuse the same names.
+_SENDER_HEADERS = frozenset(('content-type', 'content-length', 'content-encoding',
+                             'transfer-encoding', 'host', 'b3'))
+
+
 def _parse_url(text: str) -> Optional[str]:
+    """An http(s) collector URL that the sender can use as it is, or None when empty.
+
+    Everything the sender would refuse later (a port out of range, credentials in the
+    URL, no host) is refused here, so the message names the variable at startup.
+    """
     url = text.strip()
     if not url:
         return None
-    if not re.match(r'https?://[^/\s]+', url):
-        raise ValueError('expected an http:// or https:// URL such as '
-                         'http://127.0.0.1:9411/api/v2/spans')
+    expected = f'expected an http:// or https:// URL such as {_URL_EXAMPLE}'
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError(f'{expected} (no spaces or control characters)')
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # an unbalanced "[" of an IPv6 literal
+        raise ValueError(expected) from None
+    if parts.scheme not in ('http', 'https') or not hostname:
+        raise ValueError(expected)
+    if '@' in parts.netloc:
+        raise ValueError('credentials in the URL are not allowed; send them as a header '
+                         'with FALCON_TRACING_ZIPKIN_HEADERS, e.g. "Authorization=Bearer ..."')
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f'the port must be a number from 1 to 65535 ({expected})')
     return url
+
+
+def shown_url(url: Optional[str]) -> str:
+    """``url`` safe for a log line or an error message: no credentials, no query.
+
+    The user information (``user:password@``) and the query (which may carry a token)
+    are replaced by ``***``; the rest is kept so that the message still says where.
+    """
+    if not url:
+        return ''
+    shown = re.sub(r'(//)[^/?#]*@', r'\1***@', url, count=1)
+    query = shown.find('?')
+    return shown if query < 0 else shown[:query] + '?***'
+
+
+def _shown_secret(text: str) -> str:
+    return f'<{len(text)} characters, not shown: the value may hold credentials>'
 
 
 def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
@@ -189,6 +236,21 @@ def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``name=value`` pairs that the Zipkin sender can send as they are.
+
+    The messages name a header, never show a value: the value is often a credential.
+    """
+    pairs = _parse_key_values(text)
+    for name, value in pairs:
+        lowered = name.lower()
+        if lowered in _SENDER_HEADERS or lowered.startswith('x-b3-'):
+            raise ValueError(f'header {name!r} is set by the sender itself')
+        if any(char in value for char in '\r\n\0'):
+            raise ValueError(f'the value of header {name!r} holds a line break or NUL')
+    return pairs
+
+
 def _parse_text(text: str) -> str:
     value = text.strip()
     if not value:
@@ -196,8 +258,21 @@ def _parse_text(text: str) -> str:
     return value
 
 
-def _parse_optional_text(text: str) -> Optional[str]:
-    return text.strip() or None
+def _parse_log_file(text: str) -> Optional[str]:
+    """A file the log reporter can create or append to, or None (standard error).
+
+    A directory, or a file in a directory that does not exist, would fail only at the
+    first batch (every span counted as failed); refused at startup instead.
+    """
+    path = text.strip()
+    if not path:
+        return None
+    if os.path.isdir(path):
+        raise ValueError('expected a file path; this is a directory')
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f'the directory {parent!r} does not exist')
+    return path
 
 
 def _parse_auto_bool(text: str) -> Optional[bool]:
@@ -269,8 +344,12 @@ class _Setting(NamedTuple):
     env: str
     parse: Callable[[str], Any]
     doc: str
-    otel: Optional[str] = None
+    #: The fallback variable, or several in order of precedence.
+    otel: Union[None, str, tuple[str, ...]] = None
     otel_parse: Optional[Callable[[str], Any]] = None
+    #: How an error message shows the raw value (a setting that can hold a secret
+    #: shows less of it, or nothing).
+    show: Callable[[str], str] = repr
 
 
 #: Every environment variable, in README order. ``field`` is the TracingConfig field and
@@ -338,17 +417,19 @@ SETTINGS: tuple[_Setting, ...] = (
              'zipkin (HTTP to FALCON_TRACING_ZIPKIN_URL), log (Zipkin v2 JSON lines), xray '
              '(UDP to the X-Ray daemon) or none. Default: zipkin when a URL is set, else log.'),
     _Setting('zipkin_url', 'FALCON_TRACING_ZIPKIN_URL', _parse_url,
-             'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans.',
-             'OTEL_EXPORTER_ZIPKIN_ENDPOINT'),
-    _Setting('zipkin_headers', 'FALCON_TRACING_ZIPKIN_HEADERS', _parse_key_values,
-             'Extra headers on every upload, e.g. "Authorization=Bearer abc".'),
+             'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans. Credentials go '
+             'in FALCON_TRACING_ZIPKIN_HEADERS, not in the URL.',
+             'OTEL_EXPORTER_ZIPKIN_ENDPOINT', show=lambda text: repr(shown_url(text))),
+    _Setting('zipkin_headers', 'FALCON_TRACING_ZIPKIN_HEADERS', _parse_headers,
+             'Extra headers on every upload, e.g. "Authorization=Bearer abc". Error '
+             'messages never show this value.', show=_shown_secret),
     _Setting('zipkin_gzip', 'FALCON_TRACING_ZIPKIN_GZIP', _parse_bool,
              'gzip the upload body.'),
     _Setting('xray_daemon_address', 'FALCON_TRACING_XRAY_DAEMON_ADDRESS', _parse_daemon_address,
              'UDP address of the X-Ray daemon for the xray reporter: host:port, or the SDKs\' '
              '"tcp:host:port udp:host:port". Fallback: AWS_XRAY_DAEMON_ADDRESS, the X-Ray '
              'SDKs\' variable.', 'AWS_XRAY_DAEMON_ADDRESS'),
-    _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_optional_text,
+    _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_log_file,
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
              'Finished spans held for export before new ones are dropped (and counted).'),
@@ -421,6 +502,17 @@ class TracingConfig:
     component: str = 'wsgi'
 
     def __post_init__(self) -> None:
+        # The settings the exporters would refuse with a bare ValueError are checked
+        # here too, so a TracingConfig(...) built in code fails as early and as clearly.
+        for name, check in (('zipkin_url', _parse_url),
+                            ('xray_daemon_address', _parse_daemon_address)):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                _parse(check, f'option {name}', value, _BY_FIELD[name].show)
+        if self.zipkin_headers:
+            _parse(_parse_headers, 'option zipkin_headers',
+                   ','.join(_rule_text(item) for item in self.zipkin_headers),
+                   _shown_secret)
         # NOTE: a zipkin reporter without a URL would export nowhere; say so at startup.
         if self.reporter == 'zipkin' and not self.zipkin_url:
             raise ConfigError('FALCON_TRACING_REPORTER=zipkin needs FALCON_TRACING_ZIPKIN_URL '
@@ -433,6 +525,19 @@ class TracingConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f'option {name}={value!r} is not valid: expected a callable')
+
+    def __repr__(self) -> str:
+        # NOTE: a configuration may be logged; its secrets must not be. Header values
+        # and the URL's query are replaced by ***.
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == 'zipkin_headers':
+                value = tuple((key, '***') for key, _ in value)
+            elif field.name == 'zipkin_url' and value is not None:
+                value = shown_url(value)
+            shown.append(f'{field.name}={value!r}')
+        return f'TracingConfig({", ".join(shown)})'
 
     @property
     def effective_reporter(self) -> str:
@@ -471,12 +576,14 @@ class TracingConfig:
                 continue
             raw = environ.get(setting.env)
             if raw is not None and raw.strip() != '':
-                values[setting.field] = _parse(setting.parse, setting.env, raw)
-            elif setting.otel is not None:
-                raw = environ.get(setting.otel)
+                values[setting.field] = _parse(setting.parse, setting.env, raw, setting.show)
+                continue
+            for name in _fallbacks(setting):
+                raw = environ.get(name)
                 if raw is not None and raw.strip() != '':
                     values[setting.field] = _parse(setting.otel_parse or setting.parse,
-                                                   setting.otel, raw)
+                                                   name, raw, setting.show)
+                    break
         for name, value in options.items():
             values[name] = _option(name, value)
         return cls(**values)
@@ -501,21 +608,28 @@ def _option(name: str, value: Any) -> Any:
         raise TypeError(f'unknown tracing option {name!r}{hint}; valid options: '
                         f'{", ".join(valid)}')
     if isinstance(value, str):
-        return _parse(setting.parse, f'option {name}', value)
+        return _parse(setting.parse, f'option {name}', value, setting.show)
     default = next(f.default for f in dataclasses.fields(TracingConfig) if f.name == name)
     if value is None and default is None:
         return None
     if isinstance(default, tuple):
         if isinstance(value, (list, tuple)):
             return _parse(setting.parse, f'option {name}', ','.join(
-                _rule_text(item) for item in value))
+                _rule_text(item) for item in value), setting.show)
     elif isinstance(default, bool) or (default is None and isinstance(value, bool)):
         if isinstance(value, bool):
             return value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _parse(setting.parse, f'option {name}', repr(value))
-    raise ConfigError(f'option {name}={value!r} is not valid: expected a value like '
+        return _parse(setting.parse, f'option {name}', repr(value), setting.show)
+    shown = repr(value) if setting.show is repr else f'of type {type(value).__name__}'
+    raise ConfigError(f'option {name}={shown} is not valid: expected a value like '
                       f'{default!r}')
+
+
+def _fallbacks(setting: _Setting) -> tuple[str, ...]:
+    if setting.otel is None:
+        return ()
+    return (setting.otel,) if isinstance(setting.otel, str) else setting.otel
 
 
 def _rule_text(item: Any) -> str:
@@ -526,11 +640,12 @@ def _rule_text(item: Any) -> str:
     return str(item)
 
 
-def _parse(parse: Callable[[str], Any], name: str, raw: str) -> Any:
+def _parse(parse: Callable[[str], Any], name: str, raw: str,
+           show: Callable[[str], str] = repr) -> Any:
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f'{name}={raw!r} is not valid: {exc}') from None
+        raise ConfigError(f'{name}={show(raw)} is not valid: {exc}') from None
 
 
 def _close_match(name: str, valid: list[str]) -> list[str]:
