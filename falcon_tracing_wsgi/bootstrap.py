@@ -36,13 +36,15 @@ from .config import TracingConfig, shown_url
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
 from .tracer.ids import XRayIdGenerator
+from .tracer.limits import SpanLimits
 from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
 from .zipkin import BatchReporter, Endpoint, FileSender, HttpSender, JsonV2Encoder, NoopReporter
 from .zipkin.sender import resolver_host
 
-__all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
+__all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter',
+           'span_limits']
 
 _log = logging.getLogger(__name__)
 
@@ -115,7 +117,16 @@ def build_tracer(config: TracingConfig, reporter: Any = None) -> opentracing.Tra
         trace_id_128bit=config.trace_id_128bit,
         trust_inbound_sampling=config.trust_inbound,
         id_generator=XRayIdGenerator() if config.effective_xray_ids else None,
+        span_limits=span_limits(config),
     )
+
+
+def span_limits(config: TracingConfig) -> SpanLimits:
+    """The span limits ``config`` sets for the built-in tracer."""
+    return SpanLimits(attribute_count=config.span_attribute_count_limit,
+                      event_count=config.span_event_count_limit,
+                      event_attribute_count=config.event_attribute_count_limit,
+                      value_length=config.attribute_value_length_limit)
 
 
 def build_reporter(config: TracingConfig) -> Any:

@@ -351,6 +351,13 @@ class _Setting(NamedTuple):
     #: shows less of it, or nothing).
     show: Callable[[str], str] = repr
 
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        """The fallback variables (``otel``) in order of precedence; maybe none."""
+        if self.otel is None:
+            return ()
+        return (self.otel,) if isinstance(self.otel, str) else self.otel
+
 
 #: Every environment variable, in README order. ``field`` is the TracingConfig field and
 #: the keyword-argument name.
@@ -433,6 +440,24 @@ SETTINGS: tuple[_Setting, ...] = (
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
              'Finished spans held for export before new ones are dropped (and counted).'),
+    _Setting('span_attribute_count_limit', 'FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT',
+             _number(int, 0, None),
+             'Tags per span; a tag with a new key beyond it is dropped and counted '
+             '(otel.dropped_attributes_count).',
+             ('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT', 'OTEL_ATTRIBUTE_COUNT_LIMIT')),
+    _Setting('span_event_count_limit', 'FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT',
+             _number(int, 0, None),
+             'Log records (events) per span; later ones are dropped and counted '
+             '(otel.dropped_events_count), except an error record, which replaces the '
+             'newest.', 'OTEL_SPAN_EVENT_COUNT_LIMIT'),
+    _Setting('event_attribute_count_limit', 'FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT',
+             _number(int, 0, None), 'Fields per log record; later ones are dropped.',
+             'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT'),
+    _Setting('attribute_value_length_limit', 'FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+             _number(int, 1, None),
+             'Characters per tag value, tag key and span name, and per log record (keys '
+             'and values together); longer text is cut.',
+             ('OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT', 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT')),
     _Setting('batch_size', 'FALCON_TRACING_BATCH_SIZE', _number(int, 1, None),
              'Spans per upload.'),
     _Setting('flush_interval', 'FALCON_TRACING_FLUSH_INTERVAL', _number(float, 0.01, 3600.0),
@@ -491,6 +516,10 @@ class TracingConfig:
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
     queue_size: int = 2048
+    span_attribute_count_limit: int = 128
+    span_event_count_limit: int = 128
+    event_attribute_count_limit: int = 128
+    attribute_value_length_limit: int = 4096
     batch_size: int = 256
     flush_interval: float = 1.0
     export_timeout: float = 5.0
@@ -578,7 +607,7 @@ class TracingConfig:
             if raw is not None and raw.strip() != '':
                 values[setting.field] = _parse(setting.parse, setting.env, raw, setting.show)
                 continue
-            for name in _fallbacks(setting):
+            for name in setting.fallbacks:
                 raw = environ.get(name)
                 if raw is not None and raw.strip() != '':
                     values[setting.field] = _parse(setting.otel_parse or setting.parse,
@@ -624,12 +653,6 @@ def _option(name: str, value: Any) -> Any:
     shown = repr(value) if setting.show is repr else f'of type {type(value).__name__}'
     raise ConfigError(f'option {name}={shown} is not valid: expected a value like '
                       f'{default!r}')
-
-
-def _fallbacks(setting: _Setting) -> tuple[str, ...]:
-    if setting.otel is None:
-        return ()
-    return (setting.otel,) if isinstance(setting.otel, str) else setting.otel
 
 
 def _rule_text(item: Any) -> str:

@@ -149,6 +149,9 @@ class TracingMiddleware:
         self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
             if config.enabled else _excluded_always
         self._url = build_url_builder(config.redact_query, config.record_query)
+        # The fast path writes our span's tag dict directly, past Span.set_tag's limits:
+        # the values that come from the client (URL, captured headers) are cut here.
+        self._value_length = config.attribute_value_length_limit
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -257,12 +260,14 @@ class TracingMiddleware:
         """Add the request's tags (component, method, url, peer, captured headers)."""
         tags[_COMPONENT] = self._component
         tags[_HTTP_METHOD] = method
-        tags[_HTTP_URL] = self._url(environ)
+        limit = self._value_length
+        url = self._url(environ)
+        tags[_HTTP_URL] = url if len(url) <= limit else url[:limit]
         peer_tags(environ, tags)
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
-                tags[tag] = REDACTED if redacted else value
+                tags[tag] = REDACTED if redacted else value[:limit]
 
     def _inject(self, tracer: opentracing.Tracer, context: Any, environ: dict[str, Any]) -> None:
         headers: dict[str, str] = {}
@@ -340,7 +345,8 @@ class TracingMiddleware:
                              exc_info=True)
         if route:
             span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
-            tags[TAG_ROUTE] = route
+            limit = self._value_length
+            tags[TAG_ROUTE] = route[:limit] if type(route) is str else route
         if not own:
             set_tags(span, tags)
 

@@ -63,6 +63,21 @@ def test_environment_values(env, field, expected):
                  'zipkin_url', 'http://z:9411/api/v2/spans', id='endpoint'),
     pytest.param({'OTEL_PYTHON_EXCLUDED_URLS': 'healthz,ping'}, 'exclude_patterns',
                  ('healthz', 'ping'), id='excluded-urls'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT': '10'}, 'span_attribute_count_limit', 10,
+                 id='span-attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_COUNT_LIMIT': '11'}, 'span_attribute_count_limit', 11,
+                 id='attribute-count'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT': '10', 'OTEL_ATTRIBUTE_COUNT_LIMIT': '11'},
+                 'span_attribute_count_limit', 10, id='span-attribute-count-first'),
+    pytest.param({'OTEL_SPAN_EVENT_COUNT_LIMIT': '0'}, 'span_event_count_limit', 0,
+                 id='event-count'),
+    pytest.param({'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT': '4'}, 'event_attribute_count_limit', 4,
+                 id='event-attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT': '100'}, 'attribute_value_length_limit',
+                 100, id='value-length'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT': '50',
+                  'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT': '100'}, 'attribute_value_length_limit',
+                 50, id='span-value-length-first'),
 ])
 def test_otel_variables_are_fallbacks(env, field, expected):
     assert getattr(TracingConfig.from_env(env), field) == expected
@@ -178,6 +193,17 @@ BAD_VALUES = [
                  ['AWS_XRAY_DAEMON_ADDRESS', 'udp:host:port'], id='xray-daemon-two-forms'),
     pytest.param({'FALCON_TRACING_LOG_FILE': '/no/such/directory/spans.log'},
                  ['FALCON_TRACING_LOG_FILE', 'does not exist'], id='log-file'),
+    pytest.param({'FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT': '-1'},
+                 ['FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT', 'whole number'],
+                 id='attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_COUNT_LIMIT': 'many'}, ['OTEL_ATTRIBUTE_COUNT_LIMIT'],
+                 id='otel-attribute-count'),
+    pytest.param({'FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT': '1.5'},
+                 ['FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT'], id='event-count'),
+    pytest.param({'FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT': 'x'},
+                 ['FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT'], id='event-attribute-count'),
+    pytest.param({'FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT': '0'},
+                 ['FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT', '>= 1'], id='value-length'),
     pytest.param({'FALCON_TRACING_SERVICE_NAME': '   '}, [], id='blank-is-default'),
 ]
 
@@ -326,7 +352,7 @@ def readme_variables_block() -> str:
             default = str(default).lower()
         shown = f'``{default}``' if default not in (None, '') else 'none'
         fallback = ''
-        names = (setting.otel,) if isinstance(setting.otel, str) else setting.otel or ()
+        names = setting.fallbacks
         if names:
             owner = 'OpenTelemetry fallback' if names[0].startswith('OTEL_') else 'fallback'
             fallback = f'; {owner} ' + ', then '.join(f'``{name}``' for name in names)
