@@ -39,8 +39,8 @@ the encoders used to read from the object. Above all this drops the references: 
 exception or a traceback kept every frame of the failed request alive, with its local
 variables, for as long as the span waited in the queue.
 
-:func:`max_span_chars` and :func:`max_encoded_size` give the worst case of one span
-under given limits; :func:`estimate_size` gives the encoded size of one span in a
+:func:`max_span_memory`, :func:`max_span_chars` and :func:`max_encoded_size` give the
+worst case of one span under given limits (memory, text, Zipkin JSON); :func:`estimate_size` gives the encoded size of one span in a
 single pass, cheap enough to account a queue in bytes.
 """
 
@@ -50,8 +50,11 @@ import types
 from collections import deque
 from typing import Any, NamedTuple, Optional
 
+from ..propagation.baggage import MAX_BYTES, MAX_MEMBERS
+
 __all__ = ['SpanLimits', 'DEFAULT_SPAN_LIMITS', 'MAX_FRAMES', 'max_span_chars',
-           'max_encoded_size', 'estimate_size', 'bounded_value', 'is_error_event']
+           'max_span_memory', 'max_encoded_size', 'estimate_size', 'bounded_value',
+           'bounded_event', 'is_error_event']
 
 #: Frames kept when a traceback object is recorded (innermost ones).
 MAX_FRAMES = 50
@@ -61,6 +64,15 @@ _FIXED = frozenset((bool, float, type(None)))
 _INT_BOUND = 1 << 64
 _UNPRINTABLE = '<unprintable>'
 _ERROR_FIELDS = ('error.kind', 'error.object')
+
+# Sizes used by the memory bound (bytes of CPython 3.9-3.13 objects, 64-bit, rounded up).
+_STR = 80                   # a str header, the widest kind (UCS-4: 4 bytes a character)
+_CHAR = 4                   # bytes per character, worst case
+_DICT = 184                 # an empty dict's first table (8 slots)
+_ENTRY = 80                 # one more dict entry, at its worst just after the table grew
+_RECORD = 56 + 24 + 8       # a log record's (timestamp, fields) tuple, its float, a list slot
+_SPAN = 1024                # the span, its context, ids, times, tag dict and log list
+_BAGGAGE = MAX_BYTES * _CHAR + MAX_MEMBERS * (_ENTRY + 2 * _STR) + _DICT
 
 # Sizes used by the bounds (characters of Zipkin v2 JSON around each piece).
 _SPAN_OVERHEAD = 600        # ids, timestamps, kind, endpoints, braces
@@ -203,6 +215,23 @@ def max_span_chars(limits: SpanLimits = DEFAULT_SPAN_LIMITS) -> int:
     tags = limits.attribute_count * 2 * value
     events = limits.event_count * (value + limits.event_attribute_count * _SCALAR_CHARS)
     return value + tags + events
+
+
+def max_span_memory(limits: SpanLimits = DEFAULT_SPAN_LIMITS) -> int:
+    """The most bytes of memory one finished span can hold under ``limits`` (CPython).
+
+    Every piece at its largest: each character 4 bytes (text outside the Basic
+    Multilingual Plane), every tag a key and a value of ``value_length`` characters,
+    every log record ``event_attribute_count`` fields sharing ``value_length``
+    characters, and the most baggage W3C allows (a child shares its parent's baggage,
+    so this is counted once per span only in the worst case).
+    """
+    value = limits.value_length
+    text = _STR + _CHAR * value
+    tags = _DICT + limits.attribute_count * (_ENTRY + 2 * text)
+    record = (_RECORD + _DICT + limits.event_attribute_count * (_ENTRY + 2 * _STR)
+              + _CHAR * value)
+    return _SPAN + text + tags + limits.event_count * record + _BAGGAGE
 
 
 def max_encoded_size(limits: SpanLimits = DEFAULT_SPAN_LIMITS) -> int:

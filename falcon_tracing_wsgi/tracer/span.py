@@ -24,8 +24,8 @@ Design:
   length and a count before it stores; ``log_kv`` makes a bounded copy of the fields.
   What is dropped is counted on the span (:attr:`Span.dropped_attributes_count`,
   :attr:`Span.dropped_events_count`, OTLP's names) and the encoders report it.
-  Baggage follows the W3C limits (180 items, 4096 bytes per item), beyond which it
-  could not be propagated anyway.
+  Baggage follows the W3C limits (180 items, 4096 bytes per item, 8192 in all), beyond
+  which it could not be propagated anyway.
 * Both classes use ``__slots__`` for their fields. ``opentracing.Span`` has no slots, so
   instances still get a ``__dict__`` when something assigns a new attribute (``mock``
   patching ``finish`` in the OpenTracing conformance suite does); normal use never creates
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import opentracing
 
-from ..propagation.baggage import MAX_MEMBER_BYTES, MAX_MEMBERS
+from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
@@ -184,8 +184,9 @@ class Span(opentracing.Span):
     def set_baggage_item(self, key: str, value: Optional[str]) -> Span:
         """Set (or with ``None`` remove) a baggage item for this span's future children.
 
-        An item that W3C baggage could not carry (more than 180 items, or more than
-        4096 bytes of key and value) is not set; the span keeps its baggage as it was.
+        An item that W3C baggage could not carry (more than 180 items, more than 4096
+        characters of key and value, or 8192 in all) is not set; the span keeps its
+        baggage as it was.
         """
         context = _with_baggage_item(self._context, key, value)
         if context is not None:
@@ -302,8 +303,10 @@ def _with_baggage_item(context: SpanContext, key: str, value: Optional[str]
     """The context with the item set, or None when W3C baggage could not carry it."""
     if value is not None:
         baggage = context.baggage
-        if (len(baggage) >= MAX_MEMBERS and key not in baggage) or \
-                len(str(key)) + len(str(value)) + 1 > MAX_MEMBER_BYTES:
+        size = len(str(key)) + len(str(value)) + 1
+        if (len(baggage) >= MAX_MEMBERS and key not in baggage) or size > MAX_MEMBER_BYTES \
+                or size + sum(len(name) + len(item) + 2 for name, item in baggage.items()
+                              if name != key) > MAX_BYTES:
             _log.debug('baggage item %.40r not set: over the W3C baggage limits', key)
             return None
     return context.with_baggage_item(key, value)

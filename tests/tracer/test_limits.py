@@ -21,7 +21,8 @@ from falcon_tracing_wsgi.bootstrap import build_tracer
 from falcon_tracing_wsgi.config import TracingConfig
 from falcon_tracing_wsgi.testing import InMemoryReporter, make_tracer
 from falcon_tracing_wsgi.tracer.limits import (DEFAULT_SPAN_LIMITS, SpanLimits,
-                                               estimate_size, max_encoded_size)
+                                               estimate_size, max_encoded_size,
+                                               max_span_memory)
 from falcon_tracing_wsgi.xray import SegmentEncoder
 from falcon_tracing_wsgi.zipkin import Endpoint, JsonV2Encoder
 
@@ -100,6 +101,8 @@ def test_start_span_tags_are_bounded():
     pytest.param([('k', 'v' * 5000)], {}, id='over-4096-bytes'),
     pytest.param([(f'k{i}', 'v') for i in range(181)], {f'k{i}': 'v' for i in range(180)},
                  id='over-180-items'),
+    pytest.param([(f'k{i}', 'v' * 4000) for i in range(3)],
+                 {f'k{i}': 'v' * 4000 for i in range(2)}, id='over-8192-bytes-in-all'),
 ])
 def test_baggage_beyond_the_w3c_limits_is_not_set(items, expected):
     tracer, _ = make_tracer()
@@ -229,6 +232,37 @@ def test_max_encoded_size_bounds_a_span_that_fills_every_limit(limits):
     encoded = encoder.encode(span)
     assert len(encoded.encode()) <= max_encoded_size(limits)
     assert estimate_size(span) <= max_encoded_size(limits)
+
+
+@pytest.mark.parametrize('limits', [pytest.param(SMALL, id='small'),
+                                    pytest.param(SpanLimits(16, 16, 8, 256), id='medium')])
+def test_max_span_memory_bounds_a_span_that_fills_every_limit(limits):
+    # Text outside the Basic Multilingual Plane: 4 bytes a character, the worst case.
+    wide = '\U0001F600'
+
+    def fill(span):
+        for number in range(limits.attribute_count + 1):
+            span.set_tag(f'{wide}{number}' * limits.value_length,
+                         f'{wide}{number}' * limits.value_length)
+        for number in range(limits.event_count + 1):
+            span.log_kv({f'{wide}{i}': 10 ** 18 + i
+                         for i in range(limits.event_attribute_count)}, timestamp=1.5)
+        for number in range(200):
+            span.set_baggage_item(f'{wide}{number}', wide * 40)
+
+    tracer, reporter = make_tracer(span_limits=limits)
+    fill(tracer.start_span('warm-up'))  # one-time caches (logging's level cache) first
+    gc.collect()
+    tracemalloc.start()
+    try:
+        span = tracer.start_span(wide * limits.value_length * 2)
+        fill(span)
+        span.finish()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert reporter.spans == [span]
+    assert held <= max_span_memory(limits), (held, max_span_memory(limits))
 
 
 def test_estimate_size_is_close_for_a_usual_span():
