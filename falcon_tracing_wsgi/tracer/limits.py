@@ -40,8 +40,9 @@ exception or a traceback kept every frame of the failed request alive, with its 
 variables, for as long as the span waited in the queue.
 
 :func:`max_span_memory`, :func:`max_span_chars` and :func:`max_encoded_size` give the
-worst case of one span under given limits (memory, text, Zipkin JSON); :func:`estimate_size` gives the encoded size of one span in a
-single pass, cheap enough to account a queue in bytes.
+worst case of one span under given limits (memory, text, Zipkin JSON);
+:func:`estimate_size` gives the encoded size of one span in a single pass, cheap enough
+to account a queue in bytes.
 """
 
 from __future__ import annotations
