@@ -10,6 +10,8 @@ Commands:
     Draw the traces in a Zipkin v2 JSON file (an array, as Zipkin's API returns) or a
     JSON-lines file (what the ``log`` reporter writes); ``-`` reads standard input.
 
+``--version`` prints the package's version.
+
 Exit status: 0 success; 1 nothing to show (``view``: no span in the file; ``demo``:
 no cross-service trace, or a service failed); 2 a usage error, an unreadable file or
 a missing dependency; 130 interrupted.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
 __all__ = ['main']
 
@@ -31,12 +33,28 @@ missing dependency; 130 interrupted.
 """
 
 
+class _ShowVersion(Exception):
+    """Raised by ``--version`` so that main() writes the version to its ``out``."""
+
+
+class _VersionAction(argparse.Action):
+    # NOTE: argparse's own 'version' action prints to sys.stdout and exits; this one lets
+    # main() write to the stream it was given, like every other result.
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the package's version")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        raise _ShowVersion
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='falcon-tracing',
         description='falcon-tracing-wsgi: run the distributed tracing demo, or draw the '
                     'traces in a Zipkin span file as text waterfalls.',
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--version', action=_VersionAction)
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
 
     demo = commands.add_parser(
@@ -117,6 +135,10 @@ def main(argv: Optional[list[str]] = None, *, out: Optional[TextIO] = None,
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): argparse has printed
         return exc.code if isinstance(exc.code, int) else 2
+    except _ShowVersion:
+        from . import __version__
+        out.write(f'falcon-tracing-wsgi {__version__}\n')
+        return 0
     width = _width(args.width)
     color = _color(args.color, out)
     try:

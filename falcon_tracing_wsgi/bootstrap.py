@@ -34,10 +34,11 @@ from typing import Any, Callable, Optional
 import opentracing
 
 from . import _semconv
-from .config import ConfigError, TracingConfig
+from .config import ConfigError, TracingConfig, shown_url
 from .middleware import TracingMiddleware
 from .propagation import build_propagator
 from .tracer.ids import XRayIdGenerator
+from .tracer.limits import SpanLimits
 from .tracer.sampler import build_sampler
 from .tracer.scope import build_scope_manager
 from .tracer.tracer import Tracer
@@ -46,7 +47,8 @@ from .export.http import HttpSender, resolver_host
 from .export.pipeline import BatchReporter, NoopReporter
 from .export.zipkin import Endpoint, JsonV2Encoder
 
-__all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter']
+__all__ = ['wrap', 'install', 'installed_config', 'build_tracer', 'build_reporter',
+           'span_limits']
 
 _log = logging.getLogger(__name__)
 
@@ -89,9 +91,10 @@ def install(config: Optional[TracingConfig] = None) -> opentracing.Tracer:
     _semconv.set_default(config.effective_http_semconv, config.http_known_methods)
     _installed = config
     reporter = config.effective_reporter
-    where = (f' url={config.zipkin_url}' if reporter == 'zipkin' else
-             f' endpoint={config.effective_otlp_endpoint} protocol={config.otlp_protocol}'
-             if reporter == 'otlp' else '')  # never the headers: they hold API keys
+    # NOTE: never a URL's credentials or query, nor the headers (they may carry tokens).
+    where = (f' url={shown_url(config.zipkin_url)}' if reporter == 'zipkin' else
+             f' endpoint={shown_url(config.effective_otlp_endpoint)} '
+             f'protocol={config.otlp_protocol}' if reporter == 'otlp' else '')
     _log.info('falcon-tracing-wsgi: service=%s propagation=%s sampler=%s sample_rate=%s '
               'reporter=%s%s', config.service_name, ','.join(config.propagation) or 'none',
               config.sampler, config.effective_sample_rate, reporter, where)
@@ -125,7 +128,16 @@ def build_tracer(config: TracingConfig, reporter: Any = None) -> opentracing.Tra
         # its own would be, so only the inbound one is dropped.
         trust_inbound_sampling=config.trust_inbound and config.parent_based,
         id_generator=XRayIdGenerator() if config.effective_xray_ids else None,
+        span_limits=span_limits(config),
     )
+
+
+def span_limits(config: TracingConfig) -> SpanLimits:
+    """The span limits ``config`` sets for the built-in tracer."""
+    return SpanLimits(attribute_count=config.span_attribute_count_limit,
+                      event_count=config.span_event_count_limit,
+                      event_attribute_count=config.event_attribute_count_limit,
+                      value_length=config.attribute_value_length_limit)
 
 
 def build_reporter(config: TracingConfig) -> Any:

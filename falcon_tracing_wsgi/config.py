@@ -52,7 +52,7 @@ from ._semconv import KNOWN_METHODS
 __all__ = ['TracingConfig', 'ConfigError', 'ExcludeRule', 'SETTINGS', 'ENV_PREFIX',
            'PROPAGATION_FORMATS', 'DEFAULT_PROPAGATION', 'REPORTERS', 'SAMPLERS',
            'HTTP_SEMCONV', 'SCOPE_MANAGERS', 'TRACERS', 'APP_ENV', 'OTLP_PROTOCOLS',
-           'DEFAULT_OTLP_ENDPOINT', 'app_target']
+           'DEFAULT_OTLP_ENDPOINT', 'app_target', 'shown_url']
 
 _log = logging.getLogger(__name__)
 
@@ -273,14 +273,60 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name.lower() for name in _split(text)))
 
 
+_URL_EXAMPLE = 'http://127.0.0.1:9411/api/v2/spans'
+# Headers the Zipkin sender writes itself (zipkin/sender.py _RESERVED_HEADERS, and b3 /
+# X-B3-*, which keep its own uploads untraced). Repeated here because configuration sits
+# below the exporters; a test checks that both refuse the same names.
+_SENDER_HEADERS = frozenset(('content-type', 'content-length', 'content-encoding',
+                             'transfer-encoding', 'host', 'b3'))
+
+
 def _parse_url(text: str) -> Optional[str]:
+    """An http(s) collector URL that the sender can use as it is, or None when empty.
+
+    Everything the sender would refuse later (a port out of range, credentials in the
+    URL, no host) is refused here, so the message names the variable at startup.
+    """
     url = text.strip()
     if not url:
         return None
-    if not re.match(r'https?://[^/\s]+', url):
-        raise ValueError('expected an http:// or https:// URL such as '
-                         'http://127.0.0.1:9411/api/v2/spans')
+    expected = f'expected an http:// or https:// URL such as {_URL_EXAMPLE}'
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError(f'{expected} (no spaces or control characters)')
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # an unbalanced "[" of an IPv6 literal
+        raise ValueError(expected) from None
+    if parts.scheme not in ('http', 'https') or not hostname:
+        raise ValueError(expected)
+    if '@' in parts.netloc:
+        raise ValueError('credentials in the URL are not allowed; send them as a header '
+                         'with FALCON_TRACING_ZIPKIN_HEADERS, e.g. "Authorization=Bearer ..."')
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f'the port must be a number from 1 to 65535 ({expected})')
     return url
+
+
+def shown_url(url: Optional[str]) -> str:
+    """``url`` safe for a log line or an error message: no credentials, no query.
+
+    The user information (``user:password@``) and the query (which may carry a token)
+    are replaced by ``***``; the rest is kept so that the message still says where.
+    """
+    if not url:
+        return ''
+    shown = re.sub(r'(//)[^/?#]*@', r'\1***@', url, count=1)
+    query = shown.find('?')
+    return shown if query < 0 else shown[:query] + '?***'
+
+
+def _shown_secret(text: str) -> str:
+    return f'<{len(text)} characters, not shown: the value may hold credentials>'
 
 
 def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
@@ -296,10 +342,6 @@ def _parse_key_values(text: str) -> tuple[tuple[str, str], ...]:
 def _parse_otel_key_values(text: str) -> tuple[tuple[str, str], ...]:
     """``OTEL_RESOURCE_ATTRIBUTES``: ``key=value`` pairs whose values are percent-encoded."""
     return tuple((key, unquote(value)) for key, value in _parse_key_values(text))
-
-
-_OTLP_SENDER_HEADERS = frozenset(('content-type', 'content-length', 'content-encoding',
-                                  'transfer-encoding', 'host', 'b3'))
 
 
 def _parse_otlp_headers(text: str) -> tuple[tuple[str, str], ...]:
@@ -321,7 +363,7 @@ def _parse_otlp_headers(text: str) -> tuple[tuple[str, str], ...]:
         value = unquote(raw_value.strip())
         if any(c in value for c in '\r\n\0'):
             raise ValueError(f'the value of header {name!r} holds a line break or NUL')
-        if name.lower() in _OTLP_SENDER_HEADERS or name.lower().startswith('x-b3-'):
+        if name.lower() in _SENDER_HEADERS or name.lower().startswith('x-b3-'):
             raise ValueError(f'header {name!r} is set by the exporter itself')
         pairs.append((name, value))
     return tuple(pairs)
@@ -371,6 +413,21 @@ def _parse_milliseconds(text: str) -> float:
     return float(_number(int, 10, 600_000)(text)) / 1000.0
 
 
+def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``name=value`` pairs that the Zipkin sender can send as they are.
+
+    The messages name a header, never show a value: the value is often a credential.
+    """
+    pairs = _parse_key_values(text)
+    for name, value in pairs:
+        lowered = name.lower()
+        if lowered in _SENDER_HEADERS or lowered.startswith('x-b3-'):
+            raise ValueError(f'header {name!r} is set by the sender itself')
+        if any(char in value for char in '\r\n\0'):
+            raise ValueError(f'the value of header {name!r} holds a line break or NUL')
+    return pairs
+
+
 def _parse_text(text: str) -> str:
     value = text.strip()
     if not value:
@@ -378,8 +435,21 @@ def _parse_text(text: str) -> str:
     return value
 
 
-def _parse_optional_text(text: str) -> Optional[str]:
-    return text.strip() or None
+def _parse_log_file(text: str) -> Optional[str]:
+    """A file the log reporter can create or append to, or None (standard error).
+
+    A directory, or a file in a directory that does not exist, would fail only at the
+    first batch (every span counted as failed); refused at startup instead.
+    """
+    path = text.strip()
+    if not path:
+        return None
+    if os.path.isdir(path):
+        raise ValueError('expected a file path; this is a directory')
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f'the directory {parent!r} does not exist')
+    return path
 
 
 def _parse_auto_bool(text: str) -> Optional[bool]:
@@ -451,13 +521,22 @@ class _Setting(NamedTuple):
     env: str
     parse: Callable[[str], Any]
     doc: str
+    #: The first fallback variable (OpenTelemetry's), if any.
     otel: Optional[str] = None
     otel_parse: Optional[Callable[[str], Any]] = None
     #: Further fallbacks after ``otel``, in order: (variable, parser or None for ``parse``).
-    #: OpenTelemetry's exporter variables come in pairs, the signal-specific one first.
+    #: OpenTelemetry's variables often come in pairs, the specific one first.
     otel_more: tuple[tuple[str, Optional[Callable[[str], Any]]], ...] = ()
-    #: The value may be a secret (header values): error messages never show it.
-    secret: bool = False
+    #: How an error message shows the raw value (a setting that can hold a secret
+    #: shows less of it, or nothing).
+    show: Callable[[str], str] = repr
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        """The fallback variables (``otel``, then ``otel_more``) in order; maybe none."""
+        if self.otel is None:
+            return ()
+        return (self.otel,) + tuple(name for name, _ in self.otel_more)
 
 
 #: Every environment variable, in README order. ``field`` is the TracingConfig field and
@@ -550,10 +629,12 @@ SETTINGS: tuple[_Setting, ...] = (
              'X-Ray daemon) or none. Default: zipkin when a Zipkin URL is set, else otlp '
              'when an OTLP endpoint is set, else log.'),
     _Setting('zipkin_url', 'FALCON_TRACING_ZIPKIN_URL', _parse_url,
-             'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans.',
-             'OTEL_EXPORTER_ZIPKIN_ENDPOINT'),
-    _Setting('zipkin_headers', 'FALCON_TRACING_ZIPKIN_HEADERS', _parse_key_values,
-             'Extra headers on every upload, e.g. "Authorization=Bearer abc".', secret=True),
+             'Zipkin v2 endpoint, e.g. http://127.0.0.1:9411/api/v2/spans. Credentials go '
+             'in FALCON_TRACING_ZIPKIN_HEADERS, not in the URL.',
+             'OTEL_EXPORTER_ZIPKIN_ENDPOINT', show=lambda text: repr(shown_url(text))),
+    _Setting('zipkin_headers', 'FALCON_TRACING_ZIPKIN_HEADERS', _parse_headers,
+             'Extra headers on every upload, e.g. "Authorization=Bearer abc". Error '
+             'messages never show this value.', show=_shown_secret),
     _Setting('zipkin_gzip', 'FALCON_TRACING_ZIPKIN_GZIP', _parse_bool,
              'gzip the upload body.'),
     _Setting('otlp_endpoint', 'FALCON_TRACING_OTLP_ENDPOINT', _parse_otlp_endpoint,
@@ -561,7 +642,8 @@ SETTINGS: tuple[_Setting, ...] = (
              f'{DEFAULT_OTLP_ENDPOINT}). OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: '
              '/v1/traces is appended to it.',
              'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
-             otel_more=(('OTEL_EXPORTER_OTLP_ENDPOINT', _parse_otlp_base),)),
+             otel_more=(('OTEL_EXPORTER_OTLP_ENDPOINT', _parse_otlp_base),),
+             show=lambda text: repr(shown_url(text))),
     _Setting('otlp_protocol', 'FALCON_TRACING_OTLP_PROTOCOL', _choice(OTLP_PROTOCOLS),
              'http/protobuf or http/json for the otlp reporter (grpc needs '
              'FALCON_TRACING_TRACER=otel).',
@@ -571,7 +653,7 @@ SETTINGS: tuple[_Setting, ...] = (
              'Extra headers on every OTLP upload, W3C baggage style and percent-encoded, '
              'e.g. "x-honeycomb-team=abc,x-tenant=a%20b". Never shown in messages.',
              'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
-             otel_more=(('OTEL_EXPORTER_OTLP_HEADERS', None),), secret=True),
+             otel_more=(('OTEL_EXPORTER_OTLP_HEADERS', None),), show=_shown_secret),
     _Setting('otlp_compression', 'FALCON_TRACING_OTLP_COMPRESSION', _choice(('gzip', 'none')),
              'gzip or none: compression of the OTLP upload body.',
              'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION',
@@ -600,10 +682,30 @@ SETTINGS: tuple[_Setting, ...] = (
              'UDP address of the X-Ray daemon for the xray reporter: host:port, or the SDKs\' '
              '"tcp:host:port udp:host:port". Fallback: AWS_XRAY_DAEMON_ADDRESS, the X-Ray '
              'SDKs\' variable.', 'AWS_XRAY_DAEMON_ADDRESS'),
-    _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_optional_text,
+    _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_log_file,
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
              'Finished spans held for export before new ones are dropped (and counted).'),
+    _Setting('span_attribute_count_limit', 'FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT',
+             _number(int, 0, None),
+             'Tags per span; a tag with a new key beyond it is dropped and counted '
+             '(otel.dropped_attributes_count).',
+             'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT',
+             otel_more=(('OTEL_ATTRIBUTE_COUNT_LIMIT', None),)),
+    _Setting('span_event_count_limit', 'FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT',
+             _number(int, 0, None),
+             'Log records (events) per span; later ones are dropped and counted '
+             '(otel.dropped_events_count), except an error record, which replaces the '
+             'newest.', 'OTEL_SPAN_EVENT_COUNT_LIMIT'),
+    _Setting('event_attribute_count_limit', 'FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT',
+             _number(int, 0, None), 'Fields per log record; later ones are dropped.',
+             'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT'),
+    _Setting('attribute_value_length_limit', 'FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+             _number(int, 1, None),
+             'Characters per tag value, tag key and span name, and per log record (keys '
+             'and values together); longer text is cut.',
+             'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+             otel_more=(('OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT', None),)),
     _Setting('batch_size', 'FALCON_TRACING_BATCH_SIZE', _number(int, 1, None),
              'Spans per upload.'),
     _Setting('flush_interval', 'FALCON_TRACING_FLUSH_INTERVAL', _number(float, 0.01, 3600.0),
@@ -617,6 +719,9 @@ SETTINGS: tuple[_Setting, ...] = (
 )
 
 _BY_FIELD = {setting.field: setting for setting in SETTINGS}
+#: Fields never shown whole (repr): header values, and URLs (credentials and query).
+_SECRET_FIELDS = frozenset(s.field for s in SETTINGS if s.show is _shown_secret)
+_URL_FIELDS = frozenset(('zipkin_url', 'otlp_endpoint'))
 _BY_ENV = {setting.env: setting for setting in SETTINGS}
 
 
@@ -674,6 +779,10 @@ class TracingConfig:
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
     queue_size: int = 2048
+    span_attribute_count_limit: int = 128
+    span_event_count_limit: int = 128
+    event_attribute_count_limit: int = 128
+    attribute_value_length_limit: int = 4096
     batch_size: int = 256
     flush_interval: float = 1.0
     export_timeout: float = 5.0
@@ -685,6 +794,17 @@ class TracingConfig:
     component: str = 'wsgi'
 
     def __post_init__(self) -> None:
+        # The settings the exporters would refuse with a bare ValueError are checked
+        # here too, so a TracingConfig(...) built in code fails as early and as clearly.
+        for name, check in (('zipkin_url', _parse_url),
+                            ('xray_daemon_address', _parse_daemon_address)):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                _parse(check, f'option {name}', value, _BY_FIELD[name].show)
+        if self.zipkin_headers:
+            _parse(_parse_headers, 'option zipkin_headers',
+                   ','.join(_rule_text(item) for item in self.zipkin_headers),
+                   _shown_secret)
         # NOTE: a zipkin reporter without a URL would export nowhere; say so at startup.
         if self.reporter == 'zipkin' and not self.zipkin_url:
             raise ConfigError('FALCON_TRACING_REPORTER=zipkin needs FALCON_TRACING_ZIPKIN_URL '
@@ -708,6 +828,19 @@ class TracingConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f'option {name}={value!r} is not valid: expected a callable')
+
+    def __repr__(self) -> str:
+        # NOTE: a configuration may be logged; its secrets must not be. Header values
+        # and a URL's credentials and query are replaced by ***.
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in _SECRET_FIELDS:
+                value = tuple((key, '***') for key, _ in value)
+            elif field.name in _URL_FIELDS and value is not None:
+                value = shown_url(value)
+            shown.append(f'{field.name}={value!r}')
+        return f'TracingConfig({", ".join(shown)})'
 
     @property
     def effective_reporter(self) -> str:
@@ -785,7 +918,7 @@ class TracingConfig:
                 raw = environ.get(env)
                 if raw is None or raw.strip() == '':
                     continue
-                value = _parse(parse or setting.parse, env, raw, setting.secret)
+                value = _parse(parse or setting.parse, env, raw, setting.show)
                 if value is _IGNORED:  # an OTEL_* value OpenTelemetry ignores (warned)
                     continue
                 values[setting.field] = value
@@ -838,7 +971,7 @@ def _option(name: str, value: Any) -> Any:
         raise TypeError(f'unknown tracing option {name!r}{hint}; valid options: '
                         f'{", ".join(valid)}')
     if isinstance(value, str):
-        return _parse(setting.parse, f'option {name}', value, setting.secret)
+        return _parse(setting.parse, f'option {name}', value, setting.show)
     default = next(f.default for f in dataclasses.fields(TracingConfig) if f.name == name)
     if value is None and default is None:
         return None
@@ -851,14 +984,14 @@ def _option(name: str, value: Any) -> Any:
                          if isinstance(item, tuple) and len(item) == 2 else item
                          for item in value]
             return _parse(setting.parse, f'option {name}', ','.join(
-                _rule_text(item) for item in value), setting.secret)
+                _rule_text(item) for item in value), setting.show)
     elif isinstance(default, bool) or (default is None and isinstance(value, bool)):
         if isinstance(value, bool):
             return value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _parse(setting.parse, f'option {name}', repr(value))
-    shown = '' if setting.secret else f'={value!r}'
-    raise ConfigError(f'option {name}{shown} is not valid: expected a value like '
+        return _parse(setting.parse, f'option {name}', repr(value), setting.show)
+    shown = repr(value) if setting.show is repr else f'of type {type(value).__name__}'
+    raise ConfigError(f'option {name}={shown} is not valid: expected a value like '
                       f'{default!r}')
 
 
@@ -870,12 +1003,12 @@ def _rule_text(item: Any) -> str:
     return str(item)
 
 
-def _parse(parse: Callable[[str], Any], name: str, raw: str, secret: bool = False) -> Any:
+def _parse(parse: Callable[[str], Any], name: str, raw: str,
+           show: Callable[[str], str] = repr) -> Any:
     try:
         return parse(raw)
     except ValueError as exc:
-        shown = '' if secret else f'={raw!r}'
-        raise ConfigError(f'{name}{shown} is not valid: {exc}') from None
+        raise ConfigError(f'{name}={show(raw)} is not valid: {exc}') from None
 
 
 def _close_match(name: str, valid: list[str]) -> list[str]:

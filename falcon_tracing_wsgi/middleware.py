@@ -196,6 +196,9 @@ class TracingMiddleware:
         self._known_methods = frozenset(config.http_known_methods)
         #: The compiled redaction names, also applied to recorded exception texts.
         self.redact_names = compile_names(config.redact_query)
+        # The fast path writes our span's tag dict directly, past Span.set_tag's limits:
+        # the values that come from the client (URL, captured headers) are cut here.
+        self._value_length = config.attribute_value_length_limit
         self._capture_request = tuple(
             (environ_key(name), f'http.request.header.{name}', name in ALWAYS_REDACTED)
             for name in config.capture_request_headers)
@@ -316,12 +319,14 @@ class TracingMiddleware:
         captured headers)."""
         tags[_COMPONENT] = self._component
         tags[_HTTP_METHOD] = method
-        tags[_HTTP_URL] = self._url(environ)
+        limit = self._value_length
+        url = self._url(environ)
+        tags[_HTTP_URL] = url if len(url) <= limit else url[:limit]
         peer_tags(environ, tags)
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
-                tags[tag] = REDACTED if redacted else value
+                tags[tag] = REDACTED if redacted else value[:limit]
 
     def _request_tags_stable(self, environ: dict[str, Any], method: str,
                              tags: dict[str, Any]) -> None:
@@ -417,6 +422,8 @@ class TracingMiddleware:
                              exc_info=True)
         if route:
             span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
+            limit = self._value_length
+            route = route[:limit] if type(route) is str else route
             tags[TAG_ROUTE] = route
         # PERF: the OpenTracing names (the default) cost one test more, nothing else.
         if self._stable_finish:

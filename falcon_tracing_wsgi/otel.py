@@ -83,7 +83,7 @@ try:
                                                    TextMapPropagator, default_getter,
                                                    default_setter)
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
     from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler,
                                                   TraceIdRatioBased)
@@ -381,7 +381,14 @@ def _new_provider(config: TracingConfig) -> TracerProvider:
     exporters = [_exporter(name) for name in config.otel_traces_exporter if name != 'none']
     attributes: dict[str, Any] = dict(config.tags)
     attributes['service.name'] = config.service_name
-    provider = TracerProvider(sampler=_sampler(config), resource=Resource.create(attributes))
+    # The span limits as configured (FALCON_TRACING_*, else the same OTEL_* variables the
+    # SDK would read), so both tracers keep the same bound; see tracer/limits.py.
+    limits = SpanLimits(max_span_attributes=config.span_attribute_count_limit,
+                        max_events=config.span_event_count_limit,
+                        max_event_attributes=config.event_attribute_count_limit,
+                        max_span_attribute_length=config.attribute_value_length_limit)
+    provider = TracerProvider(sampler=_sampler(config), resource=Resource.create(attributes),
+                              span_limits=limits)
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider

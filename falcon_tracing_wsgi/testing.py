@@ -86,7 +86,7 @@ def make_tracer(propagation: Union[Sequence[str], str] = ('b3', 'w3c'), *,
         sampler: replaces the default ``ConstSampler(True)``.
         **kwargs: passed on to :class:`~falcon_tracing_wsgi.tracer.tracer.Tracer`
             (``scope_manager``, ``trace_id_128bit``, ``trust_inbound_sampling``,
-            ``id_generator``).
+            ``id_generator``, ``span_limits``).
 
     Returns:
         ``(tracer, reporter)``.

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
+import pkgutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'falcon_tracing_wsgi'
-STDLIB = sys.stdlib_module_names
+
+
+def _stdlib_names() -> frozenset[str]:
+    """The standard library's top-level module names (``sys.stdlib_module_names``, 3.10+).
+
+    Python 3.9 has no such list: there a name is the standard library's when it is built
+    in or found in the standard library's directory, not in site-packages.
+    """
+    names = getattr(sys, 'stdlib_module_names', None)
+    if names is not None:
+        return frozenset(names)
+    stdlib = sysconfig.get_paths()['stdlib']
+    found = set(sys.builtin_module_names)
+    for module in pkgutil.iter_modules([stdlib, os.path.join(stdlib, 'lib-dynload')]):
+        found.add(module.name)
+    return frozenset(found)
+
+
+STDLIB = _stdlib_names()
 
 
 def modules():

@@ -128,6 +128,27 @@ def test_help_lists_the_commands(capsys):
     assert 'demo' in out and 'view' in out
 
 
+@pytest.mark.parametrize('argv', [
+    pytest.param(['--version'], id='alone'),
+    pytest.param(['--version', 'view'], id='before-a-command'),
+])
+def test_version(argv):
+    from falcon_tracing_wsgi import __version__
+    assert run(*argv) == (0, f'falcon-tracing-wsgi {__version__}\n', '')
+
+
+@pytest.mark.parametrize('command', [
+    pytest.param([sys.executable, '-m', 'falcon_tracing_wsgi'], id='python-m'),
+    pytest.param([sys.executable, '-c', 'import sys; from falcon_tracing_wsgi.__main__ '
+                  'import main; sys.exit(main())'], id='console-script-entry'),
+])
+def test_version_from_the_command_line(command):
+    from falcon_tracing_wsgi import __version__
+    result = subprocess.run([*command, '--version'], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (0, f'falcon-tracing-wsgi {__version__}\n')
+
+
 def test_python_dash_m_runs_the_command_line(jsonl):
     result = subprocess.run([sys.executable, '-m', 'falcon_tracing_wsgi', 'view', str(jsonl),
                              '--color', 'never'], capture_output=True, text=True, timeout=60)
@@ -143,5 +164,11 @@ def test_python_dash_m_passes_the_exit_status(tmp_path):
 
 
 def test_the_console_script_points_at_main():
-    (script,) = entry_points(group='console_scripts', name='falcon-tracing')
+    found = entry_points()
+    if hasattr(found, 'select'):  # Python 3.10+
+        scripts = list(found.select(group='console_scripts', name='falcon-tracing'))
+    else:  # Python 3.9: a dict of groups, one entry per copy of the metadata on the path
+        scripts = list({e.value: e for e in found.get('console_scripts', ())
+                        if e.name == 'falcon-tracing'}.values())
+    (script,) = scripts
     assert script.load() is main

@@ -63,6 +63,21 @@ def test_environment_values(env, field, expected):
                  'zipkin_url', 'http://z:9411/api/v2/spans', id='endpoint'),
     pytest.param({'OTEL_PYTHON_EXCLUDED_URLS': 'healthz,ping'}, 'exclude_patterns',
                  ('healthz', 'ping'), id='excluded-urls'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT': '10'}, 'span_attribute_count_limit', 10,
+                 id='span-attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_COUNT_LIMIT': '11'}, 'span_attribute_count_limit', 11,
+                 id='attribute-count'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT': '10', 'OTEL_ATTRIBUTE_COUNT_LIMIT': '11'},
+                 'span_attribute_count_limit', 10, id='span-attribute-count-first'),
+    pytest.param({'OTEL_SPAN_EVENT_COUNT_LIMIT': '0'}, 'span_event_count_limit', 0,
+                 id='event-count'),
+    pytest.param({'OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT': '4'}, 'event_attribute_count_limit', 4,
+                 id='event-attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT': '100'}, 'attribute_value_length_limit',
+                 100, id='value-length'),
+    pytest.param({'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT': '50',
+                  'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT': '100'}, 'attribute_value_length_limit',
+                 50, id='span-value-length-first'),
 ])
 def test_otel_variables_are_fallbacks(env, field, expected):
     assert getattr(TracingConfig.from_env(env), field) == expected
@@ -215,6 +230,26 @@ BAD_VALUES = [
                  ['OTEL_EXPORTER_ZIPKIN_ENDPOINT'], id='otel-url'),
     pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': 'novalue'},
                  ['FALCON_TRACING_ZIPKIN_HEADERS'], id='zipkin-headers'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:94111/api/v2/spans'},
+                 ['FALCON_TRACING_ZIPKIN_URL', '1 to 65535'], id='url-port-range'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:0/api/v2/spans'},
+                 ['FALCON_TRACING_ZIPKIN_URL', '1 to 65535'], id='url-port-zero'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:zipkin/'},
+                 ['FALCON_TRACING_ZIPKIN_URL', '1 to 65535'], id='url-port-text'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://[::1/api/v2/spans'},
+                 ['FALCON_TRACING_ZIPKIN_URL', 'http://'], id='url-ipv6-unclosed'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://:9411/api/v2/spans'},
+                 ['FALCON_TRACING_ZIPKIN_URL', 'http://'], id='url-no-host'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://zip kin:9411/'},
+                 ['FALCON_TRACING_ZIPKIN_URL', 'spaces'], id='url-space'),
+    pytest.param({'OTEL_EXPORTER_ZIPKIN_ENDPOINT': 'https://u:p@zipkin:9411/'},
+                 ['OTEL_EXPORTER_ZIPKIN_ENDPOINT', 'FALCON_TRACING_ZIPKIN_HEADERS'],
+                 id='url-credentials'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': 'Content-Type=text/plain'},
+                 ['FALCON_TRACING_ZIPKIN_HEADERS', 'Content-Type', 'sender'],
+                 id='zipkin-headers-reserved'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': 'X-B3-Sampled=1'},
+                 ['FALCON_TRACING_ZIPKIN_HEADERS', 'X-B3-Sampled'], id='zipkin-headers-b3'),
     pytest.param({'FALCON_TRACING_TAGS': 'env'}, ['FALCON_TRACING_TAGS', 'name=value'],
                  id='tags'),
     pytest.param({'FALCON_TRACING_ZIPKIN_GZIP': '2'}, ['FALCON_TRACING_ZIPKIN_GZIP'],
@@ -256,6 +291,19 @@ BAD_VALUES = [
                  ['FALCON_TRACING_XRAY_DAEMON_ADDRESS'], id='xray-daemon-port-range'),
     pytest.param({'AWS_XRAY_DAEMON_ADDRESS': 'tcp:127.0.0.1:2000 http:127.0.0.1:2001'},
                  ['AWS_XRAY_DAEMON_ADDRESS', 'udp:host:port'], id='xray-daemon-two-forms'),
+    pytest.param({'FALCON_TRACING_LOG_FILE': '/no/such/directory/spans.log'},
+                 ['FALCON_TRACING_LOG_FILE', 'does not exist'], id='log-file'),
+    pytest.param({'FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT': '-1'},
+                 ['FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT', 'whole number'],
+                 id='attribute-count'),
+    pytest.param({'OTEL_ATTRIBUTE_COUNT_LIMIT': 'many'}, ['OTEL_ATTRIBUTE_COUNT_LIMIT'],
+                 id='otel-attribute-count'),
+    pytest.param({'FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT': '1.5'},
+                 ['FALCON_TRACING_SPAN_EVENT_COUNT_LIMIT'], id='event-count'),
+    pytest.param({'FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT': 'x'},
+                 ['FALCON_TRACING_EVENT_ATTRIBUTE_COUNT_LIMIT'], id='event-attribute-count'),
+    pytest.param({'FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT': '0'},
+                 ['FALCON_TRACING_ATTRIBUTE_VALUE_LENGTH_LIMIT', '>= 1'], id='value-length'),
     pytest.param({'FALCON_TRACING_SERVICE_NAME': '   '}, [], id='blank-is-default'),
     pytest.param({'FALCON_TRACING_OTLP_ENDPOINT': 'collector:4318'},
                  ['FALCON_TRACING_OTLP_ENDPOINT', 'http://'], id='otlp-endpoint-no-scheme'),
@@ -316,8 +364,7 @@ def test_bad_values_stop_startup_naming_the_variable(env, names):
 
 def test_every_setting_has_a_bad_value_case():
     """Each variable that can be wrong appears in BAD_VALUES (free text cannot be)."""
-    free_text = {'FALCON_TRACING_SERVICE_NAME', 'FALCON_TRACING_LOG_FILE',
-                 'FALCON_TRACING_REDACT_QUERY'}
+    free_text = {'FALCON_TRACING_SERVICE_NAME', 'FALCON_TRACING_REDACT_QUERY'}
     covered = {name for param in BAD_VALUES for name in param.values[0]}
     assert [s.env for s in SETTINGS if s.env not in free_text | covered] == []
 
@@ -364,6 +411,78 @@ def test_keyword_lists_and_replace():
     assert config.replace(sample_rate=0.5).exclude == config.exclude
 
 
+SECRET = 's3cr3t-T0KEN'
+
+
+@pytest.mark.parametrize('env, options', [
+    pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': f'Authorization: Bearer {SECRET}'}, {},
+                 id='headers-env'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_HEADERS': f'Authorization=Bearer {SECRET}\n'
+                                                   'X-B3-Flags=1'}, {},
+                 id='headers-env-reserved'),
+    pytest.param({}, {'zipkin_headers': f'Authorization: Bearer {SECRET}'},
+                 id='headers-option-text'),
+    pytest.param({}, {'zipkin_headers': [('Host', SECRET)]}, id='headers-option-list'),
+    pytest.param({}, {'zipkin_headers': {'Authorization': SECRET}}, id='headers-option-type'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': f'http://user:{SECRET}@zipkin:9411/'}, {},
+                 id='url-userinfo'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': f'http://zipkin:94111/?token={SECRET}'}, {},
+                 id='url-query'),
+    pytest.param({'OTEL_EXPORTER_ZIPKIN_ENDPOINT': f'ftp://{SECRET}@zipkin/'}, {},
+                 id='otel-url-userinfo'),
+    pytest.param({}, {'zipkin_url': f'http://zipkin:9411/?token={SECRET} x'}, id='url-option'),
+])
+def test_a_config_error_never_shows_a_secret(env, options):
+    with pytest.raises(ConfigError) as raised:
+        TracingConfig.from_env(env, **options)
+    message = str(raised.value)
+    assert SECRET not in message
+    assert 'ZIPKIN' in message.upper()
+
+
+@pytest.mark.parametrize('build', [
+    pytest.param(lambda: TracingConfig(zipkin_url='http://127.0.0.1:94111/api/v2/spans'),
+                 id='url'),
+    pytest.param(lambda: TracingConfig(zipkin_headers=(('Authorization', f'a\r\n{SECRET}'),)),
+                 id='headers'),
+    pytest.param(lambda: TracingConfig(xray_daemon_address='127.0.0.1:99999'), id='xray'),
+])
+def test_a_config_built_in_code_is_checked_too(build):
+    with pytest.raises(ConfigError) as raised:
+        build()
+    assert SECRET not in str(raised.value)
+
+
+def test_repr_hides_header_values_and_the_url_query():
+    config = TracingConfig.from_env({
+        'FALCON_TRACING_ZIPKIN_URL': f'http://zipkin:9411/api/v2/spans?key={SECRET}',
+        'FALCON_TRACING_ZIPKIN_HEADERS': f'Authorization=Bearer {SECRET}'})
+    shown = repr(config)
+    assert SECRET not in shown
+    assert "('Authorization', '***')" in shown
+    assert 'http://zipkin:9411/api/v2/spans?***' in shown
+
+
+@pytest.mark.parametrize('url', [
+    'http://127.0.0.1:9411/api/v2/spans', 'https://zipkin.example:443/api/v2/spans',
+    'http://[::1]:9411/api/v2/spans', 'http://zipkin', 'HTTP://Zipkin:9411/x?y=1',
+])
+def test_a_url_the_config_accepts_the_sender_accepts(url):
+    from falcon_tracing_wsgi.zipkin import HttpSender
+    config = TracingConfig.from_env({'FALCON_TRACING_ZIPKIN_URL': url})
+    assert HttpSender(config.zipkin_url).url == url
+
+
+@pytest.mark.parametrize('name', ['Content-Type', 'content-length', 'Content-Encoding',
+                                  'Transfer-Encoding', 'Host', 'b3', 'X-B3-TraceId'])
+def test_the_config_refuses_the_headers_the_sender_refuses(name):
+    from falcon_tracing_wsgi.zipkin import HttpSender
+    with pytest.raises(ValueError):
+        HttpSender('http://127.0.0.1:9411/', headers={name: 'x'})
+    with pytest.raises(ConfigError, match='FALCON_TRACING_ZIPKIN_HEADERS'):
+        TracingConfig.from_env({'FALCON_TRACING_ZIPKIN_HEADERS': f'{name}=x'})
+
+
 def readme_variables_block() -> str:
     """The README's list of variables, generated from SETTINGS (defaults included)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TracingConfig)}
@@ -376,10 +495,10 @@ def readme_variables_block() -> str:
             default = str(default).lower()
         shown = f'``{default}``' if default not in (None, '') else 'none'
         fallback = ''
-        if setting.otel:
-            owner = 'OpenTelemetry fallback' if setting.otel.startswith('OTEL_') else 'fallback'
-            fallback = f'; {owner} ``{setting.otel}``' + ''.join(
-                f', then ``{name}``' for name, _ in setting.otel_more)
+        names = setting.fallbacks
+        if names:
+            owner = 'OpenTelemetry fallback' if names[0].startswith('OTEL_') else 'fallback'
+            fallback = f'; {owner} ' + ', then '.join(f'``{name}``' for name in names)
         doc = setting.doc.replace('*', '\\*')  # RST: a literal asterisk
         lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {doc}', '']
     return '\n'.join(lines)

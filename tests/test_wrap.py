@@ -190,6 +190,35 @@ def test_bad_configuration_stops_startup(monkeypatch):
         wrap(falcon.App())
 
 
+@pytest.mark.parametrize('env, name', [
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:94111/api/v2/spans'},
+                 'FALCON_TRACING_ZIPKIN_URL', id='zipkin-port'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://user:pw@127.0.0.1:9411/'},
+                 'FALCON_TRACING_ZIPKIN_URL', id='zipkin-credentials'),
+    pytest.param({'FALCON_TRACING_REPORTER': 'xray',
+                  'FALCON_TRACING_XRAY_DAEMON_ADDRESS': '127.0.0.1:0'},
+                 'FALCON_TRACING_XRAY_DAEMON_ADDRESS', id='xray-port'),
+    pytest.param({'FALCON_TRACING_LOG_FILE': '/no/such/directory/spans.log'},
+                 'FALCON_TRACING_LOG_FILE', id='log-file-directory-missing'),
+    pytest.param({'FALCON_TRACING_LOG_FILE': '/'}, 'FALCON_TRACING_LOG_FILE',
+                 id='log-file-is-a-directory'),
+])
+def test_every_address_problem_is_a_config_error_at_startup(monkeypatch, env, name):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=name):
+        wrap(falcon.App())
+
+
+def test_the_startup_log_line_shows_no_secret(monkeypatch, caplog, collector):
+    monkeypatch.setenv('FALCON_TRACING_ZIPKIN_URL', collector.url + '?token=s3cr3t')
+    monkeypatch.setenv('FALCON_TRACING_ZIPKIN_HEADERS', 'Authorization=Bearer s3cr3t')
+    with caplog.at_level('INFO', logger='falcon_tracing_wsgi'):
+        wrap(falcon.App())
+    (line,) = [r.getMessage() for r in caplog.records if 'reporter=zipkin' in r.getMessage()]
+    assert 's3cr3t' not in line and collector.url + '?***' in line
+
+
 def test_disabled_returns_the_app_itself(monkeypatch):
     monkeypatch.setenv('FALCON_TRACING_ENABLED', 'false')
     app = falcon.App()

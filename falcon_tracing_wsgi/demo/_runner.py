@@ -96,7 +96,7 @@ def _isolated(env: Mapping[str, str]) -> dict[str, str]:
     ``OTEL_SDK_DISABLED=true`` left in the shell must not change what the demo shows.
     """
     names = {setting.env for setting in SETTINGS} | {APP_ENV}
-    names |= {setting.otel for setting in SETTINGS if setting.otel}
+    names |= {name for setting in SETTINGS for name in setting.fallbacks}
     return {**dict.fromkeys(sorted(names), ''), **env}
 
 

@@ -44,7 +44,8 @@ Decisions:
 * **Annotations** (indexed, searchable): ``operation`` (the span's operation name) and
   the process-wide tags (``FALCON_TRACING_TAGS``), with keys reduced to letters, digits
   and ``_`` as X-Ray requires. **Metadata** (not indexed) namespace ``opentracing``: the
-  other tags and the logs that are not errors.
+  other tags and the logs that are not errors; what the tracer's span limits dropped
+  as the tags ``otel.dropped_attributes_count`` and ``otel.dropped_events_count``.
 * **Size.** A datagram, header included, is at most :data:`MAX_DATAGRAM_BYTES` (64,000)
   bytes: the daemon reads each datagram into a 64 KiB buffer and an IPv4 UDP payload
   cannot exceed 65,507 bytes. A larger document is cut in steps until it fits, and
@@ -107,6 +108,9 @@ _ANNOTATION_BAD = re.compile(r'[^A-Za-z0-9_]')
 _URL_HOST = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]/]*\]|[^:/?#]+)')
 _FRAME = re.compile(r'^\s*File "([^"\n]*)", line (\d+), in ([^\n]+)$', re.MULTILINE)
 _ERROR_FIELDS = ('error.kind', 'error.object')
+# What the span limits dropped, as OpenTelemetry names it for formats without OTLP's fields.
+_DROPPED_COUNTS = (('otel.dropped_attributes_count', 'dropped_attributes_count'),
+                   ('otel.dropped_events_count', 'dropped_events_count'))
 
 
 def _server_url(tags: dict[str, Any]) -> Optional[str]:
@@ -293,6 +297,10 @@ class SegmentEncoder:
         metadata: dict[str, Any] = {}
         others = {key: _scalar(value, limit) for key, value in tags.items()
                   if key not in _CONSUMED and isinstance(key, str)}
+        for name, attribute in _DROPPED_COUNTS:
+            count = getattr(span, attribute, 0)
+            if count:
+                others[name] = _scalar(count, limit)
         if others:
             metadata['tags'] = others
         if logs:

@@ -51,6 +51,9 @@ on a thread that shares the GIL with the requests being served):
   references, which OTLP writes as links) are not written: Zipkin v2 has no field for
   them, and a made-up tag would be searchable in no Zipkin UI. The parent stays
   ``parentId``.
+* What the tracer's span limits dropped is reported as the tags
+  ``otel.dropped_attributes_count`` and ``otel.dropped_events_count`` (OpenTelemetry's
+  mapping for formats without OTLP's fields), only when not zero.
 * ``debug: true`` is written only for a debug-flagged context (B3 ``X-B3-Flags: 1``);
   ``shared`` is never written, because every server span is a child span with its own id.
 """
@@ -67,10 +70,15 @@ from typing import Any, Optional
 
 from .._redact import redact_text
 
-__all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH']
+__all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH',
+           'DROPPED_ATTRIBUTES_TAG', 'DROPPED_EVENTS_TAG']
 
 #: Tag values, annotation values and names longer than this are cut (characters).
 DEFAULT_MAX_VALUE_LENGTH = 4096
+#: Tags that report what a span's limits dropped: OpenTelemetry's names for formats
+#: without OTLP's ``dropped_attributes_count`` / ``dropped_events_count`` fields.
+DROPPED_ATTRIBUTES_TAG = 'otel.dropped_attributes_count'
+DROPPED_EVENTS_TAG = 'otel.dropped_events_count'
 
 _KIND_FRAGMENTS = {kind: f',"kind":"{kind.upper()}"'
                    for kind in ('server', 'client', 'producer', 'consumer')}
@@ -256,6 +264,15 @@ def _annotation_value(fields: Any, limit: int) -> str:
     return value if len(value) <= limit else value[:limit]
 
 
+def _with_dropped_counts(attributes: Any, events: Any, tags_json: str) -> str:
+    """Add the OpenTelemetry tags for what the span limits dropped (non-OTLP mapping)."""
+    extra = [f'"{tag}":{_c_escape(_text(count))}' for tag, count in (
+        (DROPPED_ATTRIBUTES_TAG, attributes), (DROPPED_EVENTS_TAG, events)) if count]
+    if tags_json:
+        return tags_json[:-1] + ',' + ','.join(extra) + '}'
+    return ',"tags":{' + ','.join(extra) + '}'
+
+
 class JsonV2Encoder:
     """Encodes finished spans as Zipkin v2 JSON objects.
 
@@ -432,6 +449,11 @@ class JsonV2Encoder:
                 tags_json = ',"tags":{' + ','.join(pairs) + '}'
         if self._process_pairs:
             tags_json = self._with_process_tags(tags, tags_json)
+        # Any span-like object may be encoded: the counts are optional attributes.
+        dropped_attributes = getattr(span, 'dropped_attributes_count', 0)
+        dropped_events = getattr(span, 'dropped_events_count', 0)
+        if dropped_attributes or dropped_events:
+            tags_json = _with_dropped_counts(dropped_attributes, dropped_events, tags_json)
 
         logs = span.logs
         if logs:

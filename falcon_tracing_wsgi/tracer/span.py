@@ -19,6 +19,13 @@ Design:
   finishes by hand) are ignored.
 * Baggage is copy-on-write: :meth:`Span.set_baggage_item` replaces the span's context with
   a new one, so a context already handed to a child or injected is never changed.
+* A span is **bounded while it records** (:mod:`~falcon_tracing_wsgi.tracer.limits`):
+  the tracer decides its :class:`~.limits.SpanLimits` once, and ``set_tag`` compares a
+  length and a count before it stores; ``log_kv`` makes a bounded copy of the fields.
+  What is dropped is counted on the span (:attr:`Span.dropped_attributes_count`,
+  :attr:`Span.dropped_events_count`, OTLP's names) and the encoders report it.
+  Baggage follows the W3C limits (180 items, 4096 bytes per item, 8192 in all), beyond
+  which it could not be propagated anyway.
 * Both classes use ``__slots__`` for their fields. ``opentracing.Span`` has no slots, so
   instances still get a ``__dict__`` when something assigns a new attribute (``mock``
   patching ``finish`` in the OpenTracing conformance suite does); normal use never creates
@@ -34,7 +41,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import opentracing
 
+from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
+from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tracer import Tracer
@@ -46,6 +55,8 @@ _log = logging.getLogger(__name__)
 _time = time.time
 _perf_counter = time.perf_counter
 _NO_TAGS: Mapping[str, Any] = MappingProxyType({})
+_INT_LOW = -_INT_BOUND
+_INT_HIGH = _INT_BOUND
 
 
 class Span(opentracing.Span):
@@ -65,7 +76,7 @@ class Span(opentracing.Span):
     """
 
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
-                 'logs', '_perf_start', 'references')
+                 'logs', '_perf_start', 'references', '_dropped')
 
     def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
@@ -83,37 +94,126 @@ class Span(opentracing.Span):
         self.tags: dict[str, Any] = {} if tags is None else tags
         self.logs: Optional[list[tuple[float, dict[str, Any]]]] = None
         self.references: Optional[tuple[opentracing.Reference, ...]] = None
+        # [dropped tags, dropped log records], created on the first drop.
+        self._dropped: Optional[list[int]] = None
 
     def set_operation_name(self, operation_name: str) -> Span:
         """Rename the span (a Falcon component renames it to the route template)."""
+        limit = self._tracer._value_length
+        if type(operation_name) is not str or len(operation_name) > limit:
+            operation_name = bounded_value(operation_name, limit)
         self.operation_name = operation_name
         return self
 
     def set_tag(self, key: str, value: Any) -> Span:
-        """Set a tag; the last value set for a key wins."""
-        self.tags[key] = value
+        """Set a tag; the last value set for a key wins.
+
+        Within the tracer's span limits: a value or key longer than ``value_length`` is
+        cut, a value without a fixed size becomes text, and a new key beyond
+        ``attribute_count`` tags is dropped and counted.
+        """
+        tracer = self._tracer
+        limit = tracer._value_length
+        # PERF: the usual str value costs a type test and a length compare; an int a
+        # range compare (a Python int has no size limit).
+        kind = type(value)
+        if kind is str:
+            if len(value) > limit:
+                value = value[:limit]
+        elif kind is int:
+            if not _INT_LOW < value < _INT_HIGH:
+                value = bounded_value(value, limit)
+        elif kind is not bool and kind is not float and value is not None:
+            value = bounded_value(value, limit)
+        if type(key) is not str or len(key) > limit:
+            key = bounded_value(key, limit)
+        tags = self.tags
+        if len(tags) < tracer._attribute_count or key in tags:
+            tags[key] = value
+        else:
+            self._drop(0)
         return self
 
     def set_tags(self, tags: Mapping[str, Any]) -> Span:
-        """Set several tags at once (one dict update instead of a call per tag).
+        """Set several tags at once, within the span limits (see :meth:`set_tag`).
 
         Not part of the OpenTracing API: the middleware uses it when a span has it.
         """
-        self.tags.update(tags)
+        # PERF: set_tag's checks inlined: a method call per tag would cost more than the
+        # checks (the Falcon component sets its tags this way on every request).
+        own = self.tags
+        tracer = self._tracer
+        limit = tracer._value_length
+        count = tracer._attribute_count
+        for key, value in tags.items():
+            kind = type(value)
+            if kind is str:
+                if len(value) > limit:
+                    value = value[:limit]
+            elif kind is int:
+                if not _INT_LOW < value < _INT_HIGH:
+                    value = bounded_value(value, limit)
+            elif kind is not bool and kind is not float and value is not None:
+                value = bounded_value(value, limit)
+            if type(key) is not str or len(key) > limit:
+                key = bounded_value(key, limit)
+            if len(own) < count or key in own:
+                own[key] = value
+            else:
+                self._drop(0)
         return self
 
     def log_kv(self, key_values: dict[str, Any], timestamp: Optional[float] = None) -> Span:
-        """Add a log record (a copy of ``key_values``) at ``timestamp`` or now."""
-        record = (_time() if timestamp is None else timestamp, dict(key_values))
-        if self.logs is None:
-            self.logs = [record]
+        """Add a log record (a bounded copy of ``key_values``) at ``timestamp`` or now.
+
+        Beyond ``event_count`` records the record is dropped and counted; an error record
+        takes the place of the newest one instead (see
+        :mod:`~falcon_tracing_wsgi.tracer.limits`).
+        """
+        tracer = self._tracer
+        fields = bounded_event(key_values, tracer._event_attribute_count,
+                               tracer._value_length)
+        record = (_time() if timestamp is None else timestamp, fields)
+        logs = self.logs
+        if logs is None:
+            if tracer._event_count > 0:
+                self.logs = [record]
+            else:
+                self._drop(1)
+        elif len(logs) < tracer._event_count:
+            logs.append(record)
         else:
-            self.logs.append(record)
+            self._drop(1)
+            if is_error_event(fields):
+                logs[-1] = record
         return self
 
+    def _drop(self, index: int) -> None:
+        dropped = self._dropped
+        if dropped is None:
+            dropped = self._dropped = [0, 0]
+        dropped[index] += 1
+
+    @property
+    def dropped_attributes_count(self) -> int:
+        """Tags not recorded because the span already had ``attribute_count`` of them."""
+        return 0 if self._dropped is None else self._dropped[0]
+
+    @property
+    def dropped_events_count(self) -> int:
+        """Log records not kept because the span already had ``event_count`` of them."""
+        return 0 if self._dropped is None else self._dropped[1]
+
     def set_baggage_item(self, key: str, value: Optional[str]) -> Span:
-        """Set (or with ``None`` remove) a baggage item for this span's future children."""
-        self._context = self._context.with_baggage_item(key, value)
+        """Set (or with ``None`` remove) a baggage item for this span's future children.
+
+        An item that W3C baggage could not carry (more than 180 items, more than 4096
+        characters of key and value, or 8192 in all) is not set; the span keeps its
+        baggage as it was.
+        """
+        context = _with_baggage_item(self._context, key, value)
+        if context is not None:
+            self._context = context
         return self
 
     def get_baggage_item(self, key: str) -> Optional[str]:
@@ -199,8 +299,10 @@ class UnsampledSpan(opentracing.Span):
 
     def set_baggage_item(self, key: str, value: Optional[str]) -> UnsampledSpan:
         """Set (or with ``None`` remove) a baggage item; baggage propagates regardless
-        of sampling."""
-        self._context = self._context.with_baggage_item(key, value)
+        of sampling. The W3C limits apply as for :meth:`Span.set_baggage_item`."""
+        context = _with_baggage_item(self._context, key, value)
+        if context is not None:
+            self._context = context
         return self
 
     def get_baggage_item(self, key: str) -> Optional[str]:
@@ -218,3 +320,17 @@ class UnsampledSpan(opentracing.Span):
     def __repr__(self) -> str:
         return (f'<UnsampledSpan {self.operation_name!r} '
                 f'trace_id={self._context.trace_id} span_id={self._context.span_id}>')
+
+
+def _with_baggage_item(context: SpanContext, key: str, value: Optional[str]
+                       ) -> Optional[SpanContext]:
+    """The context with the item set, or None when W3C baggage could not carry it."""
+    if value is not None:
+        baggage = context.baggage
+        size = len(str(key)) + len(str(value)) + 1
+        if (len(baggage) >= MAX_MEMBERS and key not in baggage) or size > MAX_MEMBER_BYTES \
+                or size + sum(len(name) + len(item) + 2 for name, item in baggage.items()
+                              if name != key) > MAX_BYTES:
+            _log.debug('baggage item %.40r not set: over the W3C baggage limits', key)
+            return None
+    return context.with_baggage_item(key, value)

@@ -36,6 +36,9 @@ Design:
   library's own compact encoding (see ``_binary.py``).
 * Spans that are not sampled are :class:`~.span.UnsampledSpan` objects that record
   nothing and are never reported.
+* **Span limits** (:class:`~.limits.SpanLimits`) are decided here, once, and kept as
+  plain attributes the spans read, so a limit check on the hot path is a length
+  compare. ``start_span`` applies them to the ``tags`` and the name it is given.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from .._types import Propagator, Reporter, Sampler
 from . import _binary
 from .context import SpanContext
 from .ids import RandomIdGenerator
+from .limits import DEFAULT_SPAN_LIMITS, SpanLimits, bounded_value
 from .sampler import ConstSampler
 from .scope import ContextVarScopeManager
 from .span import Span, UnsampledSpan
@@ -89,6 +93,9 @@ class Tracer(opentracing.Tracer):
             hex ids, to replace the random ids (tests use sequential ones); when given,
             ``trace_id_128bit`` is not used. Its ``random_trace_ids`` attribute (default
             false) says whether the right-most 7 bytes of its trace ids are random.
+        span_limits: how much one span may record
+            (:class:`~falcon_tracing_wsgi.tracer.limits.SpanLimits`; OpenTelemetry's
+            defaults, with values cut at 4096 characters).
 
     Raises:
         TypeError: a collaborator lacks a method its protocol requires.
@@ -111,6 +118,7 @@ class Tracer(opentracing.Tracer):
         trace_id_128bit: bool = True,
         trust_inbound_sampling: bool = True,
         id_generator: Optional[Any] = None,
+        span_limits: SpanLimits = DEFAULT_SPAN_LIMITS,
     ) -> None:
         _check_protocol('reporter', reporter, ('report', 'flush', 'close'), 'Reporter')
         _check_protocol('sampler', sampler, ('is_sampled',), 'Sampler')
@@ -120,6 +128,11 @@ class Tracer(opentracing.Tracer):
         else:
             _check_protocol('id_generator', id_generator, ('trace_id', 'span_id'),
                             'RandomIdGenerator')
+        if not isinstance(span_limits, SpanLimits) or not all(
+                type(limit) is int and limit >= 0 for limit in span_limits) \
+                or span_limits.value_length < 1:
+            raise ValueError(f'span_limits must be a SpanLimits of ints >= 0 (value_length '
+                             f'>= 1), got {span_limits!r}')
         if scope_manager is None:
             scope_manager = ContextVarScopeManager()
         super().__init__(scope_manager)
@@ -128,6 +141,12 @@ class Tracer(opentracing.Tracer):
         self._sampler = sampler
         self._propagator = propagator
         self._trust = bool(trust_inbound_sampling)
+        self._span_limits = span_limits
+        # PERF: the limits as plain attributes: a span reads one per check.
+        self._attribute_count = span_limits.attribute_count
+        self._event_count = span_limits.event_count
+        self._event_attribute_count = span_limits.event_attribute_count
+        self._value_length = span_limits.value_length
         # PERF: bound methods looked up once; start_span and finish call them directly.
         self._report = reporter.report
         self._is_sampled = sampler.is_sampled
@@ -147,6 +166,11 @@ class Tracer(opentracing.Tracer):
     def reporter(self) -> Reporter:
         """The reporter finished sampled spans go to."""
         return self._reporter
+
+    @property
+    def span_limits(self) -> SpanLimits:
+        """How much one span may record."""
+        return self._span_limits
 
     @property
     def sampler(self) -> Sampler:
@@ -212,6 +236,10 @@ class Tracer(opentracing.Tracer):
             if scope is not None:
                 parent = scope.span.context
         name = '' if operation_name is None else operation_name
+        if type(name) is not str or len(name) > self._value_length:
+            name = bounded_value(name, self._value_length)
+        if tags and not _within(tags, self._attribute_count, self._value_length):
+            tags = _bounded_tags(tags, self._attribute_count, self._value_length)
 
         if parent is None:
             return self._start_trace(name, tags, start_time)
@@ -403,6 +431,32 @@ class Tracer(opentracing.Tracer):
         return (f'Tracer(reporter={self._reporter!r}, sampler={self._sampler!r}, '
                 f'propagator={self._propagator!r}, scope_manager={self._scopes!r}, '
                 f'trust_inbound_sampling={self._trust!r})')
+
+
+def _within(tags: dict[str, Any], count: int, limit: int) -> bool:
+    """Whether start_span's ``tags`` can be the span's tag dict as they are."""
+    if len(tags) > count:
+        return False
+    for key, value in tags.items():
+        if type(key) is not str or len(key) > limit:
+            return False
+        if type(value) is str:
+            if len(value) > limit:
+                return False
+        elif bounded_value(value, limit) is not value:
+            return False
+    return True
+
+
+def _bounded_tags(tags: dict[str, Any], count: int, limit: int) -> dict[str, Any]:
+    # NOTE: the tags beyond ``count`` cannot be counted as dropped: the span does not
+    # exist yet. They are kept in order, so the first ones given win.
+    out: dict[str, Any] = {}
+    for key, value in tags.items():
+        if len(out) >= count:
+            break
+        out[bounded_value(key, limit)] = bounded_value(value, limit)
+    return out
 
 
 def _check_protocol(role: str, obj: object, methods: tuple[str, ...], protocol: str) -> None:

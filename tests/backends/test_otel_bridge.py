@@ -272,6 +272,14 @@ def test_wrap_builds_the_provider_from_the_environment(env, exported):
     assert span['resource']['attributes']['service.name'] == 'users'
 
 
+def test_the_span_limits_reach_the_opentelemetry_provider():
+    result = _run(_APP, FALCON_TRACING_TRACER='otel', OTEL_TRACES_EXPORTER='console',
+                  FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT='2')
+    assert result.returncode == 0, result.stderr
+    span = json.loads(result.stdout.split('TRACER BridgeTracer', 1)[1])
+    assert len(span['attributes']) == 2
+
+
 @pytest.mark.parametrize('env, named', [
     pytest.param({'OTEL_TRACES_EXPORTER': 'otlp_missing'}, "'otlp_missing'", id='unknown'),
     pytest.param({'OTEL_TRACES_EXPORTER': 'otlp', 'OTEL_EXPORTER_OTLP_PROTOCOL': 'grpc'},

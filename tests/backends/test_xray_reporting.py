@@ -22,6 +22,7 @@ from falcon_tracing_wsgi._types import SendError
 from falcon_tracing_wsgi.bootstrap import build_reporter, build_tracer
 from falcon_tracing_wsgi.outbound import finish_client_span, inject_headers, start_client_span
 from falcon_tracing_wsgi.testing import InMemoryReporter, make_tracer
+from falcon_tracing_wsgi.tracer.limits import SpanLimits
 from falcon_tracing_wsgi.tracer.ids import XRayIdGenerator, new_xray_trace_id
 from falcon_tracing_wsgi.export.pipeline import BatchReporter
 from falcon_tracing_wsgi.export.udp import UdpSender
@@ -92,9 +93,11 @@ ENCODER = SegmentEncoder('shop', tags=[('env', 'prod'), ('team.name', 'core')],
                          working_directory='/srv/app', sdk_version='9.9')
 
 
-def finished(name='GET /users/{user_id}', *, parent=True, tags=None, logs=(), kind='server'):
+def finished(name='GET /users/{user_id}', *, parent=True, tags=None, logs=(), kind='server',
+             span_limits=SpanLimits()):
     """One finished span of our tracer, child of the X-Ray caller when ``parent``."""
-    tracer, reporter = make_tracer(('xray',), id_generator=XRayIdGenerator())
+    tracer, reporter = make_tracer(('xray',), id_generator=XRayIdGenerator(),
+                                   span_limits=span_limits)
     child_of = tracer.extract(opentracing.Format.HTTP_HEADERS, {
         'x-amzn-trace-id': f'Root={ROOT};Parent={CALLER};Sampled=1'}) if parent else None
     all_tags = {'span.kind': kind} if kind else {}
@@ -282,7 +285,8 @@ def test_oversized_documents_are_cut_to_fit_and_marked():
     span = finished(tags={'a': huge, 'b': huge, 'c': huge, 'http.url': 'http://h/' + huge,
                           'http.status_code': 500},
                     logs=[{'event': 'error', 'error.kind': 'KeyError', 'stack': stack * 40,
-                           'message': huge}] * 3)
+                           'message': huge}] * 3,
+                    span_limits=SpanLimits(value_length=200000))  # larger than a datagram
     text = SegmentEncoder('shop', max_value_length=40000).encode(span)
     assert text is not None and len(text.encode()) <= MAX_DATAGRAM_BYTES
     doc = parse_datagram(text.encode())

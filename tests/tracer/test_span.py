@@ -125,8 +125,10 @@ def test_exit_with_an_error_records_it_the_opentracing_way():
     (_, fields), = reported.logs
     assert fields[ot_logs.EVENT] == ot_tags.ERROR
     assert fields[ot_logs.MESSAGE] == 'bad input'
-    assert fields[ot_logs.ERROR_OBJECT] is error
+    # Recorded as text (the span limits): no reference to the exception or its frames.
+    assert fields[ot_logs.ERROR_OBJECT] == 'ValueError: bad input'
     assert fields[ot_logs.ERROR_KIND] is ValueError
+    assert 'in test_exit_with_an_error_records_it_the_opentracing_way' in fields['stack']
     assert span.duration is not None
 
 
