@@ -30,6 +30,7 @@ class Sink:
             raise RuntimeError(f'the sink did not start (said {line!r})')
         self.port = int(line)
         self.url = f'http://127.0.0.1:{self.port}/api/v2/spans'
+        self.otlp_url = f'http://127.0.0.1:{self.port}/v1/traces'
 
     def counts(self) -> dict[str, int]:
         """``{"spans": N, "posts": N, "bytes": N}`` received so far."""
@@ -109,6 +110,19 @@ def otel_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def otlp_available() -> Optional[str]:
+    """``None`` when the package's config accepts ``reporter='otlp'``, else why not."""
+    try:
+        from falcon_tracing_wsgi.config import ConfigError, TracingConfig
+    except ImportError as exc:
+        return f'falcon_tracing_wsgi not importable ({exc})'
+    try:
+        TracingConfig.from_env({}, reporter='otlp', service_name='bench')
+    except (ConfigError, TypeError, ValueError) as exc:
+        return f'this version has no otlp reporter ({exc})'
+    return None
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],

@@ -6,13 +6,17 @@ line of standard output and then serves HTTP/1.1 with keep-alive on 127.0.0.1:
 * ``POST <any path>``: reads the whole body (``Content-Length`` or chunked), counts the
   spans in it and answers ``202 Accepted``. The answer is sent only after the spans were
   counted, so an exporter's successful flush means the count includes its spans.
+* ``POST .../v1/traces`` (OTLP/HTTP): the same, answered ``200 OK`` with an empty
+  ``ExportTraceServiceResponse`` (protobuf, or ``{}`` for JSON).
 * ``GET /count``: ``{"spans": N, "posts": N, "bytes": N}`` as JSON.
 
 Why not the package's ``ZipkinCollector``: that one validates every span against the
 Zipkin v2 schema, which costs CPU on the same two cores the benchmark measures. This sink
 only counts: every Zipkin v2 JSON span, ours and OpenTelemetry's, has exactly one
-``"traceId"`` key, so ``body.count(b'"traceId"')`` (one C-level scan) is the span count.
-Gzip bodies are decompressed first.
+``"traceId"`` key, so ``body.count(b'"traceId"')`` (one C-level scan) is the span count;
+so has every OTLP/JSON span (the benchmarks' spans carry no links). An OTLP protobuf body
+(``Content-Type: application/x-protobuf``) is walked field by field down to the spans
+(:func:`_otlp_protobuf_spans`), without decoding them. Gzip bodies are decompressed first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,52 @@ import threading
 _COUNTS = {'spans': 0, 'posts': 0, 'bytes': 0}
 _LOCK = threading.Lock()
 _ACCEPTED = b'HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'
+_OTLP_OK_PROTOBUF = (b'HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n'
+                     b'Content-Length: 0\r\n\r\n')
+_OTLP_OK_JSON = (b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
+                 b'Content-Length: 2\r\n\r\n{}')
+
+
+def _varint(body: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _messages(body: bytes, start: int, end: int, field: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each length-delimited ``field`` in ``body[start:end]``."""
+    found = []
+    at = start
+    while at < end:
+        key, at = _varint(body, at)
+        wire = key & 7
+        if wire == 0:
+            _, at = _varint(body, at)
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        elif wire == 2:
+            length, at = _varint(body, at)
+            if key >> 3 == field:
+                found.append((at, at + length))
+            at += length
+        else:
+            raise ValueError(f'unexpected protobuf wire type {wire}')
+    return found
+
+
+def _otlp_protobuf_spans(body: bytes) -> int:
+    """Spans in an ``ExportTraceServiceRequest``: resource_spans (1) -> scope_spans (2)
+    -> spans (2)."""
+    return sum(len(_messages(body, *scope, 2))
+               for resource in _messages(body, 0, len(body), 1)
+               for scope in _messages(body, *resource, 2))
 
 
 def _read_chunked(stream) -> bytes:
@@ -51,7 +101,7 @@ def _serve(conn: socket.socket) -> None:
             method, _, rest = request_line.partition(b' ')
             path = rest.split(b' ', 1)[0]
             length = 0
-            chunked = gzipped = False
+            chunked = gzipped = protobuf = False
             while True:
                 line = stream.readline(65536)
                 if not line:
@@ -66,6 +116,8 @@ def _serve(conn: socket.socket) -> None:
                     chunked = True
                 elif name == b'content-encoding' and b'gzip' in value.lower():
                     gzipped = True
+                elif name == b'content-type' and b'protobuf' in value.lower():
+                    protobuf = True
             body = _read_chunked(stream) if chunked else stream.read(length)
             if method == b'GET' and path == b'/count':
                 with _LOCK:
@@ -75,12 +127,15 @@ def _serve(conn: socket.socket) -> None:
                 continue
             if gzipped:
                 body = gzip.decompress(body)
-            spans = body.count(b'"traceId"')
+            spans = _otlp_protobuf_spans(body) if protobuf else body.count(b'"traceId"')
             with _LOCK:
                 _COUNTS['spans'] += spans
                 _COUNTS['posts'] += 1
                 _COUNTS['bytes'] += len(body)
-            conn.sendall(_ACCEPTED)
+            if path.endswith(b'/v1/traces'):
+                conn.sendall(_OTLP_OK_PROTOBUF if protobuf else _OTLP_OK_JSON)
+            else:
+                conn.sendall(_ACCEPTED)
     except (OSError, ValueError):
         return
     finally:
