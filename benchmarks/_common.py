@@ -112,6 +112,15 @@ def otel_available() -> bool:
     return True
 
 
+def otel_otlp_available() -> bool:
+    """Whether OpenTelemetry's OTLP/HTTP exporter is installed (``otel_otlp``)."""
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+    except ImportError:
+        return False
+    return otel_available()
+
+
 def otlp_available() -> Optional[str]:
     """``None`` when the package's config accepts ``reporter='otlp'``, else why not."""
     try:

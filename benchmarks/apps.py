@@ -30,7 +30,8 @@ VARIANTS = {
     'traced_noexport': 'wrap(): sampled, FALCON_TRACING_REPORTER=none (diagnostic)',
     'noop': 'TracingMiddleware with opentracing.Tracer() (no-op)',
     'otel': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, discarding exporter',
-    'otel_zipkin': 'OpenTelemetry as above, ZipkinExporter (JSON v2) to the sink',
+    'otel_zipkin': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, ZipkinExporter '
+                   '(JSON v2) to the sink',
 }
 OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: Variants no benchmark runs by default: ``otlp`` needs the package's otlp reporter
@@ -38,6 +39,8 @@ OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: stages for ``bench_instructions.py --breakdown`` (each adds one stage to the previous).
 EXTRA_VARIANTS = {
     'otlp': 'wrap(): sampled, OTLP/HTTP export (FALCON_TRACING_REPORTER=otlp) to the sink',
+    'otel_otlp': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, OTLPSpanExporter '
+                 '(HTTP, protobuf) to the sink',
     'bare_plain': 'the bare app called from a plain Python WSGI function',
     'span_only': 'bare_plain + one span started and finished per request through the '
                  'OpenTracing API (our tracer, no reporter work)',
@@ -109,7 +112,7 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
 
         from falcon_tracing_wsgi import TracingMiddleware
         return TracingMiddleware(app, tracer=opentracing.Tracer()), _no_export
-    if variant in OTEL_VARIANTS:
+    if variant in OTEL_VARIANTS or variant == 'otel_otlp':
         return _build_otel(app, variant)
     if variant in EXTRA_VARIANTS:
         return _build_stage(app, variant)
@@ -232,6 +235,21 @@ def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fini
     exporter: Any
     if variant == 'otel':
         exporter = CountingExporter()
+    elif variant == 'otel_otlp':
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        class CountingOTLPExporter(OTLPSpanExporter):  # type: ignore[misc]
+            """The real OTLP/HTTP exporter, counting what the collector accepted."""
+
+            count = 0
+
+            def export(self, spans: Any) -> SpanExportResult:
+                result = super().export(spans)
+                if result is SpanExportResult.SUCCESS:
+                    self.count += len(spans)
+                return result
+
+        exporter = CountingOTLPExporter(endpoint=os.environ['BENCH_SINK_OTLP_URL'])
     else:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 

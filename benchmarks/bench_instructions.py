@@ -62,11 +62,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from _common import HERE, PYTHON, ROOT, Sink, otel_available, otlp_available, table, verdict
+from _common import (HERE, PYTHON, ROOT, Sink, otel_available, otel_otlp_available,
+                     otlp_available, table, verdict)
 
 ROUTES = ('/hello', '/users/42')
 #: Main table, in order (``otlp`` only when the package has that reporter).
-DEFAULT_VARIANTS = ('bare', 'traced', 'otlp', 'unsampled', 'excluded', 'otel_zipkin')
+DEFAULT_VARIANTS = ('bare', 'traced', 'otlp', 'unsampled', 'excluded', 'otel_zipkin',
+                    'otel_otlp')
 QUICK_VARIANTS = ('bare', 'traced', 'otlp', 'unsampled', 'excluded')
 #: The breakdown's stages: each adds one part to the one before it (the name of the part).
 BREAKDOWN = (
@@ -85,7 +87,8 @@ BUDGETS = {'traced': 60_000, 'otlp': 60_000, 'unsampled': 20_000, 'excluded': 2_
 #: Spans each variant must deliver: 'sink' (the collector received one per request),
 #: 'none' (the collector received none), 'handed' (the variant's own discarding end
 #: counted one per request). Absent: not checked (the variant reports nothing).
-_SPAN_CHECK = {'traced': 'sink', 'otlp': 'sink', 'otel_zipkin': 'sink', 'unsampled': 'none',
+_SPAN_CHECK = {'traced': 'sink', 'otlp': 'sink', 'otel_zipkin': 'sink', 'otel_otlp': 'sink',
+               'unsampled': 'none',
                'excluded': 'none', 'otel': 'handed', 'traced_encode': 'handed',
                'traced_discard': 'handed'}
 #: (warmup, short, long) requests per route. Full: 1,100 requests measured; quick: 100.
@@ -160,7 +163,8 @@ def _env(variant: str, sink: Sink) -> dict[str, str]:
     from apps import VARIANT_ENV
     env = _base_env()
     env.update({'FALCON_TRACING_SERVICE_NAME': 'bench', 'FALCON_TRACING_ZIPKIN_URL': sink.url,
-                'BENCH_SINK_URL': sink.url, 'OTEL_SERVICE_NAME': 'bench'})
+                'BENCH_SINK_URL': sink.url, 'BENCH_SINK_OTLP_URL': sink.otlp_url,
+                'OTEL_SERVICE_NAME': 'bench'})
     if variant == 'otlp':
         env['FALCON_TRACING_OTLP_ENDPOINT'] = sink.otlp_url
         del env['FALCON_TRACING_ZIPKIN_URL']
@@ -314,6 +318,7 @@ def run_calls(variant: str, requests: int, warmup: int) -> dict[str, Any]:
 _PRELOAD = ['apps', 'bench_inprocess', 'falcon_tracing_wsgi', 'falcon_tracing_wsgi.bootstrap']
 _PRELOAD_OTEL = ['opentelemetry.sdk.trace', 'opentelemetry.sdk.trace.export',
                  'opentelemetry.instrumentation.wsgi', 'opentelemetry.exporter.zipkin.json']
+_PRELOAD_OTEL_OTLP = ['opentelemetry.exporter.otlp.proto.http.trace_exporter']
 
 
 def run(variants: Optional[list[str]] = None, sizes: tuple[int, int, int] = FULL_SIZES,
@@ -330,15 +335,16 @@ def run(variants: Optional[list[str]] = None, sizes: tuple[int, int, int] = FULL
     why_not_otlp = otlp_available()
     if 'otlp' in names and why_not_otlp:
         skipped['otlp'] = why_not_otlp
-    if not otel_available():
-        for name in names:
-            if name.startswith('otel'):
-                skipped[name] = ("OpenTelemetry packages not installed "
-                                 "(pip install -e '.[bench]')")
+    for name in names:
+        if name.startswith('otel') and not (otel_otlp_available() if name == 'otel_otlp'
+                                            else otel_available()):
+            skipped[name] = ("OpenTelemetry packages not installed "
+                             "(pip install -e '.[bench]')")
     names = [name for name in names if name not in skipped]
     tasks = [(name, length, counted) for name in names for length in (short, long)
              for counted in ((True, False) if calls else (True,))]
-    preload = _PRELOAD + (_PRELOAD_OTEL if any(n.startswith('otel') for n in names) else [])
+    preload = _PRELOAD + (_PRELOAD_OTEL if any(n.startswith('otel') for n in names) else []) \
+        + (_PRELOAD_OTEL_OTLP if 'otel_otlp' in names else [])
     with tempfile.TemporaryDirectory(prefix='bench-callgrind-') as tmp:
         zygotes: queue.Queue[_Zygote] = queue.Queue()
         started = [_Zygote(preload, Path(tmp)) for _ in range(max(1, jobs))]
