@@ -50,6 +50,8 @@ EXTRA_VARIANTS = {
                      'nothing queued or sent',
     'traced_discard': 'wrap(): sampled, the batch reporter (queue, worker thread, batches, '
                       'Zipkin v2 JSON) with a sender that discards the bodies',
+    'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
+    'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
 }
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
@@ -63,6 +65,8 @@ VARIANT_ENV = {
     'core_noexport': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
     'traced_encode': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
     'traced_discard': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
+    'unsampled_plain': {'FALCON_TRACING_SAMPLE_RATE': '0'},
+    'excluded_plain': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
 }
 
 Finish = Callable[[float], Optional[int]]
@@ -143,10 +147,10 @@ def _build_stage(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fin
     config = TracingConfig.from_env()
     if variant == 'bare_plain':
         return _plain(app), _no_export
-    if variant in ('span_only', 'core_noexport'):
+    if variant in ('span_only', 'core_noexport', 'unsampled_plain', 'excluded_plain'):
         tracer = build_tracer(config)
         opentracing.set_global_tracer(tracer)
-        if variant == 'core_noexport':
+        if variant != 'span_only':
             return TracingMiddleware(_plain(app), config=config), _no_export
         start_span = tracer.start_span
 

@@ -29,6 +29,14 @@ Method:
   ``2 * (warmup + long)`` spans, kept under 2,048 so the queue cannot overflow however
   the worker thread is scheduled. ``PYTHONHASHSEED=0`` so dict layouts, and with them
   the counts, repeat from run to run.
+* The GIL switch interval is 30 s (``sys.setswitchinterval``, ``--switch-interval``):
+  the request loop never blocks, so with Python's 5 ms the count would depend on how
+  often the interpreter forces the GIL from the request thread to an exporter's thread,
+  which follows wall time under callgrind and varied the sampled figure by +-3% from
+  run to run. With 30 s the exporter's thread works when the loop waits for the final
+  flush: the same spans encoded and posted in the same batches, counted once, without
+  the forced hand-offs (a real server releases the GIL at every socket call, so it
+  pays few of them; ``--switch-interval 0`` keeps Python's default to see them).
 * **Python calls per request** (a second figure, measured natively, not under valgrind):
   the same two run lengths with ``sys.setprofile``/``threading.setprofile`` counting
   Python-level calls (``call`` events, generator resumptions included) in every thread,
@@ -82,6 +90,9 @@ BREAKDOWN = (
     ('traced_discard', 'reporter: report(), queue, worker thread, batches, framing'),
     ('traced', 'HTTP: POSTs to the collector on loopback'),
 )
+#: Also measured by ``--breakdown``: the unsampled and excluded requests with and without
+#: the Falcon component.
+BREAKDOWN_OTHERS = ('unsampled', 'unsampled_plain', 'excluded', 'excluded_plain')
 #: Budgets over bare, instructions per request (issue 15).
 BUDGETS = {'traced': 60_000, 'otlp': 60_000, 'unsampled': 20_000, 'excluded': 2_000}
 #: Spans each variant must deliver: 'sink' (the collector received one per request),
@@ -89,11 +100,14 @@ BUDGETS = {'traced': 60_000, 'otlp': 60_000, 'unsampled': 20_000, 'excluded': 2_
 #: counted one per request). Absent: not checked (the variant reports nothing).
 _SPAN_CHECK = {'traced': 'sink', 'otlp': 'sink', 'otel_zipkin': 'sink', 'otel_otlp': 'sink',
                'unsampled': 'none',
-               'excluded': 'none', 'otel': 'handed', 'traced_encode': 'handed',
+               'excluded': 'none', 'unsampled_plain': 'none', 'excluded_plain': 'none',
+               'otel': 'handed', 'traced_encode': 'handed',
                'traced_discard': 'handed'}
 #: (warmup, short, long) requests per route. Full: 1,100 requests measured; quick: 100.
 FULL_SIZES = (50, 100, 650)
 QUICK_SIZES = (10, 20, 70)
+#: GIL switch interval in the measured processes, seconds (0: Python's default, 5 ms).
+SWITCH_INTERVAL = 30.0
 #: The default queue holds 2,048 spans: a run must make fewer (see the module docstring).
 _QUEUE = 2048
 
@@ -112,6 +126,9 @@ def _start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
 def child(variant: str, requests: int, warmup: int, count_calls: bool) -> dict[str, Any]:
     """Build ``variant``, run ``warmup + requests`` requests per route, flush; figures."""
     calls = {'all': 0, 'package': 0}
+    interval = float(os.environ.get('BENCH_SWITCH_INTERVAL') or 0)
+    if interval > 0:
+        sys.setswitchinterval(interval)
     if count_calls:
         import threading
         marker = f'{os.sep}falcon_tracing_wsgi{os.sep}'
@@ -158,10 +175,11 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _env(variant: str, sink: Sink) -> dict[str, str]:
+def _env(variant: str, sink: Sink, switch_interval: float) -> dict[str, str]:
     """The environment of one run of ``variant`` (its settings, the sink's URLs)."""
     from apps import VARIANT_ENV
     env = _base_env()
+    env['BENCH_SWITCH_INTERVAL'] = str(switch_interval)
     env.update({'FALCON_TRACING_SERVICE_NAME': 'bench', 'FALCON_TRACING_ZIPKIN_URL': sink.url,
                 'BENCH_SINK_URL': sink.url, 'BENCH_SINK_OTLP_URL': sink.otlp_url,
                 'OTEL_SERVICE_NAME': 'bench'})
@@ -289,23 +307,25 @@ def _check_spans(variant: str, result: dict[str, Any], sink: Sink) -> None:
             if check == 'sink' else sink.counts()['spans']
 
 
-def run_counted(zygote_process: _Zygote, variant: str, requests: int,
-                warmup: int) -> dict[str, Any]:
+def run_counted(zygote_process: _Zygote, variant: str, requests: int, warmup: int,
+                switch_interval: float) -> dict[str, Any]:
     """One run of ``variant`` forked from a callgrind zygote: figures, instructions."""
     with Sink() as sink:
         result, instructions = zygote_process.run(variant, requests, warmup,
-                                                  _env(variant, sink))
+                                                  _env(variant, sink, switch_interval))
         result['instructions'] = instructions
         _check_spans(variant, result, sink)
     return result
 
 
-def run_calls(variant: str, requests: int, warmup: int) -> dict[str, Any]:
+def run_calls(variant: str, requests: int, warmup: int,
+              switch_interval: float) -> dict[str, Any]:
     """One run of ``variant`` in a fresh native process, counting Python calls."""
     command = [PYTHON, str(HERE / 'bench_instructions.py'), '--child', variant,
                '--requests', str(requests), '--warmup', str(warmup), '--count-calls']
     with Sink() as sink:
-        proc = subprocess.run(command, env=_env(variant, sink), capture_output=True,
+        proc = subprocess.run(command, env=_env(variant, sink, switch_interval),
+                              capture_output=True,
                               text=True, timeout=600)
         if proc.returncode != 0:
             raise RuntimeError(f'variant {variant} crashed:\n{proc.stderr[-4000:]}')
@@ -322,7 +342,8 @@ _PRELOAD_OTEL_OTLP = ['opentelemetry.exporter.otlp.proto.http.trace_exporter']
 
 
 def run(variants: Optional[list[str]] = None, sizes: tuple[int, int, int] = FULL_SIZES,
-        jobs: int = 1, calls: bool = True) -> dict[str, Any]:
+        jobs: int = 1, calls: bool = True,
+        switch_interval: float = SWITCH_INTERVAL) -> dict[str, Any]:
     """Measure ``variants`` (default: the main table's); return the summary."""
     warmup, short, long = sizes
     if not 0 <= short < long:
@@ -357,10 +378,10 @@ def run(variants: Optional[list[str]] = None, sizes: tuple[int, int, int] = FULL
                   f'{"under callgrind" if counted else "counting Python calls"} ...',
                   file=sys.stderr, flush=True)
             if not counted:
-                return run_calls(name, length, warmup)
+                return run_calls(name, length, warmup, switch_interval)
             process = zygotes.get()
             try:
-                return run_counted(process, name, length, warmup)
+                return run_counted(process, name, length, warmup, switch_interval)
             finally:
                 zygotes.put(process)
         try:
@@ -372,7 +393,9 @@ def run(variants: Optional[list[str]] = None, sizes: tuple[int, int, int] = FULL
     raw: dict[str, dict[tuple[int, bool], dict[str, Any]]] = {name: {} for name in names}
     for (name, length, counted), result in zip(tasks, results):
         raw[name][(length, counted)] = result
-    return summarise(raw, skipped, sizes)
+    summary = summarise(raw, skipped, sizes)
+    summary['switch_interval'] = switch_interval
+    return summary
 
 
 def summarise(raw: dict[str, dict[tuple[int, bool], dict[str, Any]]],
@@ -410,6 +433,10 @@ def _k(value: Optional[float]) -> str:
     return '-' if value is None else f'{value / 1000:+,.1f}k'
 
 
+def _interval(seconds: float) -> str:
+    return f'{seconds:g} s' if seconds > 0 else "Python's default"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     from apps import EXTRA_VARIANTS, VARIANTS
     descriptions = {**VARIANTS, **EXTRA_VARIANTS}
@@ -431,7 +458,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     out = [f'Instructions per request (valgrind callgrind): (Ir({summary["long"]}) - '
            f'Ir({summary["short"]})) / {len(ROUTES) * (summary["long"] - summary["short"])}'
            f' requests, after {summary["warmup"]} warm-up requests per route; every thread '
-           f'and the final flush counted, the collector in another process', '',
+           f'and the final flush counted, the collector in another process; GIL switch '
+           f'interval {_interval(summary.get("switch_interval", 0))}', '',
            table(headers, body), '']
     for name in rows:
         out.append(f'  {name:<15} {descriptions[name]}')
@@ -468,14 +496,31 @@ def format_breakdown(summary: dict[str, Any]) -> str:
         previous = name
     body.append(['total: sampled + Zipkin over bare', round(total), '100%',
                  f'{total_calls:+.1f}', 'traced - bare'])
-    return '\n'.join([
+    out = [
         'Breakdown of the sampled + Zipkin request (instructions over bare per request; '
         'each part is one variant minus the one before it)', '',
         table(['part', 'instructions/req', 'share', 'Python calls/req', 'measured as'], body,
               'lrrrl'), '',
         f'  the plain function between the wrapper and the app (bare_plain - bare): '
         f'{rows["bare_plain"]["instructions"] - rows["bare"]["instructions"]:,.0f} '
-        'instructions, added back to the Falcon component stage'])
+        'instructions, added back to the Falcon component stage']
+    if all(name in rows for name in BREAKDOWN_OTHERS):
+        plain_call = rows['bare_plain']['instructions'] - rows['bare']['instructions']
+        others = []
+        for name in ('unsampled', 'excluded'):
+            alone = rows[f'{name}_plain']['instructions'] - rows['bare_plain']['instructions']
+            total_other = rows[name]['instructions'] - rows['bare']['instructions']
+            others.append((alone, total_other - alone, total_other))
+        out += ['', 'The unsampled and excluded requests (instructions over bare per request)',
+                '', table(['part', 'unsampled', 'excluded', 'measured as'], [
+                    ['the wrapper and the tracer', round(others[0][0]), round(others[1][0]),
+                     'X_plain - bare_plain'],
+                    ['the Falcon component (its hooks run on every request)',
+                     round(others[0][1]), round(others[1][1]),
+                     f'X - X_plain + {plain_call:,.0f}'],
+                    ['total', round(others[0][2]), round(others[1][2]), 'X - bare']],
+                    'lrrl')]
+    return '\n'.join(out)
 
 
 def main() -> int:
@@ -492,6 +537,9 @@ def main() -> int:
     parser.add_argument('--long', type=int, help=f'default {FULL_SIZES[2]}')
     parser.add_argument('--jobs', type=int, default=1,
                         help='valgrind processes at once (the counts do not depend on it)')
+    parser.add_argument('--switch-interval', type=float, default=SWITCH_INTERVAL,
+                        help='GIL switch interval in the measured processes, seconds '
+                             f"(default {SWITCH_INTERVAL:g}; 0: Python's default)")
     parser.add_argument('--json', help='write the summary as JSON to this file')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--requests', type=int, help=argparse.SUPPRESS)
@@ -516,8 +564,10 @@ def main() -> int:
     else:
         names = list(QUICK_VARIANTS if args.quick else DEFAULT_VARIANTS)
     if args.breakdown:
-        names += [name for name, _ in BREAKDOWN if name not in names]
-    summary = run(names, sizes, args.jobs, calls=not args.quick)
+        names += [name for name in [name for name, _ in BREAKDOWN] + list(BREAKDOWN_OTHERS)
+                  if name not in names]
+    summary = run(names, sizes, args.jobs, calls=not args.quick,
+                  switch_interval=args.switch_interval)
     print(format_summary(summary))
     if args.breakdown:
         print()
