@@ -131,7 +131,7 @@ def _plain(app: Callable[..., Any]) -> Callable[..., Any]:
     return plain
 
 
-def _build_stage(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Finish]:
+def _build_stage(app: falcon.App[Any, Any], variant: str) -> tuple[Callable[..., Any], Finish]:
     """The breakdown's stages (``EXTRA_VARIANTS``): the package's pieces wired by hand.
 
     The reporters are built from the package's public classes the way ``bootstrap``

@@ -63,7 +63,8 @@ def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, A
                 'skipped: valgrind is not installed (apt-get install valgrind)'
         if quick:
             result = bench_instructions.run(list(bench_instructions.QUICK_VARIANTS),
-                                            bench_instructions.QUICK_SIZES, calls=False)
+                                            bench_instructions.QUICK_SIZES, jobs=2,
+                                            calls=False)
         else:
             result = bench_instructions.run()
         return result, bench_instructions.format_summary(result)
