@@ -30,6 +30,7 @@ class Sink:
             raise RuntimeError(f'the sink did not start (said {line!r})')
         self.port = int(line)
         self.url = f'http://127.0.0.1:{self.port}/api/v2/spans'
+        self.otlp_url = f'http://127.0.0.1:{self.port}/v1/traces'
 
     def counts(self) -> dict[str, int]:
         """``{"spans": N, "posts": N, "bytes": N}`` received so far."""
@@ -109,6 +110,15 @@ def otel_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def otel_otlp_available() -> bool:
+    """Whether OpenTelemetry's OTLP/HTTP exporter is installed (``otel_otlp``)."""
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+    except ImportError:
+        return False
+    return otel_available()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],

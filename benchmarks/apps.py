@@ -32,11 +32,30 @@ VARIANTS = {
     'traced_noexport': 'wrap(): sampled, FALCON_TRACING_REPORTER=none (diagnostic)',
     'noop': 'TracingMiddleware with opentracing.Tracer() (no-op)',
     'otel': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, discarding exporter',
-    'otel_zipkin': 'OpenTelemetry as above, ZipkinExporter (JSON v2) to the sink',
+    'otel_zipkin': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, ZipkinExporter '
+                   '(JSON v2) to the sink',
 }
 OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: Variants whose process also gets OTEL_EXPORTER_OTLP_ENDPOINT (the sink's base URL).
 OTLP_VARIANTS = ('traced_otlp', 'traced_otlp_json')
+#: Variants no benchmark runs by default: OpenTelemetry's OTLP exporter, and the stages
+#: that split the sampled request's cost for ``bench_instructions.py --breakdown`` (each
+#: adds one stage to the previous).
+EXTRA_VARIANTS = {
+    'otel_otlp': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, OTLPSpanExporter '
+                 '(HTTP, protobuf) to the sink',
+    'bare_plain': 'the bare app called from a plain Python WSGI function',
+    'span_only': 'bare_plain + one span started and finished per request through the '
+                 'OpenTracing API (our tracer, no reporter work)',
+    'core_noexport': 'wrap() of bare_plain (so no Falcon component): sampled, '
+                     'FALCON_TRACING_REPORTER=none',
+    'traced_encode': 'wrap(): sampled, each span encoded to Zipkin v2 JSON as it finishes, '
+                     'nothing queued or sent',
+    'traced_discard': 'wrap(): sampled, the batch reporter (queue, worker thread, batches, '
+                      'Zipkin v2 JSON) with a sender that discards the bodies',
+    'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
+    'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
+}
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
 VARIANT_ENV = {
@@ -49,6 +68,12 @@ VARIANT_ENV = {
     'unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
     'traced_noexport': {'FALCON_TRACING_REPORTER': 'none'},
+    'span_only': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
+    'core_noexport': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
+    'traced_encode': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
+    'traced_discard': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
+    'unsampled_plain': {'FALCON_TRACING_SAMPLE_RATE': '0'},
+    'excluded_plain': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
 }
 
 Finish = Callable[[float], Optional[int]]
@@ -98,9 +123,104 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
 
         from falcon_tracing_wsgi import TracingMiddleware
         return TracingMiddleware(app, tracer=opentracing.Tracer()), _no_export
-    if variant in OTEL_VARIANTS:
+    if variant in OTEL_VARIANTS or variant == 'otel_otlp':
         return _build_otel(app, variant)
-    raise ValueError(f'unknown variant {variant!r}; choose from {", ".join(VARIANTS)}')
+    if variant in EXTRA_VARIANTS:
+        return _build_stage(app, variant)
+    raise ValueError(f'unknown variant {variant!r}; choose from '
+                     f'{", ".join([*VARIANTS, *EXTRA_VARIANTS])}')
+
+
+def _plain(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app`` behind a plain function, which the wrapper does not recognise as Falcon."""
+    def plain(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        return app(environ, start_response)
+    return plain
+
+
+def _build_stage(app: falcon.App[Any, Any], variant: str) -> tuple[Callable[..., Any], Finish]:
+    """The breakdown's stages (``EXTRA_VARIANTS``): the package's pieces wired by hand.
+
+    The reporters are built from the package's public classes the way ``bootstrap``
+    builds the Zipkin one, except the local endpoint's address (fixed here).
+    """
+    import opentracing
+
+    from falcon_tracing_wsgi import TracingMiddleware
+    from falcon_tracing_wsgi.bootstrap import build_tracer
+    from falcon_tracing_wsgi.config import TracingConfig
+    from falcon_tracing_wsgi.zipkin import BatchReporter, Endpoint, JsonV2Encoder
+
+    config = TracingConfig.from_env()
+    if variant == 'bare_plain':
+        return _plain(app), _no_export
+    if variant in ('span_only', 'core_noexport', 'unsampled_plain', 'excluded_plain'):
+        tracer = build_tracer(config)
+        opentracing.set_global_tracer(tracer)
+        if variant != 'span_only':
+            return TracingMiddleware(_plain(app), config=config), _no_export
+        start_span = tracer.start_span
+
+        def span_only(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            span = start_span(environ['REQUEST_METHOD'], tags={'span.kind': 'server'},
+                              ignore_active_span=True)
+            try:
+                return app(environ, start_response)
+            finally:
+                span.finish()
+        return span_only, _no_export
+    encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4='127.0.0.1'),
+                            process_tags=dict(config.tags))
+    reporter: Any
+    if variant == 'traced_encode':
+        reporter = _EncodingReporter(encoder.encode)
+    else:
+        reporter = BatchReporter(_DiscardingSender(), encoder,
+                                 max_queue_size=config.queue_size,
+                                 batch_size=config.batch_size,
+                                 flush_interval=config.flush_interval,
+                                 max_retries=config.max_retries,
+                                 shutdown_timeout=config.shutdown_timeout)
+    opentracing.set_global_tracer(build_tracer(config, reporter))
+
+    def finish(timeout: float) -> Optional[int]:
+        reporter.flush(timeout)
+        return int(reporter.stats()['sent'])
+    return TracingMiddleware(app, config=config), finish
+
+
+class _EncodingReporter:
+    """Encodes each span as it is reported, on the request thread, and keeps nothing."""
+
+    def __init__(self, encode: Callable[[Any], Optional[str]]) -> None:
+        self._encode = encode
+        self._encoded = 0
+
+    def report(self, span: Any) -> None:
+        if self._encode(span) is not None:
+            self._encoded += 1
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {'sent': self._encoded}
+
+
+class _DiscardingSender:
+    """A sender that counts the spans of each body and drops it (no I/O)."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        self.spans += span_count
+
+    def close(self) -> None:
+        pass
 
 
 def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Finish]:
@@ -126,6 +246,21 @@ def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fini
     exporter: Any
     if variant == 'otel':
         exporter = CountingExporter()
+    elif variant == 'otel_otlp':
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        class CountingOTLPExporter(OTLPSpanExporter):  # type: ignore[misc]
+            """The real OTLP/HTTP exporter, counting what the collector accepted."""
+
+            count = 0
+
+            def export(self, spans: Any) -> SpanExportResult:
+                result = super().export(spans)
+                if result is SpanExportResult.SUCCESS:
+                    self.count += len(spans)
+                return result
+
+        exporter = CountingOTLPExporter(endpoint=os.environ['BENCH_SINK_OTLP_URL'])
     else:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 

@@ -7,7 +7,10 @@ The benchmarks (each also runs on its own, see ``benchmarks/README.md``):
 * ``e2e``: gunicorn ``-w 2`` under wrk (or a Python load generator): throughput, p99,
   worker CPU and peak RSS, spans received == requests answered;
 * ``reporter``: spans per second one process encodes and sends;
-* ``propagation``: extract and inject cost per format.
+* ``propagation``: extract and inject cost per format;
+* ``instructions``: instructions per request counted by valgrind's callgrind (bare,
+  sampled + Zipkin, sampled + OTLP when the package has it, unsampled, excluded,
+  OpenTelemetry), the budgets beside them; skipped when valgrind is not installed.
 
 ``--quick`` runs each one briefly (well under two minutes in all) to prove it works:
 nothing is judged on timings then. The exit status is non-zero only when a benchmark
@@ -28,12 +31,13 @@ from typing import Any, Callable
 
 from _common import machine
 
-BENCHMARKS = ('propagation', 'reporter', 'inprocess', 'e2e')
+BENCHMARKS = ('propagation', 'reporter', 'instructions', 'inprocess', 'e2e')
 
 
 def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, Any], str]]]:
     import bench_e2e
     import bench_inprocess
+    import bench_instructions
     import bench_propagation
     import bench_reporter
 
@@ -53,8 +57,20 @@ def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, A
         result = bench_propagation.run(2_000 if quick else 100_000)
         return result, bench_propagation.format_summary(result)
 
+    def instructions() -> tuple[dict[str, Any], str]:
+        if bench_instructions.valgrind() is None:
+            return {'skipped': 'valgrind not installed'}, \
+                'skipped: valgrind is not installed (apt-get install valgrind)'
+        if quick:
+            result = bench_instructions.run(list(bench_instructions.QUICK_VARIANTS),
+                                            bench_instructions.QUICK_SIZES, jobs=2,
+                                            calls=False)
+        else:
+            result = bench_instructions.run()
+        return result, bench_instructions.format_summary(result)
+
     return {'inprocess': inprocess, 'e2e': e2e, 'reporter': reporter,
-            'propagation': propagation}
+            'propagation': propagation, 'instructions': instructions}
 
 
 def main() -> int:
