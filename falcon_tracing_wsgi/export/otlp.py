@@ -661,6 +661,13 @@ class ProtobufEncoder:
                            + b'\x18\x02'))
             else:
                 add(_STATUS_FIELDS[status])
+        # What the tracer's span limits dropped (dropped_attributes_count = 10,
+        # dropped_events_count = 12); absent (zero) on nearly every span.
+        dropped_attributes, dropped_events = _dropped_counts(span)
+        if dropped_attributes:
+            add(b'\x50' + _varint(dropped_attributes))
+        if dropped_events:
+            add(b'\x60' + _varint(dropped_events))
         body = b''.join(parts)
         size = len(body)
         # The ScopeSpans 'spans' field (2): tag, length, Span.
@@ -684,6 +691,15 @@ class ProtobufEncoder:
             if len(self._pair_cache) < _PAIR_CACHE_KEYS:
                 self._pair_cache[key] = {}
         return field
+
+
+def _dropped_counts(span: Any) -> tuple[int, int]:
+    """The tags and log records the span's limits dropped (0, 0 for a span without
+    counts, such as another tracer's)."""
+    attributes = getattr(span, 'dropped_attributes_count', 0)
+    events = getattr(span, 'dropped_events_count', 0)
+    return (attributes if type(attributes) is int and attributes > 0 else 0,
+            events if type(events) is int and events > 0 else 0)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -911,6 +927,11 @@ class JsonEncoder:
             if status == _STATUS_ERROR and described:
                 message = ',"message":' + _escape(_cut(described, limit))
             status_json = f',"status":{{"code":{status}{message}}}'
+        dropped_attributes, dropped_events = _dropped_counts(span)
+        if dropped_attributes:
+            status_json += f',"droppedAttributesCount":{dropped_attributes}'
+        if dropped_events:
+            status_json += f',"droppedEventsCount":{dropped_events}'
         # PERF: one f-string for the whole object; the ids are known-safe (checked above).
         return (f'{{"traceId":"{trace_id}","spanId":"{span_id}",{parent}{state}'
                 f'"name":{_c_escape(name) if name.isascii() else _escape(name)},'

@@ -442,3 +442,29 @@ _ANYTHING = st.one_of(_VALUES, st.none(), st.binary(max_size=20),
 def test_hostile_values_never_make_a_span_unencodable(tags: dict[str, Any],
                                                      logs: list[Any]) -> None:
     _both(_span(tags, logs=logs or None))
+
+
+@pytest.mark.parametrize('tags, logs, dropped', [
+    pytest.param(3, 2, (0, 0), id='within-the-limits'),
+    pytest.param(5, 2, (2, 0), id='tags-dropped'),
+    pytest.param(3, 6, (0, 3), id='events-dropped'),
+    pytest.param(7, 9, (4, 6), id='both-dropped'),
+])
+def test_what_the_span_limits_dropped_is_in_otlps_own_fields(tags: int, logs: int,
+                                                           dropped: tuple[int, int]) -> None:
+    from falcon_tracing_wsgi.testing import make_tracer
+    from falcon_tracing_wsgi.tracer.limits import SpanLimits
+    tracer, reporter = make_tracer(span_limits=SpanLimits(attribute_count=3, event_count=3))
+    span = tracer.start_span('work')
+    for index in range(tags):
+        span.set_tag(f'tag{index}', index)
+    for index in range(logs):
+        span.log_kv({'event': f'step{index}'})
+    span.finish()
+    (finished,) = reporter.spans
+    for cls in (ProtobufEncoder, JsonEncoder):
+        encoder = cls(RESOURCE, '9.9.9')
+        request = decode(encoder.frame([encoder.encode(finished)]), encoder.content_type)
+        (decoded,) = request.resource_spans[0].scope_spans[0].spans
+        assert (decoded.dropped_attributes_count, decoded.dropped_events_count) == dropped
+        assert len(decoded.attributes) == min(tags, 3) and len(decoded.events) == min(logs, 3)
