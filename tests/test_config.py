@@ -499,7 +499,8 @@ def readme_variables_block() -> str:
         if names:
             owner = 'OpenTelemetry fallback' if names[0].startswith('OTEL_') else 'fallback'
             fallback = f'; {owner} ' + ', then '.join(f'``{name}``' for name in names)
-        doc = setting.doc.replace('*', '\\*')  # RST: a literal asterisk
+        # RST: a literal asterisk, and a word's trailing '_' is no link (OTEL_\*)
+        doc = setting.doc.replace('*', '\\*').replace('_\\*', '\\_\\*')
         lines += [f'``{setting.env}`` (default {shown}{fallback})', f'    {doc}', '']
     return '\n'.join(lines)
 
