@@ -18,10 +18,16 @@ Public helpers:
     ``user:password@`` part. The server-side middleware can reuse it for ``http.url``.
 
 :func:`start_client_span` / :func:`finish_client_span`
-    The CLIENT span of the ``requests`` integration, usable directly to instrument
-    another client (``urllib3``, ``http.client``, ...). The span is named
-    ``HTTP {METHOD}``, never after the URL path, which would give every distinct URL
-    its own operation name.
+    The CLIENT span of every client integration (``requests``, ``httpx``, ``urllib3``),
+    usable directly to instrument another client (``http.client``, ...): tag names, URL
+    redaction and error recording are decided here once, for all of them. The span is
+    named ``HTTP {METHOD}``, never after the URL path, which would give every distinct
+    URL its own operation name. A span that must outlive the call that started it (a
+    streamed response, finished when its body is closed) is started with
+    ``finish_on_close=False``: the call deactivates it by closing the scope, and later
+    passes the *span* to :func:`finish_client_span`. Keeping such a span active until
+    the body is closed would leave it active for unrelated work, and two responses
+    closed out of order would corrupt the active-span stack.
 
 Decisions:
 
@@ -41,7 +47,7 @@ import ipaddress
 import logging
 import traceback
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import opentracing
@@ -139,6 +145,7 @@ def start_client_span(
     component: str,
     tracer: Optional[opentracing.Tracer] = None,
     redact: Iterable[str] = DEFAULT_REDACTED_NAMES,
+    finish_on_close: bool = True,
 ) -> Optional[opentracing.Scope]:
     """Start and activate a CLIENT span for one outgoing HTTP request.
 
@@ -152,9 +159,13 @@ def start_client_span(
         component: the ``component`` tag (``'requests'``, ``'urllib3'``, ...).
         tracer: default: the global tracer at the time of the call.
         redact: query parameter name fragments passed to :func:`redact_url`.
+        finish_on_close: ``False`` for a span that outlives the scope: closing the scope
+            then only deactivates the span, which is finished by passing ``scope.span``
+            to :func:`finish_client_span`.
 
     Returns:
-        The active scope, to be handed to :func:`finish_client_span` exactly once;
+        The active scope, to be handed to :func:`finish_client_span` exactly once (or,
+        with ``finish_on_close=False``, closed by the caller, its span handed over);
         ``None`` when the tracer failed (the request should then go out untraced).
     """
     try:
@@ -169,25 +180,31 @@ def start_client_span(
         }
         _add_peer_tags(url, span_tags)
         return tracer.start_active_span('HTTP ' + method, tags=span_tags,
-                                        finish_on_close=True)
+                                        finish_on_close=finish_on_close)
     except Exception:
         _log.debug('could not start a client span', exc_info=True)
         return None
 
 
-def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = None,
+def finish_client_span(scope: Union[opentracing.Scope, opentracing.Span],
+                       status_code: Optional[int] = None,
                        error: Optional[BaseException] = None) -> None:
     """Record the outcome of a request on its CLIENT span, then finish and deactivate it.
 
     Args:
-        scope: what :func:`start_client_span` returned.
+        scope: what :func:`start_client_span` returned (the scope is closed), or the
+            span of a scope started with ``finish_on_close=False`` and already closed
+            (the span is finished).
         status_code: the response status, when a response arrived.
         error: the exception the client raised, when it raised one. Only
             :class:`Exception` subclasses mark the span as an error; an interrupt
             (``KeyboardInterrupt``) just finishes it.
     """
+    if isinstance(scope, opentracing.Scope):
+        span, end = scope.span, scope.close
+    else:
+        span, end = scope, scope.finish
     try:
-        span = scope.span
         if status_code is not None:
             span.set_tag(tags.HTTP_STATUS_CODE, status_code)
             if status_code >= 500:
@@ -205,7 +222,7 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
         _log.debug('could not record the outcome on a client span', exc_info=True)
     finally:
         try:
-            scope.close()
+            end()
         except Exception:
             _log.debug('could not finish a client span', exc_info=True)
 
