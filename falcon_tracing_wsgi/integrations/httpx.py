@@ -36,8 +36,11 @@ Design:
   its span once the response is closed. An error while the body is read is recorded.
 * **The span is active only while the request is handed over**, then deactivated, and
   finished later by :func:`~falcon_tracing_wsgi.outbound.finish_client_span` with the
-  span itself. Under asyncio the span is deactivated *before* the first ``await``, so
-  it is never left active across a task switch, whatever the scope manager.
+  span itself. The sync transport keeps it active while the inner transport runs (as
+  the ``requests`` adapter does); the async one deactivates it *before* its first
+  ``await``, so it is never left active across a task switch, whatever the scope
+  manager. Under asyncio the parent is found with any context-local scope manager
+  (this package's default, ``contextvars``): each task sees its own active span.
 * **The caller's request is never changed**: the trace headers go into a copy of the
   request's headers, sent in a new ``httpx.Request`` that shares the body stream.
   ``response.request`` is the caller's request (httpx sets it after the transport).
@@ -68,8 +71,8 @@ _TRANSPORT_ARGS = ('verify', 'cert', 'http1', 'http2', 'limits', 'proxy')
 
 
 def _start(tracer: Optional[opentracing.Tracer],
-           request: httpx.Request) -> tuple[Optional[opentracing.Span], httpx.Request]:
-    """Start the span, write its context into a copy of the request; deactivate it."""
+           request: httpx.Request) -> tuple[Optional[opentracing.Scope], httpx.Request]:
+    """Start and activate the span; write its context into a copy of the request."""
     scope = start_client_span(request.method, str(request.url), _COMPONENT, tracer,
                               finish_on_close=False)
     if scope is None:
@@ -82,9 +85,7 @@ def _start(tracer: Optional[opentracing.Tracer],
                                  stream=request.stream, extensions=request.extensions)
     except Exception:  # pragma: no cover - copying a valid request
         outgoing = request
-    finally:
-        scope.close()  # deactivates only: finish_on_close=False
-    return span, outgoing
+    return scope, outgoing
 
 
 class _Outcome:
@@ -167,14 +168,18 @@ class TracingTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` inside a CLIENT span with the trace context in its headers."""
-        span, outgoing = _start(self._tracer, request)
-        if span is None:
+        scope, outgoing = _start(self._tracer, request)
+        if scope is None:
             return self.transport.handle_request(request)
+        span = scope.span
         try:
+            # Active while the inner transport works, as in the requests integration.
             response = self.transport.handle_request(outgoing)
         except BaseException as exc:
             finish_client_span(span, error=exc)
             raise
+        finally:
+            scope.close()  # deactivates only: the span ends with the response
         outcome = _Outcome(span, response.status_code)
         stream: Any = response.stream  # a SyncByteStream, from a sync transport
         return _traced_response(response, _TracedStream(stream, outcome))
@@ -200,9 +205,13 @@ class AsyncTracingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` inside a CLIENT span with the trace context in its headers."""
-        span, outgoing = _start(self._tracer, request)
-        if span is None:
+        scope, outgoing = _start(self._tracer, request)
+        if scope is None:
             return await self.transport.handle_async_request(request)
+        span = scope.span
+        # Deactivated before the first await: with a thread-local scope manager another
+        # task would run while it is active, and scopes closed out of order corrupt it.
+        scope.close()  # deactivates only: the span ends with the response
         try:
             response = await self.transport.handle_async_request(outgoing)
         except BaseException as exc:
