@@ -51,13 +51,19 @@ from functools import partial
 from typing import Any, Optional
 
 import opentracing
-from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool, PoolManager
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.response import HTTPResponse
 
 from ..outbound import finish_client_span, inject_headers, start_client_span
 
 __all__ = ['TracedHTTPConnectionPool', 'TracedHTTPSConnectionPool', 'TracedPoolManager']
+
+try:
+    from urllib3 import HTTPHeaderDict  # exported at the top level since urllib3 2.0
+except ImportError as exc:  # pragma: no cover - the [urllib3] extra requires 2.x
+    raise ImportError('falcon_tracing_wsgi.integrations.urllib3 needs urllib3 2.x: '
+                      'pip install "falcon-tracing-wsgi[urllib3]"') from exc
 
 _COMPONENT = 'urllib3'
 
@@ -112,6 +118,16 @@ class _TracedResponse(http.client.HTTPResponse):
         if self.isclosed():
             self._attempt.finish()
         return data
+
+    def readinto(self, b: Any) -> int:
+        try:
+            count = super().readinto(b)
+        except Exception as exc:
+            self._attempt.finish(exc)
+            raise
+        if self.isclosed():
+            self._attempt.finish()
+        return count
 
     def close(self) -> None:
         try:
