@@ -24,6 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
     """
 
     protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True  # headers and body are separate writes
 
     def do_GET(self) -> None:
         length = int(self.headers.get('Content-Length') or 0)
