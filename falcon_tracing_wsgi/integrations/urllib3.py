@@ -88,8 +88,8 @@ class _TracedResponse(http.client.HTTPResponse):
 
     def __init__(self, sock: Any, debuglevel: int = 0, method: Optional[str] = None,
                  url: Optional[str] = None, *, attempt: _Attempt) -> None:
+        self._attempt = attempt  # first: close() (from __del__) needs it if this fails
         super().__init__(sock, debuglevel, method, url)
-        self._attempt = attempt
 
     def begin(self) -> None:
         try:
@@ -189,7 +189,8 @@ class _TracingHTTPConnection(HTTPConnection):
         if attempt is None:
             return super().getresponse()
         # The http.client hook, set per response: it carries this attempt.
-        self.response_class = partial(_TracedResponse, attempt=attempt)  # type: ignore[assignment]
+        self.response_class = partial(  # type: ignore[assignment]
+            _TracedResponse, attempt=attempt)
         try:
             return super().getresponse()
         except BaseException as exc:
