@@ -215,3 +215,17 @@ def test_closing_the_client_closes_the_inner_transport():
         pass
 
     assert closed == [True]
+
+
+def test_a_proxy_given_to_the_helper_is_traced(server, base_url, tracer):
+    # Given to httpx.Client, proxy= would mount an untraced proxy transport in front of
+    # ours; the helper hands it to the inner transport instead.
+    with traced_client(tracer, proxy=base_url, timeout=TIMEOUT) as client:
+        response = client.get('http://inner.test/via-proxy')
+
+    (span,) = tracer.finished_spans()
+    (_, path, headers), = server.received
+    assert response.status_code == 200
+    assert path == 'http://inner.test/via-proxy'  # absolute form: it went to the proxy
+    assert span.tags['http.url'] == 'http://inner.test/via-proxy'
+    assert tracer.extract(Format.HTTP_HEADERS, headers).span_id == span.context.span_id
