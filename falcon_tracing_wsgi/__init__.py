@@ -9,8 +9,8 @@ The public API is small:
 
 Integrations live in their own modules and are imported by full path
 (``falcon_tracing_wsgi.integrations.falcon``, ``.integrations.requests``,
-``falcon_tracing_wsgi.gunicorn``, ``.log_correlation``, ``.outbound``); test helpers in
-``falcon_tracing_wsgi.testing``.
+``.integrations.httpx``, ``.integrations.urllib3``, ``falcon_tracing_wsgi.gunicorn``,
+``.log_correlation``, ``.outbound``); test helpers in ``falcon_tracing_wsgi.testing``.
 """
 
 # NOTE: defined before the imports below, which read it (the HTTP sender's User-Agent).

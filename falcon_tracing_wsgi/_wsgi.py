@@ -50,8 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
-from ._redact import (DEFAULT_SECRET, REDACTED, Secret, compile_names, redact_query,
-                      redact_text)
+from ._redact import DEFAULT_SECRET, Secret, compile_names, redact_query, redact_text
 from ._semconv import (
     CLIENT_ADDRESS, KNOWN_METHODS, METHOD_ORIGINAL, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
     NETWORK_PROTOCOL_VERSION, OTHER_METHOD, REQUEST_METHOD, SERVER_ADDRESS, SERVER_PORT,

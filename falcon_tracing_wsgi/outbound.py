@@ -20,10 +20,16 @@ Public helpers:
     failed call's span.
 
 :func:`start_client_span` / :func:`finish_client_span`
-    The CLIENT span of the ``requests`` integration, usable directly to instrument
-    another client (``urllib3``, ``http.client``, ...). The span is named
-    ``HTTP {METHOD}``, never after the URL path, which would give every distinct URL
-    its own operation name.
+    The CLIENT span of every client integration (``requests``, ``httpx``, ``urllib3``),
+    usable directly to instrument another client (``http.client``, ...): tag names, URL
+    redaction and error recording are decided here once, for all of them. The span is
+    named ``HTTP {METHOD}``, never after the URL path, which would give every distinct
+    URL its own operation name. A span that must outlive the call that started it (a
+    streamed response, finished when its body is closed) is started with
+    ``finish_on_close=False``: the call deactivates it by closing the scope, and later
+    passes the *span* to :func:`finish_client_span`. Keeping such a span active until
+    the body is closed would leave it active for unrelated work, and two responses
+    closed out of order would corrupt the active-span stack.
 
 Decisions:
 
@@ -52,11 +58,12 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import traceback
-from collections.abc import Iterable, MutableMapping
-from typing import Any, Optional
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import opentracing
@@ -64,10 +71,10 @@ from opentracing import Format
 from opentracing.ext import tags
 
 from . import _semconv
+from ._redact import REDACTED as _REDACTED
 from ._redact import (DEFAULT_REDACT_QUERY, DEFAULT_SECRET, Secret, compile_names,
                       redact_query, redact_text)
 from .tracer.scope import scope_resetter
-from ._redact import REDACTED as _REDACTED
 
 __all__ = ['DEFAULT_REDACTED_NAMES', 'REDACTED', 'inject_headers', 'redact_url',
            'start_client_span', 'finish_client_span']
@@ -164,6 +171,7 @@ def start_client_span(
     component: str,
     tracer: Optional[opentracing.Tracer] = None,
     redact: Iterable[str] = DEFAULT_REDACTED_NAMES,
+    finish_on_close: bool = True,
 ) -> Optional[opentracing.Scope]:
     """Start and activate a CLIENT span for one outgoing HTTP request.
 
@@ -177,9 +185,13 @@ def start_client_span(
         component: the ``component`` tag (``'requests'``, ``'urllib3'``, ...).
         tracer: default: the global tracer at the time of the call.
         redact: query parameter name fragments passed to :func:`redact_url`.
+        finish_on_close: ``False`` for a span that outlives the scope: closing the scope
+            then only deactivates the span, which is finished by passing ``scope.span``
+            to :func:`finish_client_span`.
 
     Returns:
-        The active scope, to be handed to :func:`finish_client_span` exactly once;
+        The active scope, to be handed to :func:`finish_client_span` exactly once (or,
+        with ``finish_on_close=False``, closed by the caller, its span handed over);
         ``None`` when the tracer failed (the request should then go out untraced).
     """
     try:
@@ -204,19 +216,22 @@ def start_client_span(
                 span_tags[_semconv.METHOD_ORIGINAL] = method
             _add_server_tags(url, span_tags)
         return tracer.start_active_span('HTTP ' + method, tags=span_tags,
-                                        finish_on_close=True)
+                                        finish_on_close=finish_on_close)
     except Exception:
         _log.debug('could not start a client span', exc_info=True)
         return None
 
 
-def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = None,
+def finish_client_span(scope: Union[opentracing.Scope, opentracing.Span],
+                       status_code: Optional[int] = None,
                        error: Optional[BaseException] = None,
                        redact: Iterable[str] = DEFAULT_REDACTED_NAMES) -> None:
     """Record the outcome of a request on its CLIENT span, then finish and deactivate it.
 
     Args:
-        scope: what :func:`start_client_span` returned.
+        scope: what :func:`start_client_span` returned (the scope is closed), or the
+            span of a scope started with ``finish_on_close=False`` and already closed
+            (the span is finished).
         status_code: the response status, when a response arrived.
         error: the exception the client raised, when it raised one. Only
             :class:`Exception` subclasses mark the span as an error; an interrupt
@@ -224,8 +239,12 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
             are redacted like ``http.url`` (a failed call's message usually quotes it).
         redact: query parameter names, as for :func:`start_client_span`.
     """
+    end: Callable[[], None]
+    if isinstance(scope, opentracing.Scope):
+        span, end = scope.span, functools.partial(_deactivate, scope)
+    else:
+        span, end = scope, scope.finish
     try:
-        span = scope.span
         names = _semconv.default()
         if status_code is not None:
             for key in names.status_code:
@@ -250,7 +269,7 @@ def finish_client_span(scope: opentracing.Scope, status_code: Optional[int] = No
         _log.debug('could not record the outcome on a client span', exc_info=True)
     finally:
         try:
-            _deactivate(scope)
+            end()
         except Exception:
             _log.debug('could not finish a client span', exc_info=True)
 

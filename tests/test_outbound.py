@@ -149,3 +149,28 @@ def test_start_client_span_returns_none_when_the_tracer_fails():
             raise RuntimeError('tracer bug')
 
     assert start_client_span('GET', 'http://h/', 'test', tracer=Broken()) is None
+
+
+@pytest.mark.parametrize(('status', 'error', 'tags'), [
+    pytest.param(200, None, {'http.status_code': 200}, id='ok'),
+    pytest.param(502, None, {'http.status_code': 502, 'error': True}, id='5xx'),
+    pytest.param(200, OSError('reset'), {'http.status_code': 200, 'error': True},
+                 id='body-error'),
+])
+def test_a_client_span_can_outlive_its_scope(tracer, status, error, tags):
+    # A streamed response: the call returns (scope closed) before the body ends.
+    with tracer.start_active_span('parent') as parent:
+        scope = start_client_span('GET', 'http://h/', 'test', tracer=tracer,
+                                  finish_on_close=False)
+        assert tracer.active_span is scope.span
+        scope.close()
+        assert tracer.active_span is parent.span  # deactivated ...
+        assert [s.operation_name for s in tracer.finished_spans()] == []  # ... not finished
+
+    finish_client_span(scope.span, status_code=status, error=error)
+
+    client = next(s for s in tracer.finished_spans() if s.operation_name == 'HTTP GET')
+    outcome = {k: v for k, v in client.tags.items() if k in ('http.status_code', 'error')}
+    assert outcome == tags
+    assert client.parent_id == parent.span.context.span_id
+    assert len(client.logs) == (1 if error else 0)
