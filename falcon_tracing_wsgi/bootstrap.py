@@ -144,7 +144,8 @@ def build_reporter(config: TracingConfig) -> Any:
                             read_timeout=config.export_timeout,
                             headers=dict(config.zipkin_headers), gzip=config.zipkin_gzip)
     else:
-        sender = FileSender(config.log_file)  # None: sys.stderr at each write
+        sender = FileSender(config.log_file,  # None: sys.stderr at each write
+                            timeout=config.export_timeout)
     return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
                          batch_size=config.batch_size, flush_interval=config.flush_interval,
                          max_retries=config.max_retries,
