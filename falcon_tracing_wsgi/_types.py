@@ -83,6 +83,9 @@ class Sender(Protocol):
 
     def send(self, body: bytes, span_count: int) -> None: ...
 
+    #: Optional: where the spans go, for log lines (``http://host:9411/api/v2/spans``).
+    destination: str
+
     def close(self) -> None: ...
 
 
@@ -93,8 +96,11 @@ class SendError(Exception):
         message: what went wrong, for the (rate-limited) log line.
         retryable: whether sending the same batch again may succeed (connection errors,
             timeouts, 5xx) or not (4xx: the collector rejected the payload).
+        too_large: the destination refused the batch for its size (HTTP 413); the
+            pipeline then sends each half of it on its own.
     """
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, *, too_large: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.too_large = too_large

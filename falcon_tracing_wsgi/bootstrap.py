@@ -132,9 +132,7 @@ def build_reporter(config: TracingConfig) -> Any:
             UdpSender(config.xray_daemon_address, timeout=config.export_timeout),
             SegmentEncoder(config.service_name, tags=config.tags,
                            working_directory=os.getcwd(), sdk_version=__version__),
-            max_queue_size=config.queue_size, batch_size=config.batch_size,
-            flush_interval=config.flush_interval, max_retries=config.max_retries,
-            shutdown_timeout=config.shutdown_timeout)
+            **_pipeline_options(config))
     encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()),
                             process_tags=dict(config.tags))
     sender: Any
@@ -146,10 +144,15 @@ def build_reporter(config: TracingConfig) -> Any:
     else:
         sender = FileSender(config.log_file,  # None: sys.stderr at each write
                             timeout=config.export_timeout)
-    return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
-                         batch_size=config.batch_size, flush_interval=config.flush_interval,
-                         max_retries=config.max_retries,
-                         shutdown_timeout=config.shutdown_timeout)
+    return BatchReporter(sender, encoder, **_pipeline_options(config))
+
+
+def _pipeline_options(config: TracingConfig) -> dict[str, Any]:
+    """The export pipeline's settings, the same for every format and transport."""
+    return {'max_queue_size': config.queue_size, 'max_queue_bytes': config.queue_bytes,
+            'batch_size': config.batch_size, 'max_batch_bytes': config.batch_bytes,
+            'flush_interval': config.flush_interval, 'max_retries': config.max_retries,
+            'shutdown_timeout': config.shutdown_timeout}
 
 
 @functools.lru_cache(maxsize=1)

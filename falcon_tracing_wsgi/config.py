@@ -351,9 +351,16 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_optional_text,
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
-             'Finished spans held for export before new ones are dropped (and counted).'),
+             'Finished spans held for export before new ones are dropped (and counted); '
+             'FALCON_TRACING_QUEUE_BYTES bounds their size.'),
+    _Setting('queue_bytes', 'FALCON_TRACING_QUEUE_BYTES', _number(int, 1024, None),
+             'Bytes of encoded spans held for export before new ones are dropped (and '
+             'counted).'),
     _Setting('batch_size', 'FALCON_TRACING_BATCH_SIZE', _number(int, 1, None),
-             'Spans per upload.'),
+             'The most spans per upload (unset: only FALCON_TRACING_BATCH_BYTES limits it).'),
+    _Setting('batch_bytes', 'FALCON_TRACING_BATCH_BYTES', _number(int, 1024, None),
+             'The most bytes per upload; a larger span fails alone, and a batch the '
+             'collector refuses as too large (413) is split.'),
     _Setting('flush_interval', 'FALCON_TRACING_FLUSH_INTERVAL', _number(float, 0.01, 3600.0),
              'Seconds between uploads when the batch is not full.'),
     _Setting('export_timeout', 'FALCON_TRACING_EXPORT_TIMEOUT', _number(float, 0.01, 600.0),
@@ -409,8 +416,10 @@ class TracingConfig:
     zipkin_gzip: bool = False
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
-    queue_size: int = 2048
-    batch_size: int = 256
+    queue_size: int = 65536
+    queue_bytes: int = 16 * 1024 * 1024
+    batch_size: Optional[int] = None
+    batch_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
     export_timeout: float = 5.0
     max_retries: int = 2
@@ -426,9 +435,13 @@ class TracingConfig:
             raise ConfigError('FALCON_TRACING_REPORTER=zipkin needs FALCON_TRACING_ZIPKIN_URL '
                               '(or OTEL_EXPORTER_ZIPKIN_ENDPOINT), e.g. '
                               'http://127.0.0.1:9411/api/v2/spans')
-        if self.batch_size > self.queue_size:
+        if self.batch_size is not None and self.batch_size > self.queue_size:
             raise ConfigError(f'FALCON_TRACING_BATCH_SIZE={self.batch_size} is not valid: it '
                               f'must not exceed FALCON_TRACING_QUEUE_SIZE={self.queue_size}')
+        if self.batch_bytes > self.queue_bytes:
+            raise ConfigError(f'FALCON_TRACING_BATCH_BYTES={self.batch_bytes} is not valid: '
+                              f'it must not exceed FALCON_TRACING_QUEUE_BYTES='
+                              f'{self.queue_bytes}')
         for name in ('request_hook', 'response_hook', 'operation_name'):
             value = getattr(self, name)
             if value is not None and not callable(value):

@@ -1,16 +1,14 @@
 """The HTTP transport: a framed batch POSTed to a collector (Zipkin's ``/api/v2/spans``).
 
-A sender does two things for the export pipeline, and nothing else:
+A sender delivers the body of one batch, framed by the format's encoder (for Zipkin a
+JSON array ``[a,b,c]``, the body of ``POST /api/v2/spans``); see
+:mod:`falcon_tracing_wsgi.export` for the contract:
 
-``frame(encoded) -> bytes``
-    Joins the encoded spans of a batch into the bytes this destination expects: a JSON
-    array (``[a,b,c]``), the body of ``POST /api/v2/spans``. (The file transport,
-    :mod:`.file`, writes JSON lines instead; the UDP transport, :mod:`.udp`, one datagram
-    per span.)
 ``send(body, span_count, timeout=None)``
     Delivers the bytes or raises :class:`~falcon_tracing_wsgi._types.SendError` saying
-    whether trying again may help. ``timeout`` (seconds) is the caller's remaining time;
-    the sender never blocks longer than that.
+    whether trying again may help, and whether the body was refused for its size
+    (413, ``too_large``: the pipeline then splits the batch). ``timeout`` (seconds) is
+    the caller's remaining time; the sender never blocks longer than that.
 
 :class:`HttpSender` design:
 
@@ -29,8 +27,10 @@ A sender does two things for the export pipeline, and nothing else:
   (each read's socket timeout is set to the time left), so a collector that answers a
   byte at a time cannot stretch it. The caller's ``timeout`` caps both.
 * Status codes: 2xx is success. 408 and 429 and every 5xx are retryable, like timeouts
-  and connection errors. Any other status (4xx: the collector rejected the payload; 3xx:
-  the URL is wrong) is not: sending the same bytes again would fail the same way.
+  and connection errors. 413 (the body is too large) is not retryable as it is, but
+  says ``too_large``: the halves of the batch may pass. Any other status (4xx: the
+  collector rejected the payload; 3xx: the URL is wrong) is not: sending the same bytes
+  again would fail the same way.
 * https uses :func:`ssl.create_default_context` (certificates verified, system CAs)
   unless an ``ssl_context`` is given; certificate errors are not retryable. There is no
   proxy support, and credentials go in ``headers`` (``Authorization``), never in the URL.
@@ -240,7 +240,10 @@ class HttpSender:
         self._conn_pid = 0
         self._closed = False
 
-    frame = staticmethod(frame_json_array)
+    @property
+    def destination(self) -> str:
+        """The endpoint, for log lines (without its query, which could hold a token)."""
+        return self._where
 
     @property
     def connect_timeout(self) -> float:
@@ -310,7 +313,8 @@ class HttpSender:
         shown = data[:_SHOWN_BODY].decode('utf-8', 'replace').strip()
         retryable = status >= 500 or status in _RETRYABLE_4XX
         raise SendError(f'POST {self._where} ({span_count} spans): HTTP {status}'
-                        + (f': {shown}' if shown else ''), retryable=retryable)
+                        + (f': {shown}' if shown else ''), retryable=retryable,
+                        too_large=status == 413)
 
     def close(self) -> None:
         """Close the connection; a send in progress on another thread fails (retryable)."""
