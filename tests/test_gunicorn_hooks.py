@@ -82,6 +82,7 @@ def span_file(tmp_path, monkeypatch):
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
+    spans.path = path
     return spans
 
 
@@ -209,7 +210,43 @@ def test_worker_exit_sends_everything_and_logs_one_summary_line(span_file):
     assert opentracing.global_tracer().reporter.closed
     (line,) = server.log.visible()
     assert line[0] == 'info'
-    assert f'worker {worker.pid} (age 4) exit: 3 spans sent, 0 dropped, 0 failed' in line[1]
+    assert f'worker {worker.pid} (age 4) exit: zipkin to {span_file.path}: 3 spans sent, ' \
+           f'0 dropped, 0 failed in ' in line[1]
+
+
+@pytest.mark.parametrize('env,destination', [
+    pytest.param({'FALCON_TRACING_REPORTER': 'xray',
+                  'FALCON_TRACING_XRAY_DAEMON_ADDRESS': '127.0.0.1:2999'},
+                 'xray to udp://127.0.0.1:2999', id='xray'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:9/api/v2/spans?token=s3cret',
+                  'FALCON_TRACING_MAX_RETRIES': '0'},
+                 'zipkin to http://127.0.0.1:9/api/v2/spans', id='zipkin'),
+])
+def test_one_summary_line_per_process_names_the_format_and_destination(
+        monkeypatch, caplog, env, destination):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv('FALCON_TRACING_FLUSH_INTERVAL', '3600')
+    worker = FakeWorker()
+    server = FakeServer()
+    hooks.post_fork(server, worker)
+    traced_spans(1)
+    caplog.set_level('INFO', logger='falcon_tracing_wsgi')
+    hooks.worker_exit(server, worker)
+    (line,) = server.log.visible()
+    assert f'exit: {destination}: ' in line[1]
+    assert line[1].count(' sent, ') == 1
+    assert 's3cret' not in line[1]
+    assert [r.getMessage() for r in caplog.records if 'closed' in r.getMessage()] == []
+
+
+def test_a_worker_that_never_booted_logs_no_summary(span_file):
+    worker = FakeWorker()
+    worker.booted = False
+    server = FakeServer()
+    hooks.post_fork(server, worker)
+    hooks.worker_exit(server, worker)
+    assert server.log.visible() == []
 
 
 def test_worker_exit_in_the_master_does_nothing(span_file):
@@ -341,8 +378,9 @@ def test_worker_exit_after_an_abort_keeps_to_the_short_deadline(span_file, monke
     hooks.post_fork(server, worker)
     hooks.worker_abort(worker)
     closes = []
-    tracer = opentracing.global_tracer()
-    monkeypatch.setattr(tracer, 'close', lambda timeout: closes.append(timeout) or True)
+    reporter = opentracing.global_tracer().reporter
+    monkeypatch.setattr(reporter, 'close',
+                        lambda timeout, **kwargs: closes.append(timeout) or True)
     hooks.worker_exit(server, worker)
     assert closes == [hooks._ABORT_FLUSH_TIMEOUT]
 
@@ -357,7 +395,8 @@ def test_on_exit_closes_the_masters_reporter(span_file):
     hooks.on_exit(server)
     assert [span['name'] for span in span_file()] == ['work-0']
     (line,) = server.log.visible()
-    assert f'master {os.getpid()} exit: 1 spans sent, 0 dropped, 0 failed' in line[1]
+    assert f'master {os.getpid()} exit: zipkin to {span_file.path}: 1 span sent, 0 dropped, ' \
+           f'0 failed in ' in line[1]
 
 
 def test_on_exit_without_our_tracer_logs_nothing():

@@ -614,8 +614,9 @@ class BatchReporter:
                     return None
                 if attempt > self.max_retries or out_of_time:
                     self._resolve(failed=count)
-                    self._warnings.warn('%s lost after %d attempts: %s', _spans(count),
-                                        attempt, exc)
+                    self._warnings.warn('%s lost after %s: %s', _spans(count),
+                                        '1 attempt' if attempt == 1 else f'{attempt} attempts',
+                                        exc)
                     return False
                 self._interrupt.wait(backoff)
                 continue
