@@ -152,7 +152,7 @@ class FileSender:
                                    | getattr(os, 'O_CLOEXEC', 0), 0o644)
             _write_fd(self._fd, body, deadline)
             return
-        stream = self._stream if self._stream is not None else sys.stderr
+        stream: IO[Any] = self._stream if self._stream is not None else sys.stderr
         try:
             fd = stream.fileno()
         except (AttributeError, OSError, ValueError, io.UnsupportedOperation):

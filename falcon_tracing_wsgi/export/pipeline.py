@@ -836,10 +836,6 @@ class NoopReporter:
         """Nothing to close."""
         return True
 
-    def _waiting(self) -> int:
-        with self._lock:
-            return len(self._queue) + self._encoding + len(self._encoded)
-
     def stats(self) -> dict[str, int]:
         """Always zeros: nothing is kept or counted."""
         return {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0, 'queued_bytes': 0,
