@@ -30,9 +30,10 @@ number of GIL hand-offs per span was. Hence this design:
   so a busy process makes few, large POSTs (each POST costs ~110 us of CPU whatever
   its size).
 * **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
-  append while fewer than ``help_at`` spans wait to be encoded; above that mark (the
-  worker is starved of interpreter time), each report also encodes two waiting spans on
-  the request thread, so the raw queue shrinks instead of overflowing. Under normal load
+  append while fewer than 1,024 spans wait to be encoded; above that mark (the worker is
+  starved of interpreter time), the report that finds it encodes the 16 oldest waiting
+  spans on the request thread (about one report in 16 pays ~50 us), so the raw queue
+  shrinks instead of overflowing. Under normal load
   the worker is woken every ``_WAKE_AT`` spans and encodes them in idle time; requests
   pay for encoding only when the process is saturated, which is exactly when nothing
   else would do it.
@@ -112,7 +113,9 @@ import os
 import random
 import threading
 import weakref
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice
 from time import monotonic as _monotonic
 from typing import Any, Callable, Optional, Union
 
@@ -134,9 +137,9 @@ DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Spans waiting to be encoded that wake the worker (it encodes them in idle time).
 _WAKE_AT = 128
-#: Spans waiting to be encoded above which each report() also encodes _HELP of them.
+#: Spans waiting to be encoded above which a report() encodes _HELP of them.
 _HELP_AT = 1024
-_HELP = 2
+_HELP = 16
 #: Spans the worker encodes per round trip to the lock.
 _ENCODE_CHUNK = 256
 #: Framing allowance: per piece (a separator, a length prefix) and per batch (brackets,
@@ -145,6 +148,70 @@ _PIECE_OVERHEAD = 8
 _BATCH_OVERHEAD = 1024
 
 Piece = Union[str, bytes]
+
+
+class _PieceQueue:
+    """Encoded pieces waiting to be sent, with their sizes (use with the lock held).
+
+    PERF: the methods are C-level work: a batch of thousands of pieces is taken with one
+    bisect over the running sizes and one list slice, never one ``popleft`` per piece.
+    This runs with the reporter's lock held, and a thread that the interpreter preempts
+    while holding it makes every reporting thread wait a whole switch interval (5 ms).
+    """
+
+    __slots__ = ('_items', '_ends', '_head', '_taken', 'bytes')
+
+    def __init__(self) -> None:
+        self._items: list[Piece] = []
+        self._ends: list[int] = []  # running size after each item (never rebased)
+        self._head = 0              # the first item not taken yet
+        self._taken = 0             # the running size before it
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def extend(self, pieces: list[Piece], size: int) -> None:
+        if pieces:
+            last = self._ends[-1] if self._ends else self._taken
+            self._items.extend(pieces)
+            self._ends.extend(islice(accumulate(map(len, pieces), initial=last), 1, None))
+            self.bytes += size
+
+    def take(self, cap: int, budget: int) -> list[Piece]:
+        """The oldest pieces, at most ``cap`` of them and ``budget`` bytes with framing."""
+        head, ends, taken = self._head, self._ends, self._taken
+        count = min(len(self._items) - head, cap)
+        if count <= 0:
+            return []
+        count = bisect_right(ends, taken + budget, head, head + count) - head
+        while count > 1 and ends[head + count - 1] - taken + count * _PIECE_OVERHEAD > budget:
+            count -= max(1, count // 64)  # the framing allowance: a step or two back
+        count = max(count, 1)  # one piece always fits: larger ones failed when encoded
+        batch = self._items[head:head + count]
+        self._head = head = head + count
+        self.bytes -= ends[head - 1] - taken
+        self._taken = ends[head - 1]
+        if head == len(self._items):
+            self.clear()
+        elif head > 4096 and head * 2 > len(self._items):
+            del self._items[:head]
+            del self._ends[:head]
+            self._head = 0
+        return batch
+
+    def put_back(self, pieces: list[Piece]) -> None:
+        """Put taken pieces back at the head (a flush out of time: rare)."""
+        items = pieces + self._items[self._head:]
+        size = sum(map(len, pieces))
+        waiting = self.bytes
+        self.clear()
+        self.extend(items, waiting + size)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._ends.clear()
+        self._head = self._taken = self.bytes = 0
 
 
 class _WarningGate:
@@ -278,7 +345,7 @@ class BatchReporter:
         self._wake_at = min(_WAKE_AT, self._batch_cap) - 1  # raw length before an append
         self._warnings = _WarningGate(float(warn_interval), self.name)
         self._queue: deque[Any] = deque()       # spans waiting to be encoded
-        self._encoded: deque[Piece] = deque()   # encoded pieces waiting to be sent
+        self._encoded = _PieceQueue()           # encoded pieces waiting to be sent
         self._closed = False
         self._close_deadline: Optional[float] = None
         self._atexit_registered = False
@@ -300,7 +367,6 @@ class BatchReporter:
         self._make_primitives()
         self._queue.clear()
         self._encoded.clear()
-        self._encoded_bytes = 0
         self._encoding = 0   # taken off the raw queue, being encoded
         self._in_flight = 0  # in a batch being sent
         self._sent = 0
@@ -328,7 +394,7 @@ class BatchReporter:
         # PERF: report() compares the raw queue's length with this one number, which
         # leaves room for what is being encoded and what is encoded; every change to
         # those (and closing, and a full byte queue) recomputes it.
-        if self._closed or self._encoded_bytes >= self.max_queue_bytes:
+        if self._closed or self._encoded.bytes >= self.max_queue_bytes:
             self._fast_limit = 0
         else:
             self._fast_limit = min(self._help_at, self.max_queue_size - len(self._encoded)
@@ -363,18 +429,24 @@ class BatchReporter:
         self._report_slow(span)
 
     def _report_slow(self, span: Any) -> None:
-        with self._lock:
-            queue = self._queue
-            if self._closed or self._encoded_bytes >= self.max_queue_bytes or \
-                    len(queue) + len(self._encoded) + self._encoding >= self.max_queue_size:
+        # NOTE: the bounds are read without the lock, as on the fast path: concurrent
+        # reporters may overshoot them by one span each; taking the lock for every span
+        # of a saturated process would make the request threads queue on it.
+        queue = self._queue
+        if self._closed or self._encoded.bytes >= self.max_queue_bytes or \
+                len(queue) + len(self._encoded) + self._encoding >= self.max_queue_size:
+            with self._lock:
                 self._dropped += 1
-                return
-            queue.append(span)
-            if len(queue) < self._help_at:
-                return
-            # The worker falls behind (starved of interpreter time): this thread
-            # encodes the oldest waiting spans, so the queue shrinks instead of
-            # overflowing. Two per report: one for this span, one off the backlog.
+            return
+        queue.append(span)
+        if len(queue) < self._help_at:
+            return
+        # The worker falls behind (starved of interpreter time): this thread encodes
+        # the oldest waiting spans, so the queue shrinks instead of overflowing.
+        # PERF: _HELP at a time (one lock round trip for all of them), which brings the
+        # queue _HELP - 1 spans under the mark: about one report in _HELP pays, for
+        # _HELP encodings (~50 us).
+        with self._lock:
             count = min(_HELP, len(queue))
             batch = [queue.popleft() for _ in range(count)]
             self._encoding += count
@@ -408,9 +480,10 @@ class BatchReporter:
     def _encode_into_queue(self, batch: list[Any]) -> None:
         """Encode spans taken off the raw queue (counted as encoding) into the byte queue."""
         encode = self._encode
+        largest = self._largest_piece
         pieces: list[Piece] = []
         add = pieces.append
-        bad = 0
+        size = bad = oversized = biggest = 0
         for span in batch:
             try:
                 piece = encode(span)
@@ -418,33 +491,29 @@ class BatchReporter:
                 piece = None
             if piece is None:
                 bad += 1
-            else:
-                add(piece)
-        largest = self._largest_piece
-        oversized = [len(piece) for piece in pieces if len(piece) > largest]
-        if oversized:
-            pieces = [piece for piece in pieces if len(piece) <= largest]
-        dropped = 0
+                continue
+            length = len(piece)
+            if length > largest:
+                oversized += 1
+                biggest = max(biggest, length)
+                continue
+            add(piece)
+            size += length
         with self._lock:
             self._encoding -= len(batch)
-            self._failed += bad + len(oversized)
-            room = self.max_queue_bytes - self._encoded_bytes
-            size = 0
-            for piece in pieces:
-                size += len(piece)
+            if bad or oversized:
+                self._failed += bad + oversized
+            room = self.max_queue_bytes - self._encoded.bytes
             if size > room:  # full: keep what fits, oldest first
-                kept = 0
-                size = 0
+                kept = size = 0
                 for piece in pieces:
                     if size + len(piece) > room:
                         break
                     size += len(piece)
                     kept += 1
-                dropped = len(pieces) - kept
-                self._dropped += dropped
+                self._dropped += len(pieces) - kept
                 del pieces[kept:]
-            self._encoded.extend(pieces)
-            self._encoded_bytes += size
+            self._encoded.extend(pieces, size)
             self._update_limits()
             ready = self._batch_ready()
         if bad:
@@ -452,8 +521,8 @@ class BatchReporter:
                                 'contract)', _spans(bad), outage=False)
         if oversized:
             self._warnings.warn('%s larger than max_batch_bytes (%d) failed alone (%d '
-                                'bytes at most)', _spans(len(oversized)),
-                                self.max_batch_bytes, max(oversized), outage=False)
+                                'bytes at most)', _spans(oversized), self.max_batch_bytes,
+                                biggest, outage=False)
         if ready and not self._wake.is_set():
             self._wake.set()
 
@@ -461,7 +530,7 @@ class BatchReporter:
         """Whether a full batch waits (call with the lock held)."""
         encoded = len(self._encoded)
         return encoded >= self._batch_cap or (
-            self._encoded_bytes + encoded * _PIECE_OVERHEAD + _BATCH_OVERHEAD
+            self._encoded.bytes + encoded * _PIECE_OVERHEAD + _BATCH_OVERHEAD
             >= self.max_batch_bytes)
 
     def _encode_waiting(self, limit: Optional[int]) -> None:
@@ -526,32 +595,19 @@ class BatchReporter:
     def _take_batch(self, limit: Optional[int], partial: bool) -> Optional[list[Piece]]:
         """The oldest encoded pieces that fit one send, counted in flight; None if none."""
         with self._lock:
-            encoded = self._encoded
-            if not encoded or (limit is not None and limit <= 0):
+            if not self._encoded or (limit is not None and limit <= 0):
                 return None
             if not partial and not self._batch_ready():
                 return None
             cap = self._batch_cap if limit is None else min(self._batch_cap, limit)
-            budget = self.max_batch_bytes - _BATCH_OVERHEAD
-            batch: list[Piece] = []
-            add = batch.append
-            popleft = encoded.popleft
-            size = 0
-            while encoded and len(batch) < cap:
-                cost = len(encoded[0]) + _PIECE_OVERHEAD
-                if batch and size + cost > budget:
-                    break
-                size += cost
-                add(popleft())
-            self._encoded_bytes -= size - len(batch) * _PIECE_OVERHEAD
+            batch = self._encoded.take(cap, self.max_batch_bytes - _BATCH_OVERHEAD)
             self._in_flight += len(batch)
             self._update_limits()
             return batch
 
     def _requeue(self, batch: list[Piece]) -> None:
         with self._lock:
-            self._encoded.extendleft(reversed(batch))
-            self._encoded_bytes += sum(len(piece) for piece in batch)
+            self._encoded.put_back(batch)
             self._in_flight -= len(batch)
             self._update_limits()
 
@@ -713,7 +769,6 @@ class BatchReporter:
             leftover = len(self._queue) + len(self._encoded)
             self._queue.clear()
             self._encoded.clear()
-            self._encoded_bytes = 0
             self._dropped += leftover
             done = self._in_flight == 0 and self._encoding == 0
         if first and log_summary:
@@ -736,7 +791,7 @@ class BatchReporter:
             return {'queued': len(self._queue) + self._encoding + len(self._encoded)
                     + self._in_flight,
                     'sent': self._sent, 'dropped': self._dropped, 'failed': self._failed,
-                    'queued_bytes': self._encoded_bytes,
+                    'queued_bytes': self._encoded.bytes,
                     'max_queue_bytes': self.max_queue_bytes}
 
     def summary(self) -> str:
