@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from time import monotonic as _monotonic
 from typing import Any, Optional
 
@@ -159,9 +160,11 @@ def worker_abort(worker: Any) -> None:
     """gunicorn's worker timeout: finish the in-flight spans with an error and flush them.
 
     NOTE: gunicorn calls this from its SIGABRT handler, on the main thread, which may be
-    anywhere in the request (a sync worker's request runs there). Everything here is
-    bounded by the short deadline; should the signal land while that same thread holds
-    the reporter's lock, the flush waits until the master's SIGKILL, which comes anyway.
+    anywhere in the request (a sync worker's request runs there), even inside the
+    reporter while it holds its lock. So the flush runs on a helper thread, waited for
+    only until the short deadline: a lock the interrupted frame holds cannot hold the
+    hook (the exit that follows unwinds that frame and releases it, and worker_exit
+    then closes the reporter within the same short deadline).
     """
     global _aborted
     _aborted = True
@@ -171,12 +174,22 @@ def worker_abort(worker: Any) -> None:
         tracer = _our_tracer()
         flushed = True
         if tracer is not None:
-            flushed = tracer.flush(min(_shutdown_timeout(), _ABORT_FLUSH_TIMEOUT))
+            flushed = _bounded_flush(tracer, min(_shutdown_timeout(), _ABORT_FLUSH_TIMEOUT))
         log.warning('falcon-tracing-wsgi: worker %s timed out; %d in-flight spans finished '
                     'with error=true%s', getattr(worker, 'pid', os.getpid()), count,
                     '' if flushed else ' (the flush did not complete in time)')
     except Exception:
         log.warning('falcon-tracing-wsgi: worker_abort hook failed', exc_info=True)
+
+
+def _bounded_flush(tracer: Any, timeout: float) -> bool:
+    """``tracer.flush(timeout)`` on a helper thread, waited for ``timeout`` at most."""
+    result: list[bool] = []
+    helper = threading.Thread(target=lambda: result.append(bool(tracer.flush(timeout))),
+                              name='falcon-tracing-wsgi-abort-flush', daemon=True)
+    helper.start()
+    helper.join(timeout + 0.05)
+    return bool(result and result[0])
 
 
 def on_exit(server: Any) -> None:

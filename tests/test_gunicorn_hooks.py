@@ -372,6 +372,23 @@ def test_worker_abort_finishes_the_timed_out_request_with_an_error_and_flushes(s
     response.close()
 
 
+def test_worker_abort_keeps_its_deadline_when_it_interrupts_the_reporter(span_file):
+    """The SIGABRT handler runs on the main thread, which may be inside the reporter
+    holding its lock (a request reporting its span): the hook must still return."""
+    import time
+    worker = FakeWorker()
+    hooks.post_fork(FakeServer(), worker)
+    traced_spans(2)
+    reporter = opentracing.global_tracer().reporter
+    with reporter._lock:  # the interrupted frame's lock (the reporter's own, private)
+        started = time.monotonic()
+        hooks.worker_abort(worker)
+        elapsed = time.monotonic() - started
+    assert elapsed < hooks._ABORT_FLUSH_TIMEOUT + 0.5
+    (line,) = worker.log.visible()
+    assert 'the flush did not complete in time' in line[1]
+
+
 def test_worker_exit_after_an_abort_keeps_to_the_short_deadline(span_file, monkeypatch):
     worker = FakeWorker()
     server = FakeServer()
