@@ -30,12 +30,13 @@ number of GIL hand-offs per span was. Hence this design:
   so a busy process makes few, large POSTs (each POST costs ~110 us of CPU whatever
   its size).
 * **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
-  append while fewer than 1,024 spans wait to be encoded; above that mark (the worker is
-  starved of interpreter time), the report that finds it encodes the 16 oldest waiting
-  spans on the request thread (about one report in 16 pays ~50 us), so the raw queue
-  shrinks instead of overflowing. Under normal load the worker is woken every 128 spans
-  and encodes them in idle time; requests pay for encoding only when the process is
-  saturated, which is exactly when nothing else would do it.
+  append while fewer than 1,024 spans (or half of ``max_queue_size``) wait to be
+  encoded; above that mark (the worker is starved of interpreter time), the report that
+  finds it encodes the 16 oldest waiting spans on the request thread (about one report
+  in 16 pays ~50 us), so the raw queue shrinks instead of overflowing. Under normal
+  load the worker is woken every 128 spans and encodes them in idle time; requests pay
+  for encoding only when the process is saturated, which is exactly when nothing else
+  would do it.
 * **Short critical sections.** The lock is held only for counters and O(1) or C-level
   queue operations (a batch of thousands of pieces is one bisect and one slice, see
   :class:`_PieceQueue`): a thread the interpreter preempts while holding it makes every
@@ -355,8 +356,10 @@ class BatchReporter:
         self.shutdown_timeout = float(shutdown_timeout)
         self._batch_cap = batch_size if batch_size is not None else max_queue_size
         self._largest_piece = max_batch_bytes - _BATCH_OVERHEAD - _PIECE_OVERHEAD
-        self._help_at = min(_HELP_AT, max_queue_size)
-        self._wake_at = min(_WAKE_AT, self._batch_cap) - 1  # raw length before an append
+        # a small queue (a test, a tiny service) gets help at half its size
+        self._help_at = min(_HELP_AT, max(1, max_queue_size // 2))
+        # the raw length before an append that wakes the worker: before any help is due
+        self._wake_at = min(_WAKE_AT, self._batch_cap, self._help_at) - 1
         self._warnings = _WarningGate(float(warn_interval), self.name)
         self._queue: deque[Any] = deque()       # spans waiting to be encoded
         self._encoded = _PieceQueue()           # encoded pieces waiting to be sent
