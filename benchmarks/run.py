@@ -7,9 +7,11 @@ The benchmarks (each also runs on its own, see ``benchmarks/README.md``):
 * ``e2e``: gunicorn ``-w 2`` under wrk (or a Python load generator): throughput, p99,
   worker CPU and peak RSS, spans received == requests answered;
 * ``reporter``: spans per second one process encodes and sends;
+* ``delivery``: spans made / delivered / dropped under load (CPU-bound request threads,
+  child spans, a tight loop) at default settings;
 * ``propagation``: extract and inject cost per format;
 * ``instructions``: instructions per request counted by valgrind's callgrind (bare,
-  sampled + Zipkin, sampled + OTLP when the package has it, unsampled, excluded,
+  sampled + Zipkin, sampled + OTLP, unsampled, excluded,
   OpenTelemetry), the budgets beside them; skipped when valgrind is not installed.
 
 ``--quick`` runs each one briefly (well under two minutes in all) to prove it works:
@@ -31,10 +33,11 @@ from typing import Any, Callable
 
 from _common import machine
 
-BENCHMARKS = ('propagation', 'reporter', 'instructions', 'inprocess', 'e2e')
+BENCHMARKS = ('propagation', 'reporter', 'delivery', 'instructions', 'inprocess', 'e2e')
 
 
 def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, Any], str]]]:
+    import bench_delivery
     import bench_e2e
     import bench_inprocess
     import bench_instructions
@@ -53,6 +56,11 @@ def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, A
         result = bench_reporter.run(5_000, 2_000) if quick else bench_reporter.run()
         return result, bench_reporter.format_summary(result, not quick)
 
+    def delivery() -> tuple[dict[str, Any], str]:
+        result = bench_delivery.run(0.5 if quick else 3.0)
+        wrapped = {'scenarios': result, 'lost': bench_delivery.problems(result)}
+        return wrapped, bench_delivery.format_summary(result, not quick)
+
     def propagation() -> tuple[dict[str, Any], str]:
         result = bench_propagation.run(2_000 if quick else 100_000)
         return result, bench_propagation.format_summary(result)
@@ -70,7 +78,7 @@ def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, A
         return result, bench_instructions.format_summary(result)
 
     return {'inprocess': inprocess, 'e2e': e2e, 'reporter': reporter,
-            'propagation': propagation, 'instructions': instructions}
+            'delivery': delivery, 'propagation': propagation, 'instructions': instructions}
 
 
 def main() -> int:

@@ -85,6 +85,9 @@ class Sender(Protocol):
 
     def send(self, body: bytes, span_count: int) -> Optional[PartialSuccess]: ...
 
+    #: Optional: where the spans go, for log lines (``http://host:9411/api/v2/spans``).
+    destination: str
+
     def close(self) -> None: ...
 
 
@@ -98,13 +101,16 @@ class SendError(Exception):
         retry_after: seconds the collector asked to wait before trying again (HTTP
             ``Retry-After``), or ``None``; the reporter waits that long instead of its
             own backoff, within its deadline.
+        too_large: the destination refused the batch for its size (HTTP 413); the
+            pipeline then sends each half of it on its own.
     """
 
     def __init__(self, message: str, retryable: bool,
-                 retry_after: Optional[float] = None) -> None:
+                 retry_after: Optional[float] = None, *, too_large: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.too_large = too_large
 
 
 class PartialSuccess(NamedTuple):

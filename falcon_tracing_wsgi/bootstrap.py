@@ -154,9 +154,7 @@ def build_reporter(config: TracingConfig) -> Any:
             UdpSender(config.xray_daemon_address, timeout=config.export_timeout),
             SegmentEncoder(config.service_name, tags=config.tags,
                            working_directory=os.getcwd(), sdk_version=__version__),
-            max_queue_size=config.queue_size, batch_size=config.batch_size,
-            flush_interval=config.flush_interval, max_retries=config.max_retries,
-            shutdown_timeout=config.shutdown_timeout)
+            **_pipeline_options(config))
     if kind == 'otlp':
         return _otlp_reporter(config)
     encoder = JsonV2Encoder(Endpoint(config.service_name, ipv4=_host_ipv4()),
@@ -168,11 +166,17 @@ def build_reporter(config: TracingConfig) -> Any:
                             read_timeout=config.export_timeout,
                             headers=dict(config.zipkin_headers), gzip=config.zipkin_gzip)
     else:
-        sender = FileSender(config.log_file)  # None: sys.stderr at each write
-    return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
-                         batch_size=config.batch_size, flush_interval=config.flush_interval,
-                         max_retries=config.max_retries,
-                         shutdown_timeout=config.shutdown_timeout)
+        sender = FileSender(config.log_file,  # None: sys.stderr at each write
+                            timeout=config.export_timeout)
+    return BatchReporter(sender, encoder, **_pipeline_options(config))
+
+
+def _pipeline_options(config: TracingConfig) -> dict[str, Any]:
+    """The export pipeline's settings, the same for every format and transport."""
+    return {'max_queue_size': config.queue_size, 'max_queue_bytes': config.queue_bytes,
+            'batch_size': config.batch_size, 'max_batch_bytes': config.batch_bytes,
+            'flush_interval': config.flush_interval, 'max_retries': config.max_retries,
+            'shutdown_timeout': config.shutdown_timeout}
 
 
 def _otlp_reporter(config: TracingConfig) -> BatchReporter:
@@ -186,13 +190,10 @@ def _otlp_reporter(config: TracingConfig) -> BatchReporter:
                         read_timeout=config.otlp_timeout, headers=dict(config.otlp_headers),
                         gzip=config.otlp_compression == 'gzip',
                         ssl_context=_otlp_ssl_context(config),
-                        content_type=encoder.content_type, frame=encoder.frame,
+                        content_type=encoder.content_type,
                         retry_statuses=RETRYABLE_STATUSES, retry_after=True,
                         parse_response=encoder.read_response)
-    return BatchReporter(sender, encoder, max_queue_size=config.queue_size,
-                         batch_size=config.batch_size, flush_interval=config.flush_interval,
-                         max_retries=config.max_retries,
-                         shutdown_timeout=config.shutdown_timeout)
+    return BatchReporter(sender, encoder, **_pipeline_options(config))
 
 
 def _otlp_ssl_context(config: TracingConfig) -> Optional[ssl.SSLContext]:

@@ -685,7 +685,11 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting('log_file', 'FALCON_TRACING_LOG_FILE', _parse_log_file,
              'File the log reporter appends to (default: standard error).'),
     _Setting('queue_size', 'FALCON_TRACING_QUEUE_SIZE', _number(int, 1, None),
-             'Finished spans held for export before new ones are dropped (and counted).'),
+             'Finished spans held for export before new ones are dropped (and counted); '
+             'FALCON_TRACING_QUEUE_BYTES bounds their size.'),
+    _Setting('queue_bytes', 'FALCON_TRACING_QUEUE_BYTES', _number(int, 1024, None),
+             'Bytes of encoded spans held for export before new ones are dropped (and '
+             'counted).'),
     _Setting('span_attribute_count_limit', 'FALCON_TRACING_SPAN_ATTRIBUTE_COUNT_LIMIT',
              _number(int, 0, None),
              'Tags per span; a tag with a new key beyond it is dropped and counted '
@@ -707,7 +711,10 @@ SETTINGS: tuple[_Setting, ...] = (
              'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT',
              otel_more=(('OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT', None),)),
     _Setting('batch_size', 'FALCON_TRACING_BATCH_SIZE', _number(int, 1, None),
-             'Spans per upload.'),
+             'The most spans per upload (unset: only FALCON_TRACING_BATCH_BYTES limits it).'),
+    _Setting('batch_bytes', 'FALCON_TRACING_BATCH_BYTES', _number(int, 1024, None),
+             'The most bytes per upload; a larger span fails alone, and a batch the '
+             'collector refuses as too large (413) is split.'),
     _Setting('flush_interval', 'FALCON_TRACING_FLUSH_INTERVAL', _number(float, 0.01, 3600.0),
              'Seconds between uploads when the batch is not full.'),
     _Setting('export_timeout', 'FALCON_TRACING_EXPORT_TIMEOUT', _number(float, 0.01, 600.0),
@@ -778,12 +785,14 @@ class TracingConfig:
     otlp_timeout: float = 10.0
     xray_daemon_address: str = '127.0.0.1:2000'
     log_file: Optional[str] = None
-    queue_size: int = 2048
+    queue_size: int = 65536
+    queue_bytes: int = 16 * 1024 * 1024
     span_attribute_count_limit: int = 128
     span_event_count_limit: int = 128
     event_attribute_count_limit: int = 128
     attribute_value_length_limit: int = 4096
-    batch_size: int = 256
+    batch_size: Optional[int] = None
+    batch_bytes: int = 4 * 1024 * 1024
     flush_interval: float = 1.0
     export_timeout: float = 5.0
     max_retries: int = 2
@@ -821,9 +830,13 @@ class TracingConfig:
             raise ConfigError('OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE and '
                               'OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY (or their '
                               'FALCON_TRACING_OTLP_* forms) go together: set both or neither')
-        if self.batch_size > self.queue_size:
+        if self.batch_size is not None and self.batch_size > self.queue_size:
             raise ConfigError(f'FALCON_TRACING_BATCH_SIZE={self.batch_size} is not valid: it '
                               f'must not exceed FALCON_TRACING_QUEUE_SIZE={self.queue_size}')
+        if self.batch_bytes > self.queue_bytes:
+            raise ConfigError(f'FALCON_TRACING_BATCH_BYTES={self.batch_bytes} is not valid: '
+                              f'it must not exceed FALCON_TRACING_QUEUE_BYTES='
+                              f'{self.queue_bytes}')
         for name in ('request_hook', 'response_hook', 'operation_name'):
             value = getattr(self, name)
             if value is not None and not callable(value):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import threading
 from typing import Any, Callable, Optional
 
@@ -42,6 +43,16 @@ __all__ = ['load_app', 'import_target']
 _EXAMPLE = f'e.g. {APP_ENV}=myservice.wsgi:app or {APP_ENV}="myservice.wsgi:create_app()"'
 _LAZY_NAMES = ('app', 'application')
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A thread that was loading the app when another one forked does not exist in the
+    # child; its lock would stay held there for ever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def import_target(spec: str) -> Callable[..., Any]:

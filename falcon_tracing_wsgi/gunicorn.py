@@ -28,7 +28,14 @@ The hooks (gunicorn's signatures):
     nothing.
 ``worker_exit(server, worker)``
     Closes the reporter within ``FALCON_TRACING_SHUTDOWN_TIMEOUT`` and logs **one**
-    summary line (sent, dropped, failed) to gunicorn's error log. It runs on every
+    summary line to gunicorn's error log, naming the format and the destination::
+
+        falcon-tracing-wsgi: worker 4242 (age 1) exit: zipkin to
+        http://zipkin:9411/api/v2/spans: 1000 spans sent, 0 dropped, 0 failed in 0.004 s
+
+    (one line; ``, N unsent`` is added when spans were still being sent at the
+    deadline). The reporter's own closing line is not logged then, and a worker that
+    failed to boot logs none. It runs on every
     kind of worker exit: SIGTERM, ``--max-requests`` recycling, HUP reload, a timeout.
     Requests still running at this point (a ``gthread`` worker past
     ``--graceful-timeout``) are finished first, with ``error=true``.
@@ -61,19 +68,22 @@ Decisions:
 * **gunicorn's logger.** The summary lines go through ``server.log``/``worker.log``, so
   they appear in gunicorn's error log with its format and level.
 
-Worker classes: ``sync`` and ``gthread`` are tested end to end, with and without
-``--preload``, with ``--max-requests`` recycling and HUP reloads. With ``gthread`` a
-request that blocks does not trigger gunicorn's worker timeout (the worker's main
-thread keeps notifying the master), so ``worker_abort`` is mostly a ``sync`` worker
-matter. ``gevent``/``eventlet`` (not tested here): set
-``FALCON_TRACING_SCOPE_MANAGER=gevent``; the reporter's worker thread becomes a
-greenlet under monkey-patching, and the hooks work the same way.
+Worker classes: ``sync``, ``gthread`` and ``gevent`` are tested end to end, with and
+without ``--preload``; ``sync`` and ``gthread`` also with ``--max-requests`` recycling
+and HUP reloads. With ``gthread`` a request that blocks does not trigger gunicorn's
+worker timeout (the worker's main thread keeps notifying the master), so
+``worker_abort`` is mostly a ``sync`` worker matter. With ``gevent``, set
+``FALCON_TRACING_SCOPE_MANAGER=gevent``: the reporter's worker thread becomes a
+greenlet, and its locks and events are made again, cooperative, before it starts, even
+when the reporter was built before the worker monkey-patched (``--preload``).
+``eventlet`` is not tested.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from time import monotonic as _monotonic
 from typing import Any, Optional
 
@@ -143,7 +153,8 @@ def worker_exit(server: Any, worker: Any) -> None:
             log.warning('falcon-tracing-wsgi: %d requests were still running at worker '
                         'exit; their spans are finished with error=true', unfinished)
         timeout = _ABORT_FLUSH_TIMEOUT if _aborted else _shutdown_timeout()
-        _close(log, f'worker {worker.pid} (age {getattr(worker, "age", "?")}) exit', timeout)
+        _close(log, f'worker {worker.pid} (age {getattr(worker, "age", "?")}) exit', timeout,
+               booted=getattr(worker, 'booted', True) is not False)
     except Exception:
         log.warning('falcon-tracing-wsgi: worker_exit hook failed', exc_info=True)
 
@@ -152,9 +163,11 @@ def worker_abort(worker: Any) -> None:
     """gunicorn's worker timeout: finish the in-flight spans with an error and flush them.
 
     NOTE: gunicorn calls this from its SIGABRT handler, on the main thread, which may be
-    anywhere in the request (a sync worker's request runs there). Everything here is
-    bounded by the short deadline; should the signal land while that same thread holds
-    the reporter's lock, the flush waits until the master's SIGKILL, which comes anyway.
+    anywhere in the request (a sync worker's request runs there), even inside the
+    reporter while it holds its lock. So the flush runs on a helper thread, waited for
+    only until the short deadline: a lock the interrupted frame holds cannot hold the
+    hook (the exit that follows unwinds that frame and releases it, and worker_exit
+    then closes the reporter within the same short deadline).
     """
     global _aborted
     _aborted = True
@@ -164,12 +177,22 @@ def worker_abort(worker: Any) -> None:
         tracer = _our_tracer()
         flushed = True
         if tracer is not None:
-            flushed = tracer.flush(min(_shutdown_timeout(), _ABORT_FLUSH_TIMEOUT))
+            flushed = _bounded_flush(tracer, min(_shutdown_timeout(), _ABORT_FLUSH_TIMEOUT))
         log.warning('falcon-tracing-wsgi: worker %s timed out; %d in-flight spans finished '
                     'with error=true%s', getattr(worker, 'pid', os.getpid()), count,
                     '' if flushed else ' (the flush did not complete in time)')
     except Exception:
         log.warning('falcon-tracing-wsgi: worker_abort hook failed', exc_info=True)
+
+
+def _bounded_flush(tracer: Any, timeout: float) -> bool:
+    """``tracer.flush(timeout)`` on a helper thread, waited for ``timeout`` at most."""
+    result: list[bool] = []
+    helper = threading.Thread(target=lambda: result.append(bool(tracer.flush(timeout))),
+                              name='falcon-tracing-wsgi-abort-flush', daemon=True)
+    helper.start()
+    helper.join(timeout + 0.05)
+    return bool(result and result[0])
 
 
 def on_exit(server: Any) -> None:
@@ -252,24 +275,34 @@ def _install_for_worker(worker: Any, log: Any) -> None:
               getattr(worker, 'pid', '?'), getattr(worker, 'age', '?'))
 
 
-def _close(log: Any, who: str, timeout: float) -> None:
-    """Close the global tracer's reporter within ``timeout`` and log one summary line."""
+def _close(log: Any, who: str, timeout: float, booted: bool = True) -> None:
+    """Close the global tracer's reporter within ``timeout`` and log one summary line.
+
+    The line names the format and the destination and replaces the reporter's own
+    summary (one line per process). A worker that never booted and reported nothing
+    logs none: "0 spans sent" would only suggest it had served.
+    """
     tracer = _our_tracer()
     if tracer is None:
         return
+    reporter = getattr(tracer, 'reporter', None)
+    summary = getattr(reporter, 'summary', None)
     started = _monotonic()
-    ok = tracer.close(timeout)
+    if callable(summary):
+        ok = reporter.close(timeout, log_summary=False)  # type: ignore[union-attr]
+    else:  # a reporter or tracer of another kind: its own close, its own logging
+        ok = tracer.close(timeout)
     elapsed = _monotonic() - started
-    stats_of = getattr(getattr(tracer, 'reporter', None), 'stats', None)
+    stats_of = getattr(reporter, 'stats', None)
     stats = stats_of() if callable(stats_of) else None
-    if not isinstance(stats, dict):  # a tracer or reporter that keeps no counts
+    if not isinstance(stats, dict) or not callable(summary):
         (log.info if ok else log.warning)(
             'falcon-tracing-wsgi: %s: tracer closed%s in %.3f s', who,
             '' if ok else ' (not everything was sent)', elapsed)
         return
-    unsent = stats.get('queued', 0)
-    clean = ok and not (stats.get('dropped') or stats.get('failed') or unsent)
-    (log.info if clean else log.warning)(
-        'falcon-tracing-wsgi: %s: %d spans sent, %d dropped, %d failed%s in %.3f s',
-        who, stats.get('sent', 0), stats.get('dropped', 0), stats.get('failed', 0),
-        f', {unsent} unsent' if unsent else '', elapsed)
+    total = sum(stats.get(key, 0) for key in ('queued', 'sent', 'dropped', 'failed'))
+    if not booted and not total:
+        return
+    clean = ok and stats.get('sent', 0) == total
+    (log.info if clean else log.warning)('falcon-tracing-wsgi: %s: %s in %.3f s', who,
+                                         summary(), elapsed)

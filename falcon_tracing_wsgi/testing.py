@@ -21,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from ._sync import after_fork_in_child
 from ._types import Sampler
 from .propagation import build_propagator
 from .tracer.sampler import ConstSampler
@@ -41,11 +42,15 @@ class InMemoryReporter:
         assert [s.operation_name for s in reporter.spans] == ['GET /users']
     """
 
-    __slots__ = ('_lock', '_spans')
+    __slots__ = ('_lock', '_spans', '__weakref__')
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spans: list[Span] = []
+        after_fork_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # the parent's may be held by a thread not copied
 
     def report(self, span: Span) -> None:
         """Keep ``span``."""

@@ -156,3 +156,28 @@ def test_the_module_raises_the_config_error_on_read(forget_built_app):
 def test_other_module_attributes_are_still_missing():
     with pytest.raises(AttributeError, match='nothing_here'):
         entrypoint.nothing_here  # noqa: B018
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # 3.12+: fork with threads
+def test_a_fork_while_another_thread_loads_the_app_leaves_the_child_able_to_load_it():
+    import os
+    import threading
+    held, release = threading.Event(), threading.Event()
+
+    def loading():  # what a thread inside the lazy load holds
+        with entrypoint._lock:
+            held.set()
+            release.wait(10.0)
+
+    thread = threading.Thread(target=loading, daemon=True)
+    thread.start()
+    assert held.wait(5.0)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            os._exit(0 if entrypoint._lock.acquire(timeout=2.0) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        thread.join(5.0)

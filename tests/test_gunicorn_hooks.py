@@ -82,6 +82,7 @@ def span_file(tmp_path, monkeypatch):
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
+    spans.path = path
     return spans
 
 
@@ -209,7 +210,43 @@ def test_worker_exit_sends_everything_and_logs_one_summary_line(span_file):
     assert opentracing.global_tracer().reporter.closed
     (line,) = server.log.visible()
     assert line[0] == 'info'
-    assert f'worker {worker.pid} (age 4) exit: 3 spans sent, 0 dropped, 0 failed' in line[1]
+    assert f'worker {worker.pid} (age 4) exit: zipkin to {span_file.path}: 3 spans sent, ' \
+           f'0 dropped, 0 failed in ' in line[1]
+
+
+@pytest.mark.parametrize('env,destination', [
+    pytest.param({'FALCON_TRACING_REPORTER': 'xray',
+                  'FALCON_TRACING_XRAY_DAEMON_ADDRESS': '127.0.0.1:2999'},
+                 'xray to udp://127.0.0.1:2999', id='xray'),
+    pytest.param({'FALCON_TRACING_ZIPKIN_URL': 'http://127.0.0.1:9/api/v2/spans?token=s3cret',
+                  'FALCON_TRACING_MAX_RETRIES': '0'},
+                 'zipkin to http://127.0.0.1:9/api/v2/spans', id='zipkin'),
+])
+def test_one_summary_line_per_process_names_the_format_and_destination(
+        monkeypatch, caplog, env, destination):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv('FALCON_TRACING_FLUSH_INTERVAL', '3600')
+    worker = FakeWorker()
+    server = FakeServer()
+    hooks.post_fork(server, worker)
+    traced_spans(1)
+    caplog.set_level('INFO', logger='falcon_tracing_wsgi')
+    hooks.worker_exit(server, worker)
+    (line,) = server.log.visible()
+    assert f'exit: {destination}: ' in line[1]
+    assert line[1].count(' sent, ') == 1
+    assert 's3cret' not in line[1]
+    assert [r.getMessage() for r in caplog.records if 'closed' in r.getMessage()] == []
+
+
+def test_a_worker_that_never_booted_logs_no_summary(span_file):
+    worker = FakeWorker()
+    worker.booted = False
+    server = FakeServer()
+    hooks.post_fork(server, worker)
+    hooks.worker_exit(server, worker)
+    assert server.log.visible() == []
 
 
 def test_worker_exit_in_the_master_does_nothing(span_file):
@@ -363,14 +400,32 @@ def test_worker_abort_finishes_the_timed_out_request_with_an_error_and_flushes(
     assert not opentracing.global_tracer().reporter.closed  # worker_exit closes it
 
 
+def test_worker_abort_keeps_its_deadline_when_it_interrupts_the_reporter(span_file):
+    """The SIGABRT handler runs on the main thread, which may be inside the reporter
+    holding its lock (a request reporting its span): the hook must still return."""
+    import time
+    worker = FakeWorker()
+    hooks.post_fork(FakeServer(), worker)
+    traced_spans(2)
+    reporter = opentracing.global_tracer().reporter
+    with reporter._lock:  # the interrupted frame's lock (the reporter's own, private)
+        started = time.monotonic()
+        hooks.worker_abort(worker)
+        elapsed = time.monotonic() - started
+    assert elapsed < hooks._ABORT_FLUSH_TIMEOUT + 0.5
+    (line,) = worker.log.visible()
+    assert 'the flush did not complete in time' in line[1]
+
+
 def test_worker_exit_after_an_abort_keeps_to_the_short_deadline(span_file, monkeypatch):
     worker = FakeWorker()
     server = FakeServer()
     hooks.post_fork(server, worker)
     hooks.worker_abort(worker)
     closes = []
-    tracer = opentracing.global_tracer()
-    monkeypatch.setattr(tracer, 'close', lambda timeout: closes.append(timeout) or True)
+    reporter = opentracing.global_tracer().reporter
+    monkeypatch.setattr(reporter, 'close',
+                        lambda timeout, **kwargs: closes.append(timeout) or True)
     hooks.worker_exit(server, worker)
     assert closes == [hooks._ABORT_FLUSH_TIMEOUT]
 
@@ -385,7 +440,8 @@ def test_on_exit_closes_the_masters_reporter(span_file):
     hooks.on_exit(server)
     assert [span['name'] for span in span_file()] == ['work-0']
     (line,) = server.log.visible()
-    assert f'master {os.getpid()} exit: 1 spans sent, 0 dropped, 0 failed' in line[1]
+    assert f'master {os.getpid()} exit: zipkin to {span_file.path}: 1 span sent, 0 dropped, ' \
+           f'0 failed in ' in line[1]
 
 
 def test_on_exit_without_our_tracer_logs_nothing():

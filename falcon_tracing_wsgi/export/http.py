@@ -1,17 +1,15 @@
 """The HTTP transport: a framed batch POSTed to a collector (Zipkin's ``/api/v2/spans``,
 OTLP/HTTP's ``/v1/traces``).
 
-A sender does two things for the export pipeline, and nothing else:
+A sender delivers the body of one batch, framed by the format's encoder (for Zipkin a
+JSON array ``[a,b,c]``, the body of ``POST /api/v2/spans``); see
+:mod:`falcon_tracing_wsgi.export` for the contract:
 
-``frame(encoded) -> bytes``
-    Joins the encoded spans of a batch into the bytes this destination expects: a JSON
-    array (``[a,b,c]``), the body of ``POST /api/v2/spans``. (The file transport,
-    :mod:`.file`, writes JSON lines instead; the UDP transport, :mod:`.udp`, one datagram
-    per span.)
 ``send(body, span_count, timeout=None)``
     Delivers the bytes or raises :class:`~falcon_tracing_wsgi._types.SendError` saying
-    whether trying again may help. ``timeout`` (seconds) is the caller's remaining time;
-    the sender never blocks longer than that.
+    whether trying again may help, and whether the body was refused for its size
+    (413, ``too_large``: the pipeline then splits the batch). ``timeout`` (seconds) is
+    the caller's remaining time; the sender never blocks longer than that.
 
 :class:`HttpSender` design:
 
@@ -30,12 +28,14 @@ A sender does two things for the export pipeline, and nothing else:
   (each read's socket timeout is set to the time left), so a collector that answers a
   byte at a time cannot stretch it. The caller's ``timeout`` caps both.
 * Status codes: 2xx is success. 408 and 429 and every 5xx are retryable, like timeouts
-  and connection errors. Any other status (4xx: the collector rejected the payload; 3xx:
-  the URL is wrong) is not: sending the same bytes again would fail the same way.
-  ``retry_statuses`` replaces that set (OTLP/HTTP: only 429, 502, 503 and 504).
+  and connection errors. 413 (the body is too large) is not retryable as it is, but
+  says ``too_large``: the halves of the batch may pass. Any other status (4xx: the
+  collector rejected the payload; 3xx: the URL is wrong) is not: sending the same bytes
+  again would fail the same way.
+  ``retry_statuses`` replaces the retryable set (OTLP/HTTP: only 429, 502, 503 and 504).
 * Other protocols (OTLP/HTTP) plug in through options, so one sender serves every
-  format: ``content_type``, ``frame`` (the format's framing), ``retry_after`` (a
-  retryable answer's ``Retry-After``, seconds or an HTTP date, is passed on as
+  format: ``content_type`` (the format's media type), ``retry_after`` (a retryable
+  answer's ``Retry-After``, seconds or an HTTP date, is passed on as
   :attr:`SendError.retry_after`, at most 60 s) and ``parse_response`` (reads a 2xx
   answer's body and returns a :class:`~falcon_tracing_wsgi._types.PartialSuccess` when
   the collector kept only part of the batch; :meth:`HttpSender.send` returns it).
@@ -218,7 +218,6 @@ class HttpSender:
         gzip: compress bodies (``Content-Encoding: gzip``, fast level 1).
         ssl_context: the TLS settings for https; default :func:`ssl.create_default_context`.
         content_type: the ``Content-Type`` of the bodies.
-        frame: joins a batch's encoded spans into a body; default a JSON array.
         retry_statuses: the HTTP statuses worth retrying; default 408, 429 and every 5xx.
         retry_after: pass a retryable answer's ``Retry-After`` on to the reporter.
         parse_response: reads the body of a 2xx answer; returns a
@@ -232,7 +231,6 @@ class HttpSender:
                  headers: Optional[dict[str, str]] = None, gzip: bool = False,
                  ssl_context: Optional[ssl.SSLContext] = None,
                  content_type: str = 'application/json',
-                 frame: Optional[Callable[[list[Any]], bytes]] = None,
                  retry_statuses: Optional[Collection[int]] = None, retry_after: bool = False,
                  parse_response: Optional[Callable[[bytes], Optional[PartialSuccess]]] = None
                  ) -> None:
@@ -280,13 +278,14 @@ class HttpSender:
         self._conn: Optional[http.client.HTTPConnection] = None
         self._conn_pid = 0
         self._closed = False
-        if frame is not None:
-            self.frame = frame
         self._retry_statuses = None if retry_statuses is None else frozenset(retry_statuses)
         self._retry_after = bool(retry_after)
         self._parse_response = parse_response
 
-    frame: Callable[[list[Any]], bytes] = staticmethod(frame_json_array)
+    @property
+    def destination(self) -> str:
+        """The endpoint, for log lines (without its query, which could hold a token)."""
+        return self._where
 
     @property
     def connect_timeout(self) -> float:
@@ -301,7 +300,7 @@ class HttpSender:
         """POST one framed batch.
 
         Args:
-            body: the framed batch (from :meth:`frame`).
+            body: the framed batch (framed by the format's encoder).
             span_count: how many spans ``body`` holds (for messages).
             timeout: the caller's remaining time in seconds; caps both timeouts.
 
@@ -371,7 +370,8 @@ class HttpSender:
             retryable = status in self._retry_statuses
         raise SendError(f'POST {self._where} ({span_count} spans): HTTP {status}'
                         + (f': {shown}' if shown else ''), retryable=retryable,
-                        retry_after=_retry_after(wait) if retryable else None)
+                        retry_after=_retry_after(wait) if retryable else None,
+                        too_large=status == 413)
 
     def close(self) -> None:
         """Close the connection; a send in progress on another thread fails (retryable)."""

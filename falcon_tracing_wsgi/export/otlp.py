@@ -458,6 +458,7 @@ class ProtobufEncoder:
     a lost insert costs nothing but a later miss.
     """
 
+    name = 'otlp'  # in log lines
     content_type = PROTOBUF_CONTENT_TYPE
     read_response = staticmethod(read_protobuf_response)
 
@@ -754,6 +755,7 @@ class JsonEncoder:
     The output is pure ASCII (non-ASCII and lone surrogates become ``\\uXXXX`` escapes).
     """
 
+    name = 'otlp'  # in log lines
     content_type = JSON_CONTENT_TYPE
     read_response = staticmethod(read_json_response)
 

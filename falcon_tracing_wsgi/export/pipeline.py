@@ -1,42 +1,105 @@
-"""Reporters: take finished spans off the request thread and send them in batches.
+"""The export pipeline: take finished spans off the request thread and deliver them.
 
-:class:`BatchReporter` is the production reporter. Its design follows the OpenTelemetry
-SDK's batch processor where that one is good, and differs where it is not:
+:class:`BatchReporter` is the production reporter, the same for every wire format and
+transport::
 
-* **The request thread only appends.** :meth:`BatchReporter.report` puts the span on a
-  ``collections.deque`` (atomic under the GIL, no lock) and, once a full batch is
-  waiting, sets an :class:`threading.Event` to wake the worker. Encoding happens on the
-  worker, in batches.
-* **Bounded, with counted drops.** When ``max_queue_size`` spans are waiting, new spans
-  are dropped and *counted*; nothing is logged per span. (Concurrent reporters can
-  overshoot the bound by at most one span per thread: the length check and the append
-  are not one atomic step, and making them one would put a lock on every request.)
+    report(span) -> queue of spans -> encoder.encode(span) -> queue of encoded pieces
+                 -> batches by bytes -> frame(pieces) -> sender.send(body) -> accounting
+
+Its design follows the OpenTelemetry SDK's batch processor where that one is good, and
+differs where measurements said it must.
+
+Where the time goes (measured on main, issue 12; ``benchmarks/bench_delivery.py``)
+------------------------------------------------------------------------------------
+
+With 4 request threads that never release the GIL, the old reporter delivered 37 % of
+the spans (27 % with 30 child spans per request). Timing the reporter thread showed why:
+a batch of 256 spans cost it ~3 ms of CPU (encoding ~2 ms, the POST ~1 ms) but ~100 ms
+of wall time, ~96 ms of which inside the POST. Each blocking call of a POST (the
+keep-alive check, sending the headers, the body, reading the answer) releases the GIL;
+getting it back takes a switch interval (5 ms) *times* the number of CPU-bound threads
+waiting for it too. So the reporter thread managed ~10 POSTs per second whatever their
+size, and with 256 spans per POST it could not deliver more than ~2,500 spans/s while
+the request threads made 6,000 to 86,000. Encoding speed was never the limit; the
+number of GIL hand-offs per span was. Hence this design:
+
+* **A POST carries everything waiting, up to** ``max_batch_bytes`` (4 MiB) instead of
+  256 spans. At ~10 POSTs/s under the worst contention that is tens of MB/s, far above
+  what the request threads can produce. Partial batches go only every
+  ``flush_interval``, on :meth:`~BatchReporter.flush` or :meth:`~BatchReporter.close`,
+  so a busy process makes few, large POSTs (each POST costs ~110 us of CPU whatever
+  its size).
+* **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
+  append while fewer than 1,024 spans (or half of ``max_queue_size``) wait to be
+  encoded; above that mark (the worker is starved of interpreter time), the report that
+  finds it encodes the 16 oldest waiting spans on the request thread (about one report
+  in 16 pays ~50 us), so the raw queue shrinks instead of overflowing. Under normal
+  load the worker is woken every 128 spans and encodes them in idle time; requests pay
+  for encoding only when the process is saturated, which is exactly when nothing else
+  would do it.
+* **Short critical sections.** The lock is held only for counters and O(1) or C-level
+  queue operations (a batch of thousands of pieces is one bisect and one slice, see
+  :class:`_PieceQueue`): a thread the interpreter preempts while holding it makes every
+  reporting thread wait a switch interval. In the first version of this design, which
+  popped pieces one by one under the lock, that wait was the request thread's largest
+  cost after encoding (profiled in ``bench_reporter.py``'s worker shape).
+
+With this design the same scenarios deliver 100 % (``bench_delivery.py``, README), and
+the reporter's CPU per span is ~6 us of which encoding is ~4.5 us; the rest is the
+report call, the queue and the POST (~8,000 spans per 4 MiB POST). Spans per second are
+now bounded by the encoder. (Tried and measured: building the tag pairs with C-level
+``map`` over a per-key-sequence plan was 2x *slower* than the cached per-tag loop, since
+every element still costs a call.)
+* **Bounded in bytes.** Encoded pieces wait in a second queue whose size is counted
+  exactly; at ``max_queue_bytes`` (16 MiB) new spans are dropped (and counted) without
+  being encoded. Spans not yet encoded are bounded in number (``max_queue_size``, and in
+  practice 1,024 plus 16 per reporting thread) and each one in size by the span
+  limits, so the whole queue is bounded. (Counting encoded bytes is exact and costs
+  nothing on the request thread; estimating a raw span's size in ``report()`` would put
+  a walk over its tags on every request.) :meth:`~BatchReporter.stats` shows both bounds
+  and their use.
+* **One oversized span never takes its batch down.** A span whose encoding alone
+  exceeds ``max_batch_bytes`` fails alone (counted as failed, one warning), like OTLP
+  says a client must; a batch the collector refuses as too large (HTTP 413, a
+  :class:`~falcon_tracing_wsgi._types.SendError` with ``too_large``) is split in halves
+  and each half sent again, down to the one span that is too large, which fails alone.
+
+Default sizes, and why: 4 MiB per POST is a few times what a saturated process needs
+and well below the collectors' defaults (OTLP recommends servers accept 64 MiB, the
+OpenTelemetry/Jaeger collector 20 MiB); a proxy with a smaller limit (nginx's default
+is 1 MiB) answers 413 and the split takes care of it. 16 MiB of queue is four POSTs: a
+collector that is slow for a few seconds costs nothing, one that is down costs at most
+16 MiB per process.
+
+The rest
+--------
+
 * **Lazy, fork-safe worker.** No thread exists until the first :meth:`report` in the
   current process. ``os.register_at_fork(after_in_child=...)`` (through a weak
-  reference, so the registry cannot keep a reporter alive) gives a forked child fresh
-  locks, an empty queue, zeroed counters and no worker; the child's first report starts
-  its own worker. :meth:`report` also compares the pid, a second guard for forks that
-  skip the at-fork hooks. The child never sends the parent's queued spans (the parent
-  does), and never waits on a lock some parent thread held when it forked.
+  reference) gives a forked child fresh locks, empty queues, zeroed counters and no
+  worker; :meth:`report` also compares the pid once per wake-up, for forks that skip
+  the at-fork hooks. The child never sends the parent's queued spans (the parent does),
+  and never waits on a lock some parent thread held when it forked.
+* **The concurrency model of the moment.** The locks and events are made again before
+  the worker starts when ``threading`` was monkey-patched (gevent) after they were made
+  (``gunicorn -k gevent --preload`` builds the reporter in the master, before the worker
+  patches): an OS lock waited on by a greenlet blocks every greenlet of the process.
 * **Every span is accounted for.** :meth:`BatchReporter.stats` returns ``queued``,
   ``sent``, ``dropped`` and ``failed``, and every span handed to :meth:`report` in this
   process is in exactly one of them, so their sum is the number of spans reported:
 
   ``queued``
-      waiting in the queue, or in a batch being sent right now.
+      waiting (encoded or not), being encoded, or in a batch being sent right now.
   ``sent``
-      accepted by the sender (the collector answered 2xx, or the file write succeeded).
+      accepted by the sender (the collector answered 2xx, the write succeeded).
   ``dropped``
-      never sent, for lack of room or time: the queue was full, the reporter was
-      already closed, or :meth:`close` reached its deadline with the span still queued.
+      never sent, for lack of room or time: the queue was full (spans or bytes), the
+      reporter was already closed, or :meth:`close` reached its deadline first.
   ``failed``
       sending was attempted and gave up: the collector rejected the batch (4xx), the
-      retries ran out (timeouts, connection errors, 5xx), or the span could not be
-      encoded (a span that breaks the Span contract).
+      retries ran out (timeouts, connection errors, 5xx), the span could not be encoded
+      (it breaks the Span contract) or is larger than ``max_batch_bytes`` on its own.
 
-* **Batches by size and time.** The worker wakes when ``batch_size`` spans are waiting
-  or every ``flush_interval`` seconds, and sends everything queued, in batches of at
-  most ``batch_size``. Only one thread sends at a time, so spans leave in order.
 * **Retries are bounded**: at most ``max_retries`` more attempts on retryable errors,
   with exponential backoff and full jitter (a uniform wait in
   ``[0, retry_backoff * 2**n]``), so that many processes do not retry in step. When the
@@ -45,49 +108,139 @@ SDK's batch processor where that one is good, and differs where it is not:
   returns :class:`~falcon_tracing_wsgi._types.PartialSuccess`) is not retried: its
   rejected spans count as ``failed``.
 * **Deadlines are kept.** :meth:`flush` and :meth:`close` take a timeout and return
-  within it; the time left is passed down as the sender's timeout and caps the backoff
-  waits. When a flush runs out of time, the batch in hand goes back to the head of the
-  queue (unless its retries had run out), so a short ``flush(timeout)`` loses nothing.
-* **Quiet failure.** While the collector keeps failing, at most one warning is logged
+  within it whatever the destination does; the time left is passed down as the
+  sender's timeout and caps the backoff waits. A sender's ``close()`` must not block
+  (ours never wait for a send in progress). When a flush runs out of time, the batch in
+  hand goes back to the head of the queue (unless its retries had run out).
+* **Quiet failure.** While the destination keeps failing, at most one warning is logged
   per ``warn_interval`` (30 s), counting the suppressed ones; one line says when
-  sending works again. Closing logs **one** summary line (sent, dropped, failed,
-  unsent). At interpreter exit an ``atexit`` hook closes a reporter the application did
-  not close, within ``shutdown_timeout``.
-* The reporter's own HTTP calls are never traced: :class:`~.http.HttpSender` uses
-  :mod:`http.client` directly and sends ``b3: 0``.
+  sending works again. Closing logs **one** summary line naming the format and the
+  destination (:meth:`BatchReporter.summary`); the gunicorn hooks log it in their own
+  line instead. At interpreter exit an ``atexit`` hook closes a reporter the
+  application did not close, within ``shutdown_timeout``.
 
+The encoder and sender contract is in :mod:`falcon_tracing_wsgi.export`.
 :class:`NoopReporter` is the reporter for ``none``: it keeps nothing.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import inspect
 import logging
 import os
 import random
 import threading
 import weakref
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate, islice
 from time import monotonic as _monotonic
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-__all__ = ['BatchReporter', 'NoopReporter']
+from .._sync import after_fork_in_child, lock_factory
+
+__all__ = ['BatchReporter', 'NoopReporter', 'DEFAULT_MAX_QUEUE_SIZE',
+           'DEFAULT_MAX_QUEUE_BYTES', 'DEFAULT_MAX_BATCH_BYTES']
 
 _log = logging.getLogger(__name__)
 _getpid = os.getpid
-_THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
+_THREAD_NAME = 'falcon-tracing-wsgi-export'
 _ABORT_GRACE = 0.1  # seconds close() waits for an aborted send to settle its batch
+
+#: Spans (encoded or not) that may wait; a safety bound next to the byte bound.
+DEFAULT_MAX_QUEUE_SIZE = 65536
+#: Bytes of encoded spans that may wait for the destination.
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+#: The most bytes in one request (one POST, one write).
+DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
+#: Spans waiting to be encoded that wake the worker (it encodes them in idle time).
+_WAKE_AT = 128
+#: Spans waiting to be encoded above which a report() encodes _HELP of them.
+_HELP_AT = 1024
+_HELP = 16
+#: Spans the worker encodes per round trip to the lock.
+_ENCODE_CHUNK = 256
+#: Framing allowance: per piece (a separator, a length prefix) and per batch (brackets,
+#: an OTLP request's resource and scope).
+_PIECE_OVERHEAD = 8
+_BATCH_OVERHEAD = 1024
+
+Piece = Union[str, bytes]
+
+
+class _PieceQueue:
+    """Encoded pieces waiting to be sent, with their sizes (use with the lock held).
+
+    PERF: the methods are C-level work: a batch of thousands of pieces is taken with one
+    bisect over the running sizes and one list slice, never one ``popleft`` per piece.
+    This runs with the reporter's lock held, and a thread that the interpreter preempts
+    while holding it makes every reporting thread wait a whole switch interval (5 ms).
+    """
+
+    __slots__ = ('_items', '_ends', '_head', '_taken', 'bytes')
+
+    def __init__(self) -> None:
+        self._items: list[Piece] = []
+        self._ends: list[int] = []  # running size after each item (never rebased)
+        self._head = 0              # the first item not taken yet
+        self._taken = 0             # the running size before it
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def extend(self, pieces: list[Piece], size: int) -> None:
+        if pieces:
+            last = self._ends[-1] if self._ends else self._taken
+            self._items.extend(pieces)
+            self._ends.extend(islice(accumulate(map(len, pieces), initial=last), 1, None))
+            self.bytes += size
+
+    def take(self, cap: int, budget: int) -> list[Piece]:
+        """The oldest pieces, at most ``cap`` of them and ``budget`` bytes with framing."""
+        head, ends, taken = self._head, self._ends, self._taken
+        count = min(len(self._items) - head, cap)
+        if count <= 0:
+            return []
+        count = bisect_right(ends, taken + budget, head, head + count) - head
+        while count > 1 and ends[head + count - 1] - taken + count * _PIECE_OVERHEAD > budget:
+            count -= max(1, count // 64)  # the framing allowance: a step or two back
+        count = max(count, 1)  # one piece always fits: larger ones failed when encoded
+        batch = self._items[head:head + count]
+        self._head = head = head + count
+        self.bytes -= ends[head - 1] - taken
+        self._taken = ends[head - 1]
+        if head == len(self._items):
+            self.clear()
+        elif head > 4096 and head * 2 > len(self._items):
+            del self._items[:head]
+            del self._ends[:head]
+            self._head = 0
+        return batch
+
+    def put_back(self, pieces: list[Piece]) -> None:
+        """Put taken pieces back at the head (a flush out of time: rare)."""
+        items = pieces + self._items[self._head:]
+        size = sum(map(len, pieces))
+        waiting = self.bytes
+        self.clear()
+        self.extend(items, waiting + size)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._ends.clear()
+        self._head = self._taken = self.bytes = 0
 
 
 class _WarningGate:
     """Logs at most one warning per interval, counting the ones it holds back."""
 
-    __slots__ = ('interval', '_next', '_suppressed', 'failing')
+    __slots__ = ('interval', 'label', '_next', '_suppressed', 'failing')
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, label: str) -> None:
         self.interval = interval
+        self.label = label
         self._next = 0.0
         self._suppressed = 0
         self.failing = False
@@ -103,14 +256,15 @@ class _WarningGate:
         if self._suppressed:
             message += ' (%d similar warnings suppressed)'
             args += (self._suppressed,)
-        _log.warning(message, *args, exc_info=exc_info)
+        _log.warning('falcon-tracing-wsgi: %s: ' + message, self.label, *args,
+                     exc_info=exc_info)
         self._next = now + self.interval
         self._suppressed = 0
 
     def recovered(self) -> None:
         if self.failing:
             self.failing = False
-            _log.info('zipkin reporter: sending spans works again')
+            _log.info('falcon-tracing-wsgi: %s: sending spans works again', self.label)
 
 
 def _positive(name: str, value: Any, integer: bool = False, zero: bool = False) -> None:
@@ -132,99 +286,140 @@ def _accepts_timeout(send: Callable[..., Any]) -> bool:
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
-def _call_weak(method: weakref.WeakMethod) -> None:  # type: ignore[type-arg]
-    bound = method()
-    if bound is not None:
-        bound()
+def _spans(count: int) -> str:
+    return f'{count} span' if count == 1 else f'{count} spans'
 
 
 class BatchReporter:
     """Queues finished spans and sends them in batches from a background thread.
 
     Args:
-        sender: where batches go (:class:`~.http.HttpSender`, :class:`~.file.FileSender`
-            or anything with ``send(body, span_count)``, ``close()`` and optionally
-            ``frame(encoded)`` and a ``timeout`` keyword on ``send``).
-        encoder: turns a span into JSON text (:class:`~.zipkin.JsonV2Encoder`); an
-            object with ``encode(span)`` or a callable.
-        max_queue_size: spans that may wait; more are dropped (and counted).
-        batch_size: the most spans per send; a full batch wakes the worker at once.
+        sender: where batches go (:class:`~.http.HttpSender`, :class:`~.file.FileSender`,
+            :class:`~.udp.UdpSender` or anything with ``send(body, span_count)`` and
+            ``close()``; see :mod:`falcon_tracing_wsgi.export` for the optional parts).
+        encoder: turns a span into one piece (:class:`~.zipkin.JsonV2Encoder`,
+            :class:`~.xray.SegmentEncoder`); an object with ``encode(span)`` or a callable.
+        max_queue_size: spans (encoded or not) that may wait; more are dropped (counted).
+        batch_size: the most spans in one send (``None``: only ``max_batch_bytes``
+            limits a batch); that many waiting spans are sent at once.
         flush_interval: seconds between sends of a batch that is not full.
         max_retries: further attempts after a retryable failure (0: no retries).
         retry_backoff: the first backoff's upper bound in seconds; doubles per retry.
         shutdown_timeout: seconds the ``atexit`` hook (and ``close()`` without a
             timeout) may take.
         warn_interval: seconds between two warnings about failed sends.
+        max_queue_bytes: bytes of encoded spans that may wait; more are dropped.
+        max_batch_bytes: the most bytes in one send; a span larger than this alone
+            fails, and that many waiting bytes are sent at once.
 
     Raises:
         ValueError: an option is out of range; the message names it.
     """
 
-    def __init__(self, sender: Any, encoder: Any, *, max_queue_size: int = 2048,
-                 batch_size: int = 256, flush_interval: float = 1.0, max_retries: int = 2,
-                 retry_backoff: float = 0.1, shutdown_timeout: float = 5.0,
-                 warn_interval: float = 30.0) -> None:
+    def __init__(self, sender: Any, encoder: Any, *,
+                 max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+                 batch_size: Optional[int] = None, flush_interval: float = 1.0,
+                 max_retries: int = 2, retry_backoff: float = 0.1,
+                 shutdown_timeout: float = 5.0, warn_interval: float = 30.0,
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         _positive('max_queue_size', max_queue_size, integer=True)
-        _positive('batch_size', batch_size, integer=True)
-        if batch_size > max_queue_size:
-            raise ValueError(f'BatchReporter batch_size ({batch_size}) must not exceed '
-                             f'max_queue_size ({max_queue_size})')
+        if batch_size is not None:
+            _positive('batch_size', batch_size, integer=True)
+            if batch_size > max_queue_size:
+                raise ValueError(f'BatchReporter batch_size ({batch_size}) must not exceed '
+                                 f'max_queue_size ({max_queue_size})')
         _positive('flush_interval', flush_interval)
         _positive('max_retries', max_retries, integer=True, zero=True)
         _positive('retry_backoff', retry_backoff, zero=True)
         _positive('shutdown_timeout', shutdown_timeout, zero=True)
         _positive('warn_interval', warn_interval, zero=True)
+        _positive('max_queue_bytes', max_queue_bytes, integer=True)
+        _positive('max_batch_bytes', max_batch_bytes, integer=True)
+        if max_batch_bytes > max_queue_bytes:
+            raise ValueError(f'BatchReporter max_batch_bytes ({max_batch_bytes}) must not '
+                             f'exceed max_queue_bytes ({max_queue_bytes})')
         encode = getattr(encoder, 'encode', encoder)
         if not callable(encode) or not callable(getattr(sender, 'send', None)):
             raise TypeError('BatchReporter needs a sender with send() and an encoder with '
                             'encode()')
         self._sender = sender
         self._encode = encode
-        self._frame = getattr(sender, 'frame', None) or _frame_json_array
+        self._frame: Callable[[list[Any]], bytes] = (
+            getattr(sender, 'frame', None) or getattr(encoder, 'frame', None)
+            or _frame_json_array)
         self._send_with_timeout = _accepts_timeout(sender.send)
+        self.name = _describe(encoder, sender)
         self.max_queue_size = max_queue_size
         self.batch_size = batch_size
+        self.max_queue_bytes = max_queue_bytes
+        self.max_batch_bytes = max_batch_bytes
         self.flush_interval = float(flush_interval)
         self.max_retries = max_retries
         self.retry_backoff = float(retry_backoff)
         self.shutdown_timeout = float(shutdown_timeout)
-        self._warnings = _WarningGate(float(warn_interval))
-        self._queue: deque[Any] = deque()
-        # PERF: report() compares against _capacity only; close() sets it to 0 so that a
-        # closed reporter needs no extra test on the hot path.
-        self._capacity = max_queue_size
-        self._wake_at = batch_size - 1  # queue length before an append that fills a batch
+        self._batch_cap = batch_size if batch_size is not None else max_queue_size
+        self._largest_piece = max_batch_bytes - _BATCH_OVERHEAD - _PIECE_OVERHEAD
+        # a small queue (a test, a tiny service) gets help at half its size
+        self._help_at = min(_HELP_AT, max(1, max_queue_size // 2))
+        # the raw length before an append that wakes the worker: before any help is due
+        self._wake_at = min(_WAKE_AT, self._batch_cap, self._help_at) - 1
+        self._warnings = _WarningGate(float(warn_interval), self.name)
+        self._queue: deque[Any] = deque()       # spans waiting to be encoded
+        self._encoded = _PieceQueue()           # encoded pieces waiting to be sent
         self._closed = False
         self._close_deadline: Optional[float] = None
         self._atexit_registered = False
         self._reset_process_state()
-        os.register_at_fork(after_in_child=functools.partial(
-            _call_weak, weakref.WeakMethod(self._after_fork_in_child)))
+        after_fork_in_child(self._after_fork_in_child)
 
     # -- state that belongs to one process ------------------------------------------------
 
-    def _reset_process_state(self) -> None:
-        """Fresh locks, events, counters and no worker (at construction and in a child)."""
-        self._lock = threading.Lock()        # counters, popping and starting the worker
+    def _make_primitives(self) -> None:
+        """Locks and events of the concurrency model of the moment (see the module doc)."""
+        self._lock_type = lock_factory()
+        self._lock = threading.Lock()        # counters, queues and starting the worker
         self._send_lock = threading.Lock()   # one sender of batches at a time
-        self._wake = threading.Event()       # a full batch waits, or a flush/close came
+        self._wake = threading.Event()       # work waits, or a flush/close came
         self._interrupt = threading.Event()  # close() cuts a retry backoff short
+
+    def _reset_process_state(self) -> None:
+        """Fresh locks, events, queues, counters and no worker (construction, child)."""
+        self._make_primitives()
         self._queue.clear()
-        self._in_flight = 0
+        self._encoded.clear()
+        self._encoding = 0   # taken off the raw queue, being encoded
+        self._in_flight = 0  # in a batch being sent
         self._sent = 0
         self._dropped = 0
         self._failed = 0
         self._thread: Optional[threading.Thread] = None
         self._pid = 0  # the process whose worker is running; 0 means none started
+        self._update_limits()
 
     def _after_fork_in_child(self) -> None:
         self._reset_process_state()
-        self._warnings = _WarningGate(self._warnings.interval)
+        self._warnings = _WarningGate(self._warnings.interval, self.name)
 
-    def _check_fork(self) -> None:
+    def _check_process(self) -> None:
         pid = self._pid
         if pid and pid != _getpid():  # forked without the at-fork hook running
             self._after_fork_in_child()
+        elif not pid and lock_factory() is not self._lock_type:
+            # threading was monkey-patched since the primitives were made, and no worker
+            # uses them yet in this process (gevent: cooperative, no switch in here).
+            self._make_primitives()
+
+    def _update_limits(self) -> None:
+        """Recompute the hot path's one bound (call with the lock held, or unshared)."""
+        # PERF: report() compares the raw queue's length with this one number, which
+        # leaves room for what is being encoded and what is encoded; every change to
+        # those (and closing, and a full byte queue) recomputes it.
+        if self._closed or self._encoded.bytes >= self.max_queue_bytes:
+            self._fast_limit = 0
+        else:
+            self._fast_limit = min(self._help_at, self.max_queue_size - len(self._encoded)
+                                   - self._encoding)
 
     # -- the hot path -----------------------------------------------------------------------
 
@@ -235,28 +430,52 @@ class BatchReporter:
             span: a finished, sampled span (the Span contract).
         """
         # PERF: this runs on the request thread for every sampled span. Normally it is
-        # a test, a length test and an append (no lock); the worker is started here
-        # lazily (the at-fork hook sets _pid to 0 in a child), and a full queue costs a
-        # locked increment. The second fork guard, for forks that skip the at-fork
-        # hooks, needs os.getpid() (a system call since glibc 2.25), so it runs once per
-        # batch, when the worker is woken: such a child loses at most one batch.
+        # a test, a length test and an append (no lock). The worker is started here
+        # lazily (the at-fork hook sets _pid to 0 in a child). The second fork guard,
+        # for forks that skip the at-fork hooks, needs os.getpid() (a system call), so
+        # it runs once per wake-up only. Everything else (a full queue, a closed
+        # reporter, a worker that falls behind) takes _report_slow.
         if not self._pid:
             self._start_worker()
         queue = self._queue
         waiting = len(queue)
-        if waiting < self._capacity:
+        if waiting < self._fast_limit:
             queue.append(span)
-            if waiting >= self._wake_at:
+            if waiting >= self._wake_at and not self._wake.is_set():
                 if self._pid != _getpid():
                     self._start_worker()
-                elif not self._wake.is_set():
+                else:
                     self._wake.set()
-        else:
+            return
+        self._report_slow(span)
+
+    def _report_slow(self, span: Any) -> None:
+        # NOTE: the bounds are read without the lock, as on the fast path: concurrent
+        # reporters may overshoot them by one span each; taking the lock for every span
+        # of a saturated process would make the request threads queue on it.
+        queue = self._queue
+        if self._closed or self._encoded.bytes >= self.max_queue_bytes or \
+                len(queue) + len(self._encoded) + self._encoding >= self.max_queue_size:
             with self._lock:
                 self._dropped += 1
+            return
+        queue.append(span)
+        if len(queue) < self._help_at:
+            return
+        # The worker falls behind (starved of interpreter time): this thread encodes
+        # the oldest waiting spans, so the queue shrinks instead of overflowing.
+        # PERF: _HELP at a time (one lock round trip for all of them), which brings the
+        # queue _HELP - 1 spans under the mark: about one report in _HELP pays, for
+        # _HELP encodings (~50 us).
+        with self._lock:
+            count = min(_HELP, len(queue))
+            batch = [queue.popleft() for _ in range(count)]
+            self._encoding += count
+            self._update_limits()
+        self._encode_into_queue(batch)
 
     def _start_worker(self) -> None:
-        self._check_fork()
+        self._check_process()
         with self._lock:
             pid = _getpid()
             if self._pid == pid:
@@ -270,12 +489,85 @@ class BatchReporter:
             try:
                 thread.start()
             except RuntimeError:  # "can't create new thread at interpreter shutdown"
-                _log.debug('zipkin reporter: no worker thread at interpreter shutdown')
+                _log.debug('falcon-tracing-wsgi: no export thread at interpreter shutdown')
                 return
             self._thread = thread
             if not self._atexit_registered:
                 self._atexit_registered = True
                 atexit.register(_close_at_exit, weakref.ref(self))
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def _encode_into_queue(self, batch: list[Any]) -> None:
+        """Encode spans taken off the raw queue (counted as encoding) into the byte queue."""
+        encode = self._encode
+        largest = self._largest_piece
+        pieces: list[Piece] = []
+        add = pieces.append
+        size = bad = oversized = biggest = 0
+        for span in batch:
+            try:
+                piece = encode(span)
+            except Exception:
+                piece = None
+            if piece is None:
+                bad += 1
+                continue
+            length = len(piece)
+            if length > largest:
+                oversized += 1
+                biggest = max(biggest, length)
+                continue
+            add(piece)
+            size += length
+        with self._lock:
+            self._encoding -= len(batch)
+            if bad or oversized:
+                self._failed += bad + oversized
+            room = self.max_queue_bytes - self._encoded.bytes
+            if size > room:  # full: keep what fits, oldest first
+                kept = size = 0
+                for piece in pieces:
+                    if size + len(piece) > room:
+                        break
+                    size += len(piece)
+                    kept += 1
+                self._dropped += len(pieces) - kept
+                del pieces[kept:]
+            self._encoded.extend(pieces, size)
+            self._update_limits()
+            ready = self._batch_ready()
+        if bad:
+            self._warnings.warn('%s could not be encoded and failed (they break the Span '
+                                'contract)', _spans(bad), outage=False)
+        if oversized:
+            self._warnings.warn('%s larger than max_batch_bytes (%d) failed alone (%d '
+                                'bytes at most)', _spans(oversized), self.max_batch_bytes,
+                                biggest, outage=False)
+        if ready and not self._wake.is_set():
+            self._wake.set()
+
+    def _batch_ready(self) -> bool:
+        """Whether a full batch waits (call with the lock held)."""
+        encoded = len(self._encoded)
+        return encoded >= self._batch_cap or (
+            self._encoded.bytes + encoded * _PIECE_OVERHEAD + _BATCH_OVERHEAD
+            >= self.max_batch_bytes)
+
+    def _encode_waiting(self, limit: Optional[int]) -> None:
+        """Encode spans waiting in the raw queue (at most ``limit``; None: all now)."""
+        left = len(self._queue) if limit is None else limit
+        while left > 0:
+            with self._lock:
+                count = min(len(self._queue), _ENCODE_CHUNK, left)
+                if count <= 0:
+                    return
+                popleft = self._queue.popleft
+                batch = [popleft() for _ in range(count)]
+                self._encoding += count
+                self._update_limits()
+            left -= count
+            self._encode_into_queue(batch)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -285,11 +577,12 @@ class BatchReporter:
             return deadline
         return closing if deadline is None or closing < deadline else deadline
 
-    def _drain(self, deadline: Optional[float], limit: Optional[int]) -> bool:
-        """Send queued spans in batches; ``limit`` caps how many (None: all).
+    def _drain(self, deadline: Optional[float], limit: Optional[int], partial: bool) -> bool:
+        """Encode and send queued spans; ``limit`` caps how many (None: all).
 
-        Returns whether every batch this call took was sent. Waits for a batch another
-        thread is sending, but only until ``deadline``.
+        Sends full batches, and a partial one too when ``partial``. Returns whether every
+        batch this call took was sent. Waits for a batch another thread is sending, but
+        only until ``deadline``.
         """
         ok = True
         left = limit
@@ -303,17 +596,16 @@ class BatchReporter:
                     return False
             try:
                 with self._lock:
-                    count = min(len(self._queue), self.batch_size)
-                    if left is not None:
-                        count = min(count, left)
-                    if count <= 0:
-                        return ok
-                    popleft = self._queue.popleft
-                    batch = [popleft() for _ in range(count)]
-                    self._in_flight += count
+                    encoded = len(self._encoded)
+                need = None if left is None else left - encoded
+                if need is None or need > 0:
+                    self._encode_waiting(need)
+                batch = self._take_batch(left, partial)
+                if batch is None:
+                    return ok
                 if left is not None:
-                    left -= count
-                outcome = self._send_batch(batch, deadline)
+                    left -= len(batch)
+                outcome = self._send_pieces(batch, deadline)
                 if outcome is None:  # out of time: the batch went back to the queue
                     return False
                 if not outcome:
@@ -321,10 +613,24 @@ class BatchReporter:
             finally:
                 self._send_lock.release()
 
-    def _requeue(self, batch: list[Any]) -> None:
+    def _take_batch(self, limit: Optional[int], partial: bool) -> Optional[list[Piece]]:
+        """The oldest encoded pieces that fit one send, counted in flight; None if none."""
         with self._lock:
-            self._queue.extendleft(reversed(batch))
+            if not self._encoded or (limit is not None and limit <= 0):
+                return None
+            if not partial and not self._batch_ready():
+                return None
+            cap = self._batch_cap if limit is None else min(self._batch_cap, limit)
+            batch = self._encoded.take(cap, self.max_batch_bytes - _BATCH_OVERHEAD)
+            self._in_flight += len(batch)
+            self._update_limits()
+            return batch
+
+    def _requeue(self, batch: list[Piece]) -> None:
+        with self._lock:
+            self._encoded.put_back(batch)
             self._in_flight -= len(batch)
+            self._update_limits()
 
     def _resolve(self, sent: int = 0, failed: int = 0, dropped: int = 0) -> None:
         with self._lock:
@@ -333,8 +639,8 @@ class BatchReporter:
             self._failed += failed
             self._dropped += dropped
 
-    def _send_batch(self, batch: list[Any], deadline: Optional[float]) -> Optional[bool]:
-        """Encode, frame and send one batch, retrying as configured.
+    def _send_pieces(self, batch: list[Piece], deadline: Optional[float]) -> Optional[bool]:
+        """Frame and send one batch, retrying as configured; split it if too large.
 
         Returns True when sent, False when (some of) it failed, and None when the
         deadline came first and the batch was put back at the head of the queue.
@@ -344,31 +650,13 @@ class BatchReporter:
             # Out of time before the first attempt: hand the spans back untouched.
             self._requeue(batch)
             return None
-        encoded: list[str] = []
-        add = encoded.append
-        encode = self._encode
-        for span in batch:
-            try:
-                text = encode(span)
-            except Exception:
-                text = None
-            if text is not None:
-                add(text)
-        bad = len(batch) - len(encoded)
-        if bad:
-            batch = [span for span in batch if _encodes(encode, span)]
-            self._resolve(failed=bad)
-            self._warnings.warn('zipkin reporter: %d spans could not be encoded and were '
-                                'dropped (they break the Span contract)', bad, outage=False)
-        count = len(encoded)
-        if not count:
-            return False
+        count = len(batch)
         try:
-            body = self._frame(encoded)
+            body = self._frame(batch)
         except Exception:
             self._resolve(failed=count)
-            self._warnings.warn('zipkin reporter: framing %d spans failed', count,
-                                exc_info=True, outage=False)
+            self._warnings.warn('framing %s failed', _spans(count), exc_info=True,
+                                outage=False)
             return False
         attempt = 0
         while True:
@@ -383,14 +671,15 @@ class BatchReporter:
                 retryable = getattr(exc, 'retryable', None)
                 if retryable is None:  # not a SendError: a bug in a custom sender
                     self._resolve(failed=count)
-                    self._warnings.warn('zipkin reporter: the sender failed; %d spans lost',
-                                        count, exc_info=True)
+                    self._warnings.warn('the sender failed; %s lost', _spans(count),
+                                        exc_info=True)
                     return False
+                if getattr(exc, 'too_large', False):
+                    return self._split(batch, deadline, exc)
                 attempt += 1
                 if not retryable:
                     self._resolve(failed=count)
-                    self._warnings.warn('zipkin reporter: %d spans rejected, not retried: %s',
-                                        count, exc)
+                    self._warnings.warn('%s rejected, not retried: %s', _spans(count), exc)
                     return False
                 backoff = getattr(exc, 'retry_after', None)  # the collector's Retry-After
                 if backoff is None:
@@ -404,8 +693,9 @@ class BatchReporter:
                     return None
                 if attempt > self.max_retries or out_of_time:
                     self._resolve(failed=count)
-                    self._warnings.warn('zipkin reporter: %d spans lost after %d attempts: %s',
-                                        count, attempt, exc)
+                    self._warnings.warn('%s lost after %s: %s', _spans(count),
+                                        '1 attempt' if attempt == 1 else f'{attempt} attempts',
+                                        exc)
                     return False
                 self._interrupt.wait(backoff)
                 continue
@@ -415,13 +705,31 @@ class BatchReporter:
                 # A partial success (OTLP): never retried; the rejected spans failed.
                 rejected = min(rejected, count)
                 self._resolve(sent=count - rejected, failed=rejected)
-                self._warnings.warn('span reporter: the collector rejected %d of %d spans '
-                                    '(not retried): %s', rejected, count,
+                self._warnings.warn('the collector rejected %d of %s (not retried): %s',
+                                    rejected, _spans(count),
                                     getattr(outcome, 'message', '') or 'no reason given',
                                     outage=False)
                 return False
             self._resolve(sent=count)
-            return bad == 0
+            return True
+
+    def _split(self, batch: list[Piece], deadline: Optional[float],
+               exc: Exception) -> Optional[bool]:
+        """The destination refused the batch as too large: send each half on its own."""
+        if len(batch) == 1:
+            self._resolve(failed=1)
+            self._warnings.warn('a span of %d bytes is too large for the destination and '
+                                'failed alone: %s', len(batch[0]), exc, outage=False)
+            return False
+        half = len(batch) // 2
+        first = self._send_pieces(batch[:half], deadline)
+        if first is None:  # out of time: the first half went back to the queue, and so
+            self._requeue(batch[half:])  # does the second (ahead of it: order is cosmetic)
+            return None
+        second = self._send_pieces(batch[half:], deadline)
+        if second is None:
+            return None
+        return first and second
 
     # -- control ----------------------------------------------------------------------------
 
@@ -435,16 +743,15 @@ class BatchReporter:
             Whether every span queued at the call was sent (and no batch failed
             meanwhile) within the time.
         """
-        self._check_fork()
+        self._check_process()
         deadline = _monotonic() + max(0.0, timeout)
         with self._lock:
             failed_before = self._failed
-            limit = len(self._queue)
-        ok = self._drain(deadline, limit)
+        ok = self._drain(deadline, self._waiting(), True)
         with self._lock:
             return ok and self._failed == failed_before
 
-    def close(self, timeout: Optional[float] = None) -> bool:
+    def close(self, timeout: Optional[float] = None, *, log_summary: bool = True) -> bool:
         """Stop taking spans, send what is queued, stop the worker and close the sender.
 
         Spans reported after this are dropped (and counted). Spans still queued at the
@@ -458,22 +765,24 @@ class BatchReporter:
                 A send still in progress at the deadline is aborted by closing the
                 sender, and its batch counted as failed, which may take up to 0.1 s
                 more; a sender that cannot be aborted leaves that batch ``queued``.
+            log_summary: ``False`` when the caller logs :meth:`summary` itself (the
+                gunicorn hooks do, in their own line).
 
         Returns:
             Whether everything was sent within the time.
         """
-        self._check_fork()
+        self._check_process()
         deadline = _monotonic() + max(0.0, self.shutdown_timeout if timeout is None
                                       else timeout)
         with self._lock:
             first = not self._closed
             self._closed = True
-            self._capacity = 0
+            self._update_limits()
             if self._close_deadline is None or deadline < self._close_deadline:
                 self._close_deadline = deadline
         self._interrupt.set()
         self._wake.set()
-        ok = self._drain(deadline, None)
+        ok = self._drain(deadline, None, True)
         thread = self._thread
         if thread is threading.current_thread():
             thread = None  # close() called from the worker: it cannot wait for itself
@@ -482,30 +791,52 @@ class BatchReporter:
         try:
             self._sender.close()
         except Exception:
-            _log.warning('zipkin reporter: closing the sender failed', exc_info=True)
+            _log.warning('falcon-tracing-wsgi: %s: closing the sender failed', self.name,
+                         exc_info=True)
         if thread is not None and thread.is_alive():
             # Closing the sender aborts a send the worker is still stuck in (a collector
             # that hangs); the worker then settles that batch as failed at once. Waiting
             # briefly for it makes the counters final when close() returns.
             thread.join(_ABORT_GRACE)
         with self._lock:
-            leftover = len(self._queue)
+            leftover = len(self._queue) + len(self._encoded)
             self._queue.clear()
+            self._encoded.clear()
             self._dropped += leftover
-            done = self._in_flight == 0
-        if first:
+            done = self._in_flight == 0 and self._encoding == 0
+        if first and log_summary:
             self._log_summary()
         return ok and leftover == 0 and done
 
-    def stats(self) -> dict[str, int]:
-        """Counters for this process: ``queued``, ``sent``, ``dropped``, ``failed``.
+    def _waiting(self) -> int:
+        with self._lock:
+            return len(self._queue) + self._encoding + len(self._encoded)
 
-        Their sum is the number of spans reported in this process (see the module
-        documentation for what each one means). A forked child starts from zero.
+    def stats(self) -> dict[str, int]:
+        """Counters for this process, and the queue's use of its byte bound.
+
+        ``queued``, ``sent``, ``dropped`` and ``failed`` add up to the number of spans
+        reported in this process (see the module documentation for each one);
+        ``queued_bytes`` is the size of the encoded spans waiting to be sent and
+        ``max_queue_bytes`` its bound. A forked child starts from zero.
         """
         with self._lock:
-            return {'queued': len(self._queue) + self._in_flight, 'sent': self._sent,
-                    'dropped': self._dropped, 'failed': self._failed}
+            return {'queued': len(self._queue) + self._encoding + len(self._encoded)
+                    + self._in_flight,
+                    'sent': self._sent, 'dropped': self._dropped, 'failed': self._failed,
+                    'queued_bytes': self._encoded.bytes,
+                    'max_queue_bytes': self.max_queue_bytes}
+
+    def summary(self) -> str:
+        """One line: the format, the destination and the counters.
+
+        For example ``zipkin to http://127.0.0.1:9411/api/v2/spans: 5 spans sent,
+        0 dropped, 0 failed`` (``, 2 unsent`` is added when spans are still queued).
+        """
+        stats = self.stats()
+        unsent = stats['queued']
+        return (f'{self.name}: {_spans(stats["sent"])} sent, {stats["dropped"]} dropped, '
+                f'{stats["failed"]} failed' + (f', {unsent} unsent' if unsent else ''))
 
     @property
     def closed(self) -> bool:
@@ -514,42 +845,53 @@ class BatchReporter:
 
     def _log_summary(self) -> None:
         stats = self.stats()
-        total = sum(stats.values())
+        total = stats['queued'] + stats['sent'] + stats['dropped'] + stats['failed']
         if not total:
             return
         level = logging.INFO if stats['sent'] == total else logging.WARNING
-        _log.log(level, 'zipkin reporter closed: %d spans sent, %d dropped, %d failed, '
-                 '%d unsent', stats['sent'], stats['dropped'], stats['failed'],
-                 stats['queued'])
+        _log.log(level, 'falcon-tracing-wsgi: closed %s', self.summary())
 
     def __repr__(self) -> str:
-        return f'<BatchReporter {self._sender!r} {self.stats()}>'
+        return f'<BatchReporter {self.name} {self.stats()}>'
 
 
-def _encodes(encode: Callable[[Any], Optional[str]], span: Any) -> bool:
-    try:
-        return encode(span) is not None
-    except Exception:
-        return False
+def _describe(encoder: Any, sender: Any) -> str:
+    """'<format> to <destination>' for log lines."""
+    owner = getattr(encoder, '__self__', encoder)  # a bound encode method: its encoder
+    name = getattr(owner, 'name', None)
+    if not isinstance(name, str):
+        name = type(owner).__name__
+    destination = getattr(sender, 'destination', None)
+    if not isinstance(destination, str):
+        destination = repr(sender)
+    return f'{name} to {destination}'
 
 
-def _frame_json_array(encoded: list[str]) -> bytes:
+def _frame_json_array(encoded: list[Any]) -> bytes:
     return ('[' + ','.join(encoded) + ']').encode()
 
 
 def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,
                  interval: float) -> None:
-    """The worker thread: wake on a full batch or every interval, then send."""
+    """The worker thread: encode what waits; send full batches, and the rest on time."""
+    next_partial = _monotonic() + interval
     while True:
-        wake.wait(interval)
+        wake.wait(max(0.0, next_partial - _monotonic()))
         reporter = ref()
         if reporter is None or reporter._wake is not wake:
             return  # the reporter is gone (or was reset)
         wake.clear()
+        now = _monotonic()
+        partial = now >= next_partial
+        if partial:
+            next_partial = now + interval
         try:
-            reporter._drain(None, None)
+            # A partial batch only for what waits now: spans arriving meanwhile wait
+            # for a full batch or the next interval (few, large sends under load).
+            reporter._drain(None, reporter._waiting() if partial else None, partial)
         except Exception:  # never let the worker die silently with spans queued
-            _log.warning('zipkin reporter: unexpected error in the worker', exc_info=True)
+            _log.warning('falcon-tracing-wsgi: unexpected error in the export thread',
+                         exc_info=True)
         if reporter._closed:
             return
         del reporter
@@ -569,6 +911,8 @@ class NoopReporter:
 
     __slots__ = ()
 
+    name = 'none'
+
     def report(self, span: Any) -> None:
         """Discard the span."""
 
@@ -576,10 +920,15 @@ class NoopReporter:
         """Nothing to flush."""
         return True
 
-    def close(self, timeout: Optional[float] = None) -> bool:
+    def close(self, timeout: Optional[float] = None, *, log_summary: bool = True) -> bool:
         """Nothing to close."""
         return True
 
     def stats(self) -> dict[str, int]:
         """Always zeros: nothing is kept or counted."""
-        return {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+        return {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0, 'queued_bytes': 0,
+                'max_queue_bytes': 0}
+
+    def summary(self) -> str:
+        """Nothing was exported."""
+        return 'none: nothing exported'

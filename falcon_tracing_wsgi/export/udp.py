@@ -40,6 +40,7 @@ import socket
 import threading
 from typing import Any, Optional
 
+from .._sync import after_fork_in_child
 from .._types import SendError
 
 __all__ = ['UdpSender', 'DEFAULT_DAEMON_ADDRESS', 'split_address']
@@ -84,10 +85,17 @@ class UdpSender:
                 not 0 < timeout < float('inf'):
             raise ValueError(f'UdpSender timeout must be a number > 0, got {timeout!r}')
         self.timeout = float(timeout)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only to swap the socket, never during I/O
         self._socket: Optional[socket.socket] = None
         self._target: Any = None
         self._pid = 0
+        after_fork_in_child(self._after_fork_in_child)
+
+    @property
+    def destination(self) -> str:
+        """Where the spans go, for log lines: ``udp://host:port``."""
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        return f'udp://{host}:{self.port}'
 
     def frame(self, encoded: list[str]) -> bytes:
         """Join datagram texts (ASCII) with NUL bytes, for :meth:`send` to split."""
@@ -122,32 +130,40 @@ class UdpSender:
                                 retryable=exc.errno in _RETRYABLE_ERRNOS) from None
 
     def _open(self) -> tuple[socket.socket, Any]:
+        pid = os.getpid()
         with self._lock:
-            if self._socket is not None and self._pid == os.getpid():
-                return self._socket, self._target
-            # A new process (or the first send, or after an error): resolve and open.
-            # A forked child closes its copy of the parent's socket (the parent keeps its own).
-            if self._socket is not None:
-                self._socket.close()
-                self._socket = None
-            try:
-                family, kind, protocol, _, target = socket.getaddrinfo(
-                    self.host, self.port, type=socket.SOCK_DGRAM)[0]
-            except OSError as exc:
-                raise SendError(f'cannot resolve the X-Ray daemon address {self.host}: '
-                                f'{exc}', retryable=True) from None
-            try:
-                sock = socket.socket(family, kind, protocol)
-            except OSError as exc:
-                raise SendError(f'cannot open a UDP socket: {exc}', retryable=True) from None
-            self._socket, self._target, self._pid = sock, target, os.getpid()
-            return sock, target
+            sock, target = self._socket, self._target
+            if sock is not None and self._pid == pid:
+                return sock, target
+        # A new process (or the first send, or after an error): resolve and open. The
+        # lock is not held meanwhile: a name lookup can take seconds, and close() must
+        # never wait for one.
+        try:
+            family, kind, protocol, _, target = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_DGRAM)[0]
+        except OSError as exc:
+            raise SendError(f'cannot resolve the X-Ray daemon address {self.host}: '
+                            f'{exc}', retryable=True) from None
+        try:
+            sock = socket.socket(family, kind, protocol)
+        except OSError as exc:
+            raise SendError(f'cannot open a UDP socket: {exc}', retryable=True) from None
+        with self._lock:
+            # A forked child closes its copy of the parent's socket (the parent keeps its
+            # own); sends are serialised by the reporter, so no other socket came meanwhile.
+            old, self._socket, self._target, self._pid = self._socket, sock, target, pid
+        if old is not None:
+            old.close()
+        return sock, target
 
     def _reset(self) -> None:
         with self._lock:
             sock, self._socket = self._socket, None
         if sock is not None:
             sock.close()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close the socket (a later send opens a new one)."""

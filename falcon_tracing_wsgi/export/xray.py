@@ -202,6 +202,9 @@ class SegmentEncoder:
     __slots__ = ('_service', '_annotations', '_working_directory', '_aws', '_limit',
                  '_max_bytes')
 
+    #: The format's name in log lines.
+    name = 'xray'
+
     def __init__(self, service_name: str, *, tags: Iterable[tuple[str, str]] = (),
                  working_directory: Optional[str] = None,
                  sdk_version: Optional[str] = None, max_value_length: int = 2048,

@@ -292,6 +292,11 @@ class JsonV2Encoder:
     __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
                  '_pair_cache', '_address_cache', 'process_tags', '_process_pairs')
 
+    #: The format's name in log lines.
+    name = 'zipkin'
+    #: The media type of :meth:`frame`'s body.
+    content_type = 'application/json'
+
     def __init__(self, local_endpoint: Endpoint, *,
                  max_value_length: int = DEFAULT_MAX_VALUE_LENGTH,
                  process_tags: Optional[Mapping[str, str]] = None) -> None:
@@ -460,6 +465,11 @@ class JsonV2Encoder:
             annotations_json = self._annotations(logs, limit)
         return (f'{head}{debug}{kind_json}{remote_json}{tags_json}{self._local_fragment}'
                 f'{annotations_json}}}')
+
+    @staticmethod
+    def frame(pieces: list[str]) -> bytes:
+        """The body of one ``POST /api/v2/spans``: the encoded spans as a JSON array."""
+        return ('[' + ','.join(pieces) + ']').encode()
 
     def _with_process_tags(self, tags: Any, tags_json: str) -> str:
         extra = [pair for key, pair in self._process_pairs if not tags or key not in tags]

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Callable
 
+from .._sync import after_fork_in_child
 from .._types import Sampler
 
 __all__ = ['ConstSampler', 'ProbabilisticSampler', 'RateLimitingSampler', 'build_sampler']
@@ -106,7 +107,7 @@ class RateLimitingSampler:
     """
 
     __slots__ = ('inner', 'traces_per_second', '_capacity', '_tokens', '_last', '_clock',
-                 '_lock')
+                 '_lock', '__weakref__')
 
     def __init__(self, inner: Sampler, traces_per_second: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -121,6 +122,11 @@ class RateLimitingSampler:
         self._tokens = self._capacity
         self._clock = clock
         self._last = clock()
+        self._lock = threading.Lock()
+        # A fork while another thread holds the lock must not leave it held in the child.
+        after_fork_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
 
     def is_sampled(self, trace_id: str, operation_name: str) -> bool:

@@ -120,8 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         collector = self.server.collector
         if urlsplit(self.path).path != _SPANS_PATH:
-            self._read_body()
-            self._reply(404, b'not found')
+            if self._read_body() is not None:  # None: it was answered already
+                self._reply(404, b'not found')
             return
         body = self._read_body()
         if body is None:
@@ -146,11 +146,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._reply(411, b'Content-Length required')
             return None
-        if int(length) > _MAX_BODY:
+        size = int(length)
+        if size > _MAX_BODY:
             self.close_connection = True
             self._reply(413, b'body too large')
             return None
-        return self.rfile.read(int(length))
+        body = self.rfile.read(size)
+        if size > self.server.collector.max_body_bytes:
+            # Read first, then refuse, as real collectors and proxies do: a client still
+            # sending would otherwise see a reset connection instead of the answer.
+            self._reply(413, b'body too large')
+            return None
+        return body
 
     def do_GET(self) -> None:
         status, answer = self.server.collector._query(self.path)
@@ -168,6 +175,8 @@ class ZipkinCollector:
         on_spans: called with each accepted batch (a list of span dicts), on the
             server's thread; the command-line mode prints counts with it.
         ssl_context: serve https with this server-side context (for TLS tests).
+        max_body_bytes: a larger request body is answered ``413 Payload Too Large``,
+            like a real collector's request size limit.
 
     Use it as a context manager (``with ZipkinCollector() as collector:``) or call
     :meth:`start` and :meth:`stop`.
@@ -176,8 +185,10 @@ class ZipkinCollector:
     def __init__(self, host: str = '127.0.0.1', port: int = 0, *,
                  jsonl: Optional[str] = None, max_spans: int = 100_000,
                  on_spans: Optional[Callable[[list[dict[str, Any]]], None]] = None,
-                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 ssl_context: Optional[ssl.SSLContext] = None,
+                 max_body_bytes: int = _MAX_BODY) -> None:
         self.host = host
+        self.max_body_bytes = max_body_bytes
         self._ssl_context = ssl_context
         self.port = port
         self._jsonl = jsonl

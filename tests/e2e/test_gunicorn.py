@@ -26,6 +26,10 @@ pytestmark = pytest.mark.e2e
 
 SYNC = ()
 GTHREAD = ('--worker-class', 'gthread', '--threads', '4')
+GEVENT = ('--worker-class', 'gevent')
+#: What a gevent deployment sets (contextvars follow greenlets too; this is the documented
+#: setting).
+GEVENT_ENV = {'FALCON_TRACING_SCOPE_MANAGER': 'gevent'}
 #: Routes of tests/e2e/apps.py and the span name each one gets.
 ROUTES = {'/hello': 'GET /hello', '/fail': 'GET /fail', '/stream': 'GET /stream'}
 
@@ -132,6 +136,33 @@ def test_hup_reload_loses_nothing(servers, collector, options):
     assert len(spans) == answered
     assert len({s['tags']['gunicorn.worker.pid'] for s in spans}) >= 2
     assert sum(sent for _, sent, _, _ in worker_summaries(server.log())) == answered
+
+
+@pytest.mark.parametrize('options', [
+    pytest.param(GEVENT, id='gevent'),
+    pytest.param(GEVENT + ('--preload',), id='gevent-preload'),
+])
+def test_gevent_workers_exit_at_once_and_lose_nothing(servers, collector, options):
+    """Issue 11 item 13: with --preload the reporter is built before the worker
+    monkey-patches; with spans queued at SIGTERM each worker used to hang for the whole
+    shutdown timeout (5 s) and lose spans. The flush interval is an hour, so every span
+    is still queued when SIGTERM comes."""
+    pytest.importorskip('gevent')
+    server = servers(workers=2, options=options, flush_interval='3600', env=GEVENT_ENV)
+    answered = []
+    for path in list(ROUTES) * 10:
+        status, _, _ = get(server, path)
+        answered.append((path, status))
+    started = monotonic()
+    assert server.stop() == 0
+    stopped = monotonic() - started
+    spans = collector.spans()
+    assert sorted(s['name'] for s in spans) == sorted(ROUTES[path] for path, _ in answered)
+    summaries = worker_summaries(server.log())
+    assert len(summaries) == 2, server.log()
+    assert sum(sent for _, sent, _, _ in summaries) == len(answered)
+    assert all(dropped == failed == 0 for _, _, dropped, failed in summaries)
+    assert stopped < 4.0, server.log()  # well under the 5 s shutdown timeout
 
 
 # --------------------------------------------------------------------------- worker timeout

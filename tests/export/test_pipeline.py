@@ -26,14 +26,21 @@ from tests.spans import make_span
 
 ENCODER = JsonV2Encoder(Endpoint('reporter-test'))
 MARGIN = 0.4
-THREAD_NAME = 'falcon-tracing-wsgi-zipkin-reporter'
+THREAD_NAME = 'falcon-tracing-wsgi-export'
 LOGGER = 'falcon_tracing_wsgi.export.pipeline'
+
+
+def counters(reporter: Any) -> dict[str, int]:
+    """The four counters of ``stats()`` (the byte figures left out)."""
+    stats = reporter.stats()
+    return {key: stats[key] for key in ('queued', 'sent', 'dropped', 'failed')}
 
 
 class RecordingSender:
     """Keeps the batches it is sent; ``script`` lists exceptions to raise first."""
 
     frame = staticmethod(frame_json_array)
+    destination = 'memory'
 
     def __init__(self, script: Optional[list[Optional[Exception]]] = None) -> None:
         self.script = list(script or [])
@@ -140,7 +147,7 @@ def test_flush_sends_what_is_queued_now() -> None:
     assert reporter.flush(5.0)
     assert sorted(sender.ids()) == [f'{i + 1:016x}' for i in range(5)]
     assert all(len(batch) <= 2 for batch in sender.batches)
-    assert reporter.stats() == {'queued': 0, 'sent': 5, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 5, 'dropped': 0, 'failed': 0}
     reporter.close(5.0)
 
 
@@ -160,13 +167,13 @@ def test_every_span_is_counted_exactly_once_under_drops() -> None:
     for index in range(10):
         reporter.report(make_span(index))
     assert sender.entered.wait(5.0)  # the worker holds 10 spans in a blocked send
-    assert reporter.stats() == {'queued': 10, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 10, 'sent': 0, 'dropped': 0, 'failed': 0}
     for index in range(10, 25):
         reporter.report(make_span(index))
-    assert reporter.stats() == {'queued': 20, 'sent': 0, 'dropped': 5, 'failed': 0}
+    assert counters(reporter) == {'queued': 20, 'sent': 0, 'dropped': 5, 'failed': 0}
     sender.gate.set()
     assert reporter.flush(5.0)
-    assert reporter.stats() == {'queued': 0, 'sent': 20, 'dropped': 5, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 20, 'dropped': 5, 'failed': 0}
     assert sorted(sender.ids()) == [f'{i + 1:016x}' for i in range(20)]  # the newest dropped
     reporter.close(5.0)
 
@@ -223,7 +230,7 @@ def test_spans_reported_after_close_are_dropped() -> None:
     assert sender.closed
     reporter.report(make_span(1))
     reporter.report(make_span(2))
-    assert reporter.stats() == {'queued': 0, 'sent': 1, 'dropped': 2, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 1, 'dropped': 2, 'failed': 0}
     assert reporter.closed
     assert reporter.close(1.0)  # a second close is harmless
 
@@ -241,7 +248,7 @@ def test_spans_that_cannot_be_encoded_fail_alone() -> None:
     reporter.report(make_span(1))
     assert not reporter.flush(5.0)
     assert sender.ids() == ['0000000000000001', '0000000000000002']
-    assert reporter.stats() == {'queued': 0, 'sent': 2, 'dropped': 0, 'failed': 2}
+    assert counters(reporter) == {'queued': 0, 'sent': 2, 'dropped': 0, 'failed': 2}
     reporter.close(5.0)
 
 
@@ -288,7 +295,7 @@ def test_retries_are_bounded_and_only_for_retryable_errors(
         reporter.report(make_span(index))
     assert reporter.flush(5.0) is flushed
     assert sender.calls == calls
-    assert reporter.stats() == {'queued': 0, 'dropped': 0, **stats}
+    assert counters(reporter) == {'queued': 0, 'dropped': 0, **stats}
     reporter.close(5.0)
 
 
@@ -310,7 +317,7 @@ def test_a_flush_deadline_cuts_the_backoff_and_keeps_the_spans() -> None:
     start = time.monotonic()
     assert not reporter.flush(0.3)
     assert time.monotonic() - start < 0.3 + MARGIN
-    assert reporter.stats() == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
     assert reporter.flush(5.0)  # the spans were kept, and now they go out
     assert sender.ids() == ['0000000000000001', '0000000000000002', '0000000000000003']
     reporter.close(5.0)
@@ -327,7 +334,7 @@ def test_flush_and_close_keep_their_deadlines_with_a_hanging_collector(
     start = time.monotonic()
     assert not reporter.flush(0.5)
     assert time.monotonic() - start < 0.5 + MARGIN
-    assert reporter.stats() == {'queued': 5, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 5, 'sent': 0, 'dropped': 0, 'failed': 0}
 
     start = time.monotonic()
     assert not reporter.close(0.5)
@@ -362,7 +369,7 @@ def test_close_waits_for_a_worker_stuck_in_a_send_only_until_its_deadline() -> N
     assert not reporter.close(0.3)
     assert time.monotonic() - start < 0.3 + MARGIN
     # 2 spans in the stuck send (still queued), 2 that close could not send (dropped).
-    assert reporter.stats() == {'queued': 2, 'sent': 0, 'dropped': 2, 'failed': 0}
+    assert counters(reporter) == {'queued': 2, 'sent': 0, 'dropped': 2, 'failed': 0}
     sender.gate.set()
 
 
@@ -398,7 +405,7 @@ def test_failure_warnings_are_rate_limited(caplog: Any, interval: float,
     reporter.report(make_span(3))
     assert reporter.flush(5.0)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert infos == ['zipkin reporter: sending spans works again']
+    assert infos == ['falcon-tracing-wsgi: zipkin to memory: sending spans works again']
     reporter.close(5.0)
 
 
@@ -427,7 +434,12 @@ def test_suppressed_warnings_are_counted_in_the_next_one(caplog: Any) -> None:
     pytest.param({'max_queue_size': 0}, 'max_queue_size', id='queue-zero'),
     pytest.param({'max_queue_size': 2.5}, 'max_queue_size', id='queue-float'),
     pytest.param({'batch_size': 0}, 'batch_size', id='batch-zero'),
-    pytest.param({'batch_size': 4096}, 'must not exceed', id='batch-over-queue'),
+    pytest.param({'batch_size': 4096, 'max_queue_size': 2048}, 'must not exceed',
+                 id='batch-over-queue'),
+    pytest.param({'max_batch_bytes': 2 ** 20, 'max_queue_bytes': 2 ** 19},
+                 'must not exceed', id='batch-bytes-over-queue-bytes'),
+    pytest.param({'max_queue_bytes': 0}, 'max_queue_bytes', id='queue-bytes-zero'),
+    pytest.param({'max_batch_bytes': 1.5}, 'max_batch_bytes', id='batch-bytes-float'),
     pytest.param({'flush_interval': 0}, 'flush_interval', id='interval-zero'),
     pytest.param({'flush_interval': float('inf')}, 'flush_interval', id='interval-inf'),
     pytest.param({'max_retries': -1}, 'max_retries', id='retries-negative'),
@@ -462,7 +474,7 @@ def test_noop_reporter_keeps_nothing() -> None:
     reporter = NoopReporter()
     reporter.report(make_span(0))
     assert reporter.flush(0.0) and reporter.close(0.0)
-    assert reporter.stats() == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
 
 
 # -- fork -----------------------------------------------------------------------------------
@@ -496,18 +508,18 @@ def test_a_forked_child_reports_its_own_spans_and_not_the_parents(
         reporter.report(make_span(index))  # queued in the parent, not sent yet
 
     def child() -> dict[str, Any]:
-        inherited = reporter.stats()
+        inherited = counters(reporter)
         for index in range(100, 104):
             reporter.report(make_span(index))
         return {'inherited': inherited, 'flushed': reporter.flush(5.0),
-                'stats': reporter.stats(), 'workers': len(_reporter_threads())}
+                'stats': counters(reporter), 'workers': len(_reporter_threads())}
 
     result = _run_in_child(child)
     assert result['inherited'] == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
     assert result['flushed'] is True
     assert result['stats'] == {'queued': 0, 'sent': 4, 'dropped': 0, 'failed': 0}
     assert result['workers'] == 1  # the child started its own worker
-    assert reporter.stats() == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 3, 'sent': 0, 'dropped': 0, 'failed': 0}
     assert reporter.flush(5.0)
     ids = sorted(span['id'] for span in collector.spans())
     assert ids == sorted([f'{i + 1:016x}' for i in range(3)]
@@ -555,7 +567,7 @@ def test_a_fork_while_the_worker_holds_the_send_lock_does_not_deadlock_the_child
         start = time.monotonic()
         flushed = reporter.flush(5.0)
         return {'flushed': flushed, 'elapsed': time.monotonic() - start,
-                'stats': reporter.stats()}
+                'stats': counters(reporter)}
 
     result = _run_in_child(child)
     sender.gate.set()
@@ -580,10 +592,10 @@ def test_state_inherited_without_the_at_fork_hook_is_reset_at_the_next_batch() -
         reporter.report(make_span(index))  # the 4th queued span fills a batch
     stale_wake.set()  # let the "parent's" worker see it was replaced and exit
     assert reporter._wake is not stale_wake
-    assert reporter.stats() == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
     reporter.report(make_span(10))
     assert reporter.flush(5.0)
-    assert reporter.stats() == {'queued': 0, 'sent': 1, 'dropped': 0, 'failed': 0}
+    assert counters(reporter) == {'queued': 0, 'sent': 1, 'dropped': 0, 'failed': 0}
     reporter.close(5.0)
 
 
@@ -615,6 +627,7 @@ _EXIT_SCRIPT = textwrap.dedent('''
 
     jsonl, mode = sys.argv[1], sys.argv[2]
     collector = ZipkinCollector(jsonl=jsonl).start()
+    print('COLLECTOR', collector.url, file=sys.stderr)
     if mode == 'hang':
         collector.set_fault(hang=True)
     reporter = BatchReporter(HttpSender(collector.url, read_timeout=30.0),
@@ -625,6 +638,11 @@ _EXIT_SCRIPT = textwrap.dedent('''
             reporter.report(Span(index))
     # no flush, no close: the atexit hook must deliver and summarise
 ''')
+
+
+def collector_url(log: str) -> str:
+    """The URL the exit script's collector printed."""
+    return log.split('COLLECTOR ', 1)[1].split()[0]
 
 
 def test_close_logs_one_summary_line(caplog: Any) -> None:
@@ -638,15 +656,15 @@ def test_close_logs_one_summary_line(caplog: Any) -> None:
     reporter.close(5.0)
     reporter.report(make_span(4))
     reporter.close(5.0)
-    summaries = [r for r in caplog.records if 'reporter closed' in r.getMessage()]
+    summaries = [r for r in caplog.records if 'closed' in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in summaries] == [
-        (logging.WARNING, 'zipkin reporter closed: 1 spans sent, 0 dropped, 3 failed, '
-                          '0 unsent')]
+        (logging.WARNING, 'falcon-tracing-wsgi: closed zipkin to memory: 1 span sent, '
+                          '0 dropped, 3 failed')]
 
 
 @pytest.mark.parametrize('mode,level,summary,lines', [
-    pytest.param('ok', 'INFO', '5 spans sent, 0 dropped, 0 failed, 0 unsent', 5, id='ok'),
-    pytest.param('hang', 'WARNING', '0 spans sent, 0 dropped, 5 failed, 0 unsent', 0,
+    pytest.param('ok', 'INFO', '5 spans sent, 0 dropped, 0 failed', 5, id='ok'),
+    pytest.param('hang', 'WARNING', '0 spans sent, 0 dropped, 5 failed', 0,
                  id='hanging-collector'),
     pytest.param('unused', None, None, 0, id='never-used'),
 ])
@@ -661,11 +679,12 @@ def test_exit_flushes_within_the_deadline_and_logs_one_summary(
                               os.path.abspath(__file__)))))
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
-    summaries = [line for line in done.stderr.splitlines() if 'reporter closed' in line]
+    summaries = [line for line in done.stderr.splitlines() if ' closed ' in line]
     if summary is None:
         assert summaries == []
     else:
-        assert summaries == [f'{level} {LOGGER} zipkin reporter closed: {summary}']
+        assert summaries == [f'{level} {LOGGER} falcon-tracing-wsgi: closed zipkin to '
+                             f'{collector_url(done.stderr)}: {summary}']
     written = jsonl.read_text().splitlines() if jsonl.exists() else []
     assert len(written) == lines
     assert elapsed < 10.0  # the hanging collector does not hold the exit

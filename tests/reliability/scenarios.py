@@ -53,6 +53,12 @@ __all__ = ['SETTINGS', 'SCENARIOS', 'Scenario', 'Result', 'run_scenario', 'build
            'traced_app', 'drive', 'span_bytes', 'memory_bound', 'make_certificate',
            'certificate', 'percentile', 'Sustained', 'run_sustained']
 
+
+def counters(stats: dict[str, int]) -> dict[str, int]:
+    """The reporter's four counters (``stats()`` also shows the byte bound and its use)."""
+    return {key: stats[key] for key in ('queued', 'sent', 'dropped', 'failed')}
+
+
 QUEUE_SIZE = 128
 BATCH_SIZE = 32
 SHUTDOWN_TIMEOUT = 1.0
@@ -395,7 +401,7 @@ def run_scenario(name: str, collector: RemoteCollector,
         started = time.perf_counter()
         close_ok = reporter.close()  # no timeout: shutdown_timeout, as at exit
         shutdown = time.perf_counter() - started
-        stats = reporter.stats()
+        stats = counters(reporter.stats())
     finally:
         reporter.close(0)  # quiet and harmless after close(); closes it after an error
     received = collector.counts()[0]
@@ -471,7 +477,7 @@ def run_sustained(collector: RemoteCollector, seconds: float) -> Sustained:
         started = time.perf_counter()
         reporter.close()
         shutdown = time.perf_counter() - started
-        stats = reporter.stats()
+        stats = counters(reporter.stats())
     finally:
         reporter.close(0)
     collector.wait_for_spans(answered, 10.0)
