@@ -20,18 +20,6 @@ from opentracing import Format
 from opentracing.mocktracer import MockTracer
 
 from ._clients import CLIENTS, _httpx, _httpx_async, _requests, _urllib3
-from ._server import serve
-
-@pytest.fixture(scope='module')
-def server() -> Iterator[Any]:
-    with serve() as httpd:
-        yield httpd
-
-
-@pytest.fixture()
-def base_url(server: Any) -> str:
-    server.received.clear()
-    return 'http://127.0.0.1:%d' % server.server_address[1]
 
 
 @pytest.fixture()

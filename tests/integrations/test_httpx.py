@@ -6,7 +6,6 @@ The behaviour every client shares is in ``test_clients.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,19 +17,7 @@ from falcon_tracing_wsgi.integrations.httpx import (
     AsyncTracingTransport, TracingTransport, traced_async_client, traced_client)
 from falcon_tracing_wsgi.testing import make_tracer
 
-from ._server import STREAM_SIZE, TIMEOUT, serve
-
-
-@pytest.fixture(scope='module')
-def server() -> Iterator[Any]:
-    with serve() as httpd:
-        yield httpd
-
-
-@pytest.fixture()
-def base_url(server: Any) -> str:
-    server.received.clear()
-    return 'http://127.0.0.1:%d' % server.server_address[1]
+from ._server import STREAM_SIZE, TIMEOUT
 
 
 @pytest.fixture()

@@ -18,19 +18,7 @@ from opentracing.mocktracer import MockTracer
 from falcon_tracing_wsgi.integrations.urllib3 import (
     TracedHTTPConnectionPool, TracedHTTPSConnectionPool, TracedPoolManager)
 
-from ._server import STREAM_SIZE, TIMEOUT, serve
-
-
-@pytest.fixture(scope='module')
-def server() -> Iterator[Any]:
-    with serve() as httpd:
-        yield httpd
-
-
-@pytest.fixture()
-def base_url(server: Any) -> str:
-    server.received.clear()
-    return 'http://127.0.0.1:%d' % server.server_address[1]
+from ._server import STREAM_SIZE, TIMEOUT
 
 
 @pytest.fixture()
