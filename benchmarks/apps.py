@@ -27,6 +27,8 @@ VARIANTS = {
     'traced': 'wrap(): sampled, Zipkin v2 export to the sink',
     'traced_otlp': 'wrap(): sampled, OTLP/HTTP protobuf export to the sink',
     'traced_otlp_json': 'wrap(): sampled, OTLP/HTTP JSON export to the sink',
+    'traced_otlp_old_names': 'wrap(): sampled, OTLP/HTTP protobuf with OpenTracing\'s HTTP tag '
+                             'names (the spans Zipkin gets)',
     'unsampled': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0',
     'excluded': 'wrap(), request path excluded (FALCON_TRACING_EXCLUDE)',
     'traced_noexport': 'wrap(): sampled, FALCON_TRACING_REPORTER=none (diagnostic)',
@@ -37,7 +39,7 @@ VARIANTS = {
 }
 OTEL_VARIANTS = ('otel', 'otel_zipkin')
 #: Variants whose process also gets OTEL_EXPORTER_OTLP_ENDPOINT (the sink's base URL).
-OTLP_VARIANTS = ('traced_otlp', 'traced_otlp_json')
+OTLP_VARIANTS = ('traced_otlp', 'traced_otlp_json', 'traced_otlp_old_names')
 #: Variants no benchmark runs by default: OpenTelemetry's OTLP exporter, and the stages
 #: that split the sampled request's cost for ``bench_instructions.py --breakdown`` (each
 #: adds one stage to the previous).
@@ -63,6 +65,9 @@ VARIANT_ENV = {
     # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
     # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
     'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
+    # The same span content as Zipkin's (OpenTracing's HTTP names): the format's own cost.
+    'traced_otlp_old_names': {'FALCON_TRACING_REPORTER': 'otlp',
+                              'FALCON_TRACING_HTTP_SEMCONV': 'old'},
     'traced_otlp_json': {'FALCON_TRACING_REPORTER': 'otlp',
                          'OTEL_EXPORTER_OTLP_PROTOCOL': 'http/json'},
     'unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},

@@ -75,8 +75,8 @@ from _common import (HERE, PYTHON, ROOT, Sink, otel_available, otel_otlp_availab
 
 ROUTES = ('/hello', '/users/42')
 #: Main table, in order.
-DEFAULT_VARIANTS = ('bare', 'traced', 'traced_otlp', 'unsampled', 'excluded', 'otel_zipkin',
-                    'otel_otlp')
+DEFAULT_VARIANTS = ('bare', 'traced', 'traced_otlp', 'traced_otlp_old_names', 'unsampled',
+                    'excluded', 'otel_zipkin', 'otel_otlp')
 QUICK_VARIANTS = ('bare', 'traced', 'traced_otlp', 'unsampled', 'excluded')
 #: The breakdown's stages: each adds one part to the one before it (the name of the part).
 BREAKDOWN = (
@@ -98,7 +98,8 @@ BUDGETS = {'traced': 60_000, 'traced_otlp': 60_000, 'unsampled': 20_000, 'exclud
 #: Spans each variant must deliver: 'sink' (the collector received one per request),
 #: 'none' (the collector received none), 'handed' (the variant's own discarding end
 #: counted one per request). Absent: not checked (the variant reports nothing).
-_SPAN_CHECK = {'traced': 'sink', 'traced_otlp': 'sink', 'otel_zipkin': 'sink', 'otel_otlp': 'sink',
+_SPAN_CHECK = {'traced': 'sink', 'traced_otlp': 'sink', 'traced_otlp_old_names': 'sink',
+               'otel_zipkin': 'sink', 'otel_otlp': 'sink',
                'unsampled': 'none',
                'excluded': 'none', 'unsampled_plain': 'none', 'excluded_plain': 'none',
                'otel': 'handed', 'traced_encode': 'handed',

@@ -3,28 +3,29 @@
 Each scenario runs in a fresh process: a Falcon app wrapped by ``wrap()``, configured
 only by ``FALCON_TRACING_*`` variables, exporting to a socket on 127.0.0.1 that accepts
 connections and never answers (a listening socket nobody accepts from: the handshake
-completes in the backlog, the upload waits for its timeout). Enough requests are made
-to fill the queue (``FALCON_TRACING_QUEUE_SIZE``, default 2048) and then some, so the
-queue is full and a batch is stuck in the sender.
+completes in the backlog, the upload waits for its timeout). Default settings; enough
+requests are made to fill the pipeline's byte bound (``FALCON_TRACING_QUEUE_BYTES``,
+16 MiB of encoded spans) and then some, so the queue is full and a batch is stuck in
+the sender.
 
 Figures per scenario:
 
 * ``held``: bytes allocated and still live after the requests (:mod:`tracemalloc`),
   which is what the full queue and the stuck batch hold;
 * ``rss``: growth of the resident set over the same requests (``VmRSS``);
-* ``queued``: spans held at the end, the queue and the batch stuck in the sender
-  (at most ``queue_size + batch_size``);
+* ``queued``: spans held at the end (encoded or not, the batch stuck in the sender too);
 * ``est. span B``: the encoded size of one scenario span (:func:`estimate_size`);
-* ``worst bound``: ``(queue_size + batch_size) * max_span_memory(limits)``, the memory a
-  full queue can hold whatever the app records (the worst case of every span filling
-  every limit with 4-byte characters).
+* ``worst bound``: ``max_queue_bytes + 1,040 * max_span_memory(limits)``, the memory
+  the pipeline can hold whatever the app records: the encoded bytes, and the spans not
+  yet encoded (1,024 before request threads help encode, 16 in a helping thread's hands)
+  each filling every limit with 4-byte characters.
 
 Scenarios: ``events`` (1,000 ``log_kv`` records per request), ``big_tag`` (a unique
 100 kB tag per request), ``plain`` (the usual server span). Run against another copy
 of the package with ``PYTHONPATH=/path/to/that/copy`` (from outside this checkout) to
 compare.
 
-Run: ``python benchmarks/bench_span_memory.py [--queue-size 2048] [--only events]``.
+Run: ``python benchmarks/bench_span_memory.py [--requests 20000] [--only events]``.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ def _rss() -> int:
     return 0
 
 
-def _child(scenario: str, port: int, queue_size: int) -> dict[str, object]:
+#: Spans not yet encoded that the pipeline may hold: its help mark and one helper's hands.
+_UNENCODED = 1024 + 16
+
+
+def _child(scenario: str, port: int, requests: int) -> dict[str, object]:
     os.environ.update({
         'FALCON_TRACING_ZIPKIN_URL': f'http://127.0.0.1:{port}/api/v2/spans',
-        'FALCON_TRACING_QUEUE_SIZE': str(queue_size),
         'FALCON_TRACING_EXPORT_TIMEOUT': '600', 'FALCON_TRACING_MAX_RETRIES': '0',
         'FALCON_TRACING_SHUTDOWN_TIMEOUT': '0', 'FALCON_TRACING_SERVICE_NAME': 'memory'})
     import falcon
@@ -78,7 +82,6 @@ def _child(scenario: str, port: int, queue_size: int) -> dict[str, object]:
     app.add_route('/work', Resource())
     client = falcon.testing.TestClient(wrap(app))
     client.simulate_get('/work')  # warm up: imports, caches, the reporter thread
-    requests = queue_size + 600
     tracemalloc.start()
     base, rss = tracemalloc.get_traced_memory()[0], _rss()
     for _ in range(requests):
@@ -97,18 +100,18 @@ def _child(scenario: str, port: int, queue_size: int) -> dict[str, object]:
     Resource().on_get(type('Req', (), {'context': type('C', (), {'span': span})})(),
                       falcon.Response())
     result['estimate'] = estimate_size(span)
-    held_spans = queue_size + int(os.environ.get('FALCON_TRACING_BATCH_SIZE', '256'))
-    result['worst_bound'] = held_spans * max_span_memory(tracer.span_limits)
+    result['worst_bound'] = (int(stats['max_queue_bytes'])
+                             + _UNENCODED * max_span_memory(tracer.span_limits))
     return result
 
 
-def _run(scenario: str, queue_size: int) -> dict[str, object]:
+def _run(scenario: str, requests: int) -> dict[str, object]:
     with socket.socket() as silent:
         silent.bind(('127.0.0.1', 0))
         silent.listen(64)  # never accepted: the upload waits
         port = silent.getsockname()[1]
         out = subprocess.run([sys.executable, __file__, '--child', scenario, '--port',
-                              str(port), '--queue-size', str(queue_size)],
+                              str(port), '--requests', str(requests)],
                              capture_output=True, text=True, timeout=900, check=True)
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -116,19 +119,19 @@ def _run(scenario: str, queue_size: int) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--queue-size', type=int, default=2048)
+    parser.add_argument('--requests', type=int, default=20_000)
     parser.add_argument('--only', default=','.join(SCENARIOS))
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--port', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child, args.port, args.queue_size)))
+        print(json.dumps(_child(args.child, args.port, args.requests)))
         return 0
     mib = 1024 * 1024
     print(f'{"scenario":10} {"requests":>8} {"queued":>6} {"dropped":>7} {"held MiB":>9} '
           f'{"RSS MiB":>8} {"est. span B":>11} {"worst bound GiB":>15}')
     for scenario in args.only.split(','):
-        r = _run(scenario, args.queue_size)
+        r = _run(scenario, args.requests)
         stats = r['stats']
         assert isinstance(stats, dict)
         estimate = r.get('estimate', '')
