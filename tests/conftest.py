@@ -7,6 +7,8 @@ from opentracing.scope_managers.contextvars import ContextVarsScopeManager
 
 from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
 
+from .certificates import make_certificate
+
 
 @pytest.fixture
 def tracer():
@@ -19,6 +21,15 @@ def collector():
     """A started Zipkin collector on a free 127.0.0.1 port, always stopped afterwards."""
     with ZipkinCollector() as running:
         yield running
+
+
+@pytest.fixture(scope='session')
+def tls_certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 that no client trusts by default."""
+    certificate = make_certificate(str(tmp_path_factory.mktemp('tls')))
+    if certificate is None:
+        pytest.skip('the openssl command is needed to make a self-signed test certificate')
+    return certificate
 
 
 @pytest.fixture(autouse=True)

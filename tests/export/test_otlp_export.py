@@ -270,29 +270,12 @@ def test_grpc_is_refused_for_the_builtin_tracer(monkeypatch: Any) -> None:
 
 # -- TLS ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def certificate(tmp_path_factory: Any) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
-    import shutil
-    import subprocess
-    if shutil.which('openssl') is None:
-        pytest.skip('the openssl command is needed to make a test certificate')
-    folder = tmp_path_factory.mktemp('tls')
-    cert, key = str(folder / 'cert.pem'), str(folder / 'key.pem')
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-                    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext',
-                    'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True,
-                   timeout=60)
-    return cert, key
-
-
 @pytest.mark.parametrize('mutual', [pytest.param(False, id='server-certificate'),
                                     pytest.param(True, id='mutual-tls')])
-def test_https_with_the_otel_certificate_variables(certificate: tuple[str, str],
+def test_https_with_the_otel_certificate_variables(tls_certificate: tuple[str, str],
                                                    monkeypatch: Any, mutual: bool) -> None:
     import ssl
-    cert, key = certificate
+    cert, key = tls_certificate
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
     if mutual:  # the receiver only talks to a client that shows this certificate
@@ -309,10 +292,10 @@ def test_https_with_the_otel_certificate_variables(certificate: tuple[str, str],
 
 
 def test_https_without_the_certificate_variable_refuses_the_endpoint(
-        certificate: tuple[str, str]) -> None:
+        tls_certificate: tuple[str, str]) -> None:
     import ssl
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(*certificate)
+    server.load_cert_chain(*tls_certificate)
     with OtlpReceiver(ssl_context=server) as tls:
         reporter = build_reporter(TracingConfig.from_env(
             {'OTEL_EXPORTER_OTLP_ENDPOINT': tls.base_url}))

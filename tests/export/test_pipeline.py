@@ -22,6 +22,7 @@ from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
 from falcon_tracing_wsgi.export.pipeline import BatchReporter, NoopReporter
 from falcon_tracing_wsgi.export.http import HttpSender, frame_json_array
 
+from tests.forks import run_in_child
 from tests.spans import make_span
 
 ENCODER = JsonV2Encoder(Endpoint('reporter-test'))
@@ -479,26 +480,6 @@ def test_noop_reporter_keeps_nothing() -> None:
 
 # -- fork -----------------------------------------------------------------------------------
 
-def _run_in_child(work: Any) -> dict[str, Any]:
-    """Fork; run ``work()`` in the child and return its JSON-able result to the parent."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps(work()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, 'rb') as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return json.loads(data)
-
-
 @pytest.mark.filterwarnings('ignore::DeprecationWarning')  # 3.12+: fork with threads
 def test_a_forked_child_reports_its_own_spans_and_not_the_parents(
         collector: ZipkinCollector) -> None:
@@ -514,7 +495,7 @@ def test_a_forked_child_reports_its_own_spans_and_not_the_parents(
         return {'inherited': inherited, 'flushed': reporter.flush(5.0),
                 'stats': counters(reporter), 'workers': len(_reporter_threads())}
 
-    result = _run_in_child(child)
+    result = run_in_child(child)
     assert result['inherited'] == {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0}
     assert result['flushed'] is True
     assert result['stats'] == {'queued': 0, 'sent': 4, 'dropped': 0, 'failed': 0}
@@ -569,7 +550,7 @@ def test_a_fork_while_the_worker_holds_the_send_lock_does_not_deadlock_the_child
         return {'flushed': flushed, 'elapsed': time.monotonic() - start,
                 'stats': counters(reporter)}
 
-    result = _run_in_child(child)
+    result = run_in_child(child)
     sender.gate.set()
     assert result['flushed'] is True and result['elapsed'] < 2.0
     assert result['stats'] == {'queued': 0, 'sent': 3, 'dropped': 0, 'failed': 0}
@@ -606,7 +587,7 @@ def test_fork_after_a_reporter_was_collected_is_fine() -> None:
     reporter.close(5.0)
     del reporter
     gc.collect()
-    assert _run_in_child(lambda: 'alive') == 'alive'
+    assert run_in_child(lambda: 'alive') == 'alive'
 
 
 # -- interpreter exit -----------------------------------------------------------------------

@@ -434,38 +434,21 @@ def test_file_sender_refuses_a_non_stream() -> None:
 
 # -- https ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def certificate(tmp_path_factory: Any) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
-    import shutil
-    import subprocess
-    if shutil.which('openssl') is None:
-        pytest.skip('the openssl command is needed to make a test certificate')
-    folder = tmp_path_factory.mktemp('tls')
-    cert, key = str(folder / 'cert.pem'), str(folder / 'key.pem')
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-                    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext',
-                    'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True,
-                   timeout=60)
-    return cert, key
-
-
 @pytest.fixture
-def tls_collector(certificate: tuple[str, str]) -> Iterator[ZipkinCollector]:
+def tls_collector(tls_certificate: tuple[str, str]) -> Iterator[ZipkinCollector]:
     import ssl
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*certificate)
+    context.load_cert_chain(*tls_certificate)
     with ZipkinCollector(ssl_context=context) as running:
         yield running
 
 
 def test_https_with_a_trusted_certificate_keeps_the_connection(
-        tls_collector: ZipkinCollector, certificate: tuple[str, str]) -> None:
+        tls_collector: ZipkinCollector, tls_certificate: tuple[str, str]) -> None:
     import ssl
     assert tls_collector.url.startswith('https://127.0.0.1:')
     sender = HttpSender(tls_collector.url, ssl_context=ssl.create_default_context(
-        cafile=certificate[0]))
+        cafile=tls_certificate[0]))
     try:
         for index in range(3):
             sender.send(_body(1, start=index), 1)

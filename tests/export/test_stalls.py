@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from falcon_tracing_wsgi.export.udp import UdpSender
 from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
 from falcon_tracing_wsgi.tracer.sampler import ConstSampler, RateLimitingSampler
 
+from tests.forks import run_in_child
 from tests.spans import make_span
 
 ENCODER = JsonV2Encoder(Endpoint('stall-test'))
@@ -33,27 +33,6 @@ MARGIN = 0.6  # seconds of slack on timing assertions (scheduling on a loaded ma
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: A span of ~4 KB: 16 of them fill a pipe's 64 KiB buffer.
 BIG_TAGS = {'span.kind': 'server', 'payload': 'x' * 4000}
-
-
-def _run_in_child(work: Callable[[], Any], limit: int = 20) -> Any:
-    """Fork; run ``work()`` in the child (killed after ``limit`` s) and return its result."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            signal.alarm(limit)  # a child stuck on a lock dies instead of hanging the test
-            os.close(read_end)
-            os.write(write_end, json.dumps(work()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, 'rb') as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, 'the child hung (or failed)'
-    return json.loads(data)
 
 
 def _in_thread(call: Callable[[], Any], limit: float) -> tuple[Optional[Any], float]:
@@ -216,7 +195,7 @@ def test_a_fork_during_a_write_leaves_the_child_a_working_log_reporter() -> None
                 'ids': [json.loads(line)['id'] for line in stream.lines]}
 
     try:
-        result = _run_in_child(child)
+        result = run_in_child(child)
     finally:
         stream.gate.set()
     assert result['flushed'] is True and result['closed'] is True
@@ -242,7 +221,7 @@ def test_a_fork_while_the_sampler_holds_its_lock_leaves_the_child_sampling() -> 
     blocked.start()
     assert entered.wait(5.0)
     try:
-        assert _run_in_child(lambda: sampler.is_sampled('b' * 32, 'op')) is True
+        assert run_in_child(lambda: sampler.is_sampled('b' * 32, 'op')) is True
     finally:
         gate.set()
         blocked.join(5.0)
@@ -278,7 +257,7 @@ def test_a_fork_during_a_slow_name_lookup_leaves_the_child_a_working_udp_sender(
             sender.send(b'{"child":1}', 1, timeout=2.0)
             return True
 
-        assert _run_in_child(child) is True
+        assert run_in_child(child) is True
         assert receiver.recv(1024) == b'{"child":1}'
     finally:
         gate.set()

@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -47,10 +45,12 @@ from falcon_tracing_wsgi import TracingMiddleware, wrap
 from falcon_tracing_wsgi.config import TracingConfig
 from falcon_tracing_wsgi.testing import make_tracer
 
+from tests.certificates import make_certificate
+
 from ._remote import RemoteCollector, free_port
 
 __all__ = ['SETTINGS', 'SCENARIOS', 'Scenario', 'Result', 'run_scenario', 'build_app',
-           'traced_app', 'drive', 'span_bytes', 'memory_bound', 'make_certificate',
+           'traced_app', 'drive', 'span_bytes', 'memory_bound',
            'certificate', 'percentile', 'Sustained', 'run_sustained']
 
 
@@ -240,19 +240,6 @@ def memory_bound(per_span: float) -> int:
     one being encoded (each span twice, as object and JSON), and 1 MiB for the app's
     own per-request objects and the sender's buffers."""
     return int((QUEUE_SIZE + 2 * BATCH_SIZE) * per_span * 2 + 1024 * 1024)
-
-
-def make_certificate(folder: str) -> Optional[tuple[str, str]]:
-    """A self-signed certificate for 127.0.0.1 made with ``openssl`` (None without it)."""
-    if shutil.which('openssl') is None:
-        return None
-    cert, key = os.path.join(folder, 'cert.pem'), os.path.join(folder, 'key.pem')
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
-                    'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-                    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext',
-                    'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True,
-                   timeout=60)
-    return cert, key
 
 
 # -- the scenarios ---------------------------------------------------------------------------
