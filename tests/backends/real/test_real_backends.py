@@ -200,7 +200,9 @@ def test_the_streamed_response_lasts_until_its_body_is_sent(scenarios, path, api
     assert all(server.start <= span.start and span.end <= server.end + slack
                for span in others), _explain(path, outcome, seen)
     calls = sorted((span for span in others if span.kind == 'CLIENT'), key=lambda s: s.start)
-    assert all(a.end <= b.start for a, b in zip(calls, calls[1:])), \
+    # The same rounding applies between siblings: one call's shown end may pass the next
+    # call's shown start by a microsecond or two.
+    assert all(a.end <= b.start + slack for a, b in zip(calls, calls[1:])), \
         'one chunk after another: ' + _explain(path, outcome, seen)
 
 
