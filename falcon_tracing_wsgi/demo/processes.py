@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import IO, Any, Optional
 
-__all__ = ['GunicornProcess', 'ServerError', 'free_port']
+__all__ = ['ChildProcess', 'GunicornProcess', 'ServerError', 'free_port']
 
 _HOST = '127.0.0.1'
 
@@ -53,9 +53,10 @@ class ServerError(RuntimeError):
     """A server did not start (or stop) as expected; the message ends with its log."""
 
 
-def free_port(host: str = _HOST) -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def free_port(host: str = _HOST, kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free on ``host`` right now (the OS picks it), for TCP or, with
+    ``kind=socket.SOCK_DGRAM``, UDP."""
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -69,7 +70,102 @@ def _control_socket_option() -> list[str]:
     return ['--no-control-socket'] if tuple(version) >= (25, 1) else []
 
 
-class GunicornProcess:
+
+class ChildProcess:
+    """A server run as a child process: its own session, its output in a temporary file,
+    stopped with SIGTERM, a bounded wait, then SIGKILL of its process group.
+
+    The base of :class:`GunicornProcess`; the tests' Jaeger and Zipkin servers use it too.
+    A subclass says how it starts (``start()``, which calls :meth:`_spawn`).
+    """
+
+    #: A label for messages.
+    name = 'server'
+
+    def __init__(self) -> None:
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self._log: Optional[IO[bytes]] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The child's pid, once started."""
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def _spawn(self, command: list[str], *, env: Optional[Mapping[str, str]] = None,
+               cwd: Optional[str] = None) -> subprocess.Popen[bytes]:
+        """Start ``command`` in its own session with its output in the log file."""
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, cwd=cwd, start_new_session=True)
+        return self.process
+
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
+        """SIGTERM (graceful), wait up to ``timeout``, then SIGKILL the process group.
+
+        Returns:
+            The exit status (negative: killed by that signal), or None if never started.
+        """
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            try:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            except KeyboardInterrupt:
+                self.kill()
+                raise
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the child and its own children (its process group), and reap it."""
+        process = self.process
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait(timeout=10.0)
+
+    def log(self) -> str:
+        """Everything the child wrote to its standard output and error so far."""
+        stream = self._log
+        if stream is None:
+            return ''
+        # NOTE: the child shares this file's offset (the same open file), so read
+        # with pread, which leaves the offset alone; a seek would misplace its writes.
+        fd = stream.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode('utf-8', 'replace')
+
+    def close(self) -> None:
+        """Stop the child and discard its log file."""
+        try:
+            self.stop()
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise ServerError(f'{self.name} was not started')
+        return self.process
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class GunicornProcess(ChildProcess):
     """One gunicorn master (and its workers) on ``127.0.0.1``.
 
     Args:
@@ -92,19 +188,13 @@ class GunicornProcess:
         self.port = port if port is not None else free_port()
         self.hooks = hooks
         self.cwd = cwd
+        super().__init__()
         self.name = name or app
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self._log: Optional[IO[bytes]] = None
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
         return f'http://{_HOST}:{self.port}'
-
-    @property
-    def pid(self) -> Optional[int]:
-        """The master's pid, once started."""
-        return self.process.pid if self.process is not None else None
 
     def command(self) -> list[str]:
         """The argument list that starts the server."""
@@ -117,12 +207,8 @@ class GunicornProcess:
 
     def start(self) -> GunicornProcess:
         """Start the server (it is not ready yet: see :meth:`wait_ready`)."""
-        if self.process is not None:
-            return self
-        self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True)
+        if self.process is None:
+            self._spawn(self.command(), cwd=self.cwd)
         return self
 
     def wait_ready(self, timeout: float) -> float:
@@ -206,67 +292,6 @@ class GunicornProcess:
     def send_signal(self, signum: int) -> None:
         """Send ``signum`` to the master (SIGHUP reloads, SIGTTIN adds a worker, ...)."""
         self._running().send_signal(signum)
-
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
-        """SIGTERM (graceful), wait up to ``timeout``, then SIGKILL the process group.
-
-        Returns:
-            The exit status (negative: killed by that signal), or None if never started.
-        """
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            try:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            except KeyboardInterrupt:
-                self.kill()
-                raise
-        return process.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the master and its workers (its process group), and reap the master."""
-        process = self.process
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait(timeout=10.0)
-
-    def log(self) -> str:
-        """Everything the server wrote to its standard output and error so far."""
-        stream = self._log
-        if stream is None:
-            return ''
-        # NOTE: the server shares this file's offset (the same open file), so read
-        # with pread, which leaves the offset alone; a seek would misplace its writes.
-        fd = stream.fileno()
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode('utf-8', 'replace')
-
-    def close(self) -> None:
-        """Stop the server and discard its log file."""
-        try:
-            self.stop()
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        if self.process is None:
-            raise ServerError(f'{self.name} was not started')
-        return self.process
-
-    def __enter__(self) -> GunicornProcess:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f'<GunicornProcess {self.name} {self.url} pid={self.pid}>'

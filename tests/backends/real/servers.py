@@ -36,7 +36,8 @@ Decisions:
 * **Bounded and always stopped**: health is polled with a deadline, pausing by waiting on
   the process so a server that dies at boot is reported at once with its log; stopping is
   SIGTERM, a bounded wait, then SIGKILL of the process group. Output goes to a temporary
-  file (never a pipe that could fill up), shown in every error.
+  file (never a pipe that could fill up), shown in every error; the process handling is
+  the demo's :class:`~falcon_tracing_wsgi.demo.processes.ChildProcess`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from time import monotonic
 from typing import IO, Any, Optional
 
+from falcon_tracing_wsgi.demo.processes import ChildProcess, free_port
+
 __all__ = ['BackendUnavailable', 'BackendError', 'JaegerServer', 'ZipkinServer',
            'cache_dir', 'jaeger_binary', 'zipkin_jar', 'JAEGER_VERSION', 'ZIPKIN_VERSION']
 
@@ -79,7 +82,6 @@ CACHE_ENV = 'TRACING_BACKENDS_CACHE'
 _HOST = '127.0.0.1'
 _BUILD_TIMEOUT = 40 * 60.0
 _FETCH_TIMEOUT = 15 * 60.0
-_STOP_TIMEOUT = 10.0
 
 
 class BackendUnavailable(RuntimeError):
@@ -274,21 +276,14 @@ def _tail(path: pathlib.Path, limit: int = 6000) -> str:
     return text if len(text) <= limit else '...\n' + text[-limit:]
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 right now, for TCP or (``SOCK_DGRAM``) UDP."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((_HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class _ServerProcess:
-    """A server child process: its own session, its output in a file, bounded start/stop."""
+class _ServerProcess(ChildProcess):
+    """A backend server child process: bounded start (health polled), stop and log from
+    :class:`~falcon_tracing_wsgi.demo.processes.ChildProcess`."""
 
     name = 'server'
 
     def __init__(self) -> None:
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self._log: Optional[IO[bytes]] = None
+        super().__init__()
         self.started_in: Optional[float] = None
 
     def command(self) -> list[str]:
@@ -309,11 +304,8 @@ class _ServerProcess:
         """
         if self.process is not None:
             return self
-        self._log = tempfile.TemporaryFile()
         started = monotonic()
-        self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, env=self.environment(), start_new_session=True)
+        self._spawn(self.command(), env=self.environment())
         try:
             self._wait_healthy(started + timeout)
         except BaseException:
@@ -323,8 +315,7 @@ class _ServerProcess:
         return self
 
     def _wait_healthy(self, deadline: float) -> None:
-        process = self.process
-        assert process is not None
+        process = self._running()
         last = ''
         while True:
             try:
@@ -343,38 +334,6 @@ class _ServerProcess:
             raise BackendError(f'{self.name} exited with status {code} before it was '
                                f'healthy\n{self.log()}')
 
-    def stop(self, timeout: float = _STOP_TIMEOUT) -> Optional[int]:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL the process group; the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            try:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        return process.returncode
-
-    def close(self) -> None:
-        """Stop the server and discard its log."""
-        try:
-            self.stop()
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def log(self) -> str:
-        """What the server printed so far."""
-        stream = self._log
-        if stream is None:
-            return ''
-        fd = stream.fileno()  # pread: the server shares this file's offset
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode('utf-8', 'replace')
-
     def get_json(self, url: str, timeout: float = 5.0) -> Any:
         """GET ``url`` and decode its JSON body; None on 404 (not there yet)."""
         try:
@@ -384,12 +343,6 @@ class _ServerProcess:
             if exc.code == 404:
                 return None
             raise
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
 
 class JaegerServer(_ServerProcess):
@@ -421,7 +374,7 @@ class JaegerServer(_ServerProcess):
         super().__init__()
         self.binary = binary
         self.ports = {key: free_port() for key in self.TCP_ENDPOINTS}
-        self.ports.update({key: free_port(socket.SOCK_DGRAM) for key in self.UDP_ENDPOINTS})
+        self.ports.update({key: free_port(kind=socket.SOCK_DGRAM) for key in self.UDP_ENDPOINTS})
         self.metrics_port = free_port()
 
     def command(self) -> list[str]:
@@ -554,7 +507,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
                   f'  Zipkin receiver   {server.zipkin_url}\n'
                   f'  OTLP/HTTP         {server.otlp_http_url}\n'
                   f'  OTLP/gRPC         {server.otlp_grpc_endpoint}')
-        else:
+        elif isinstance(server, ZipkinServer):
             print(f'  UI and query API  {server.url}/zipkin/\n'
                   f'  spans             {server.spans_url}')
         print('Ctrl-C stops it.', flush=True)
