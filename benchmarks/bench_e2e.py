@@ -118,8 +118,10 @@ def _load(port: int, duration: float, use_wrk: bool, path: str = '/hello') -> di
 
 def load_name(use_wrk: bool) -> str:
     """The load generator, as the tables name it."""
-    return ('wrk -t2 -c32 --latency' if use_wrk
-            else 'loadgen.py (2 processes, 32 connections; wrk not installed)')
+    if use_wrk:
+        return 'wrk -t2 -c32 --latency'
+    return ('loadgen.py (2 processes, 32 connections' +
+            ('; wrk not installed)' if shutil.which('wrk') is None else ')'))
 
 
 def wrk_chosen(load: str) -> bool:
