@@ -18,8 +18,8 @@ The benchmarks (each also runs on its own, see ``benchmarks/README.md``):
 ``--quick`` runs each one briefly (well under two minutes in all) to prove it works:
 nothing is judged on timings then. The exit status is non-zero only when a benchmark
 crashed or spans were lost (an exporting variant delivered fewer or more spans than
-requests were made, or the gunicorn delivery scenario delivered under 99.5 %); a full run prints the budgets (``holds``/``MISSED``) but does not
-fail on them either.
+requests were made, or the gunicorn delivery scenario delivered under 99.5 %); a full
+run prints the budgets (``holds``/``MISSED``) but does not fail on them either.
 """
 
 from __future__ import annotations
