@@ -22,15 +22,19 @@ Scenarios (issue 12):
   the worker's reporter ``stats()`` after its exit hook closed it give dropped and failed.
   Here the request threads do release the GIL (sockets), but the worker's main thread
   (gunicorn's poller), eight request threads and the reporter thread compete for it.
+* ``gthread-8-busy``: the same with one CPU-bound process running beside it during the
+  load (a neighbour, as another worker or service on the same cores would be). With a core to
+  itself the previous pipeline's reporter kept up; with a neighbour it dropped about a
+  third of the spans, which is what issue 12 saw under gunicorn.
 
 After the load the tracer is closed (``FALCON_TRACING_SHUTDOWN_TIMEOUT``, 5 s), then the
 figures are: spans **made** (reported to the reporter), **delivered** (counted by the
 sink), **dropped** (the reporter's count: queue full or closed) and the reporter's own
 accounting, which must add up (``queued + sent + dropped + failed = made``).
 
-``--quick`` runs each scenario briefly (0.5 s; the gunicorn one 2 s) and fails on a crash
-or an accounting error, and for the gunicorn scenario also when fewer than 99.5 % of the
-spans made were delivered: it is the deployment case, so CI's smoke run
+``--quick`` runs each scenario briefly (0.5 s; the gunicorn ones 2 s) and fails on a
+crash or an accounting error, and for the gunicorn scenarios also when fewer than 99.5 %
+of the spans made were delivered: they are the deployment case, so CI's smoke run
 (``run.py --quick``) catches a tracer that drops spans under gunicorn. A full run judges
 >= 99.5 % delivered per scenario.
 
@@ -57,13 +61,15 @@ SCENARIOS = {
     'children-4': (4, 30, 0),
     'tight-1': (1, 0, 0),
 }
-#: name -> (gunicorn threads, child spans per request): a real gunicorn gthread worker.
+#: name -> (gunicorn threads, child spans per request, CPU-bound neighbour processes):
+#: a real gunicorn gthread worker.
 GUNICORN_SCENARIOS = {
-    'gthread-8': (8, 30),
+    'gthread-8': (8, 30, 0),
+    'gthread-8-busy': (8, 30, 1),
 }
 ALL_SCENARIOS = (*SCENARIOS, *GUNICORN_SCENARIOS)
 BUDGET_DELIVERED = 0.995
-#: The gunicorn scenario's shortest run: the server's start is not part of it, but wrk
+#: The gunicorn scenarios' shortest run: the server's start is not part of it, but wrk
 #: counts whole seconds and a second is too few requests to judge delivery.
 GUNICORN_MIN_SECONDS = 2.0
 
@@ -146,7 +152,7 @@ def run(seconds: float = 3.0, names: tuple[str, ...] = ALL_SCENARIOS,
         load: str = 'auto') -> dict[str, Any]:
     """Every scenario in ``names``, in order, against one sink.
 
-    ``load``: the gunicorn scenario's load generator (``auto``: wrk when installed).
+    ``load``: the gunicorn scenarios' load generator (``auto``: wrk when installed).
     """
     results: dict[str, Any] = {}
     with Sink() as sink:
@@ -177,17 +183,25 @@ def run(seconds: float = 3.0, names: tuple[str, ...] = ALL_SCENARIOS,
 
 
 def _run_gunicorn(name: str, seconds: float, sink: Sink, load: str) -> dict[str, Any]:
-    """The gunicorn scenario: serve, load, stop (the exit hook flushes), then count."""
+    """A gunicorn scenario: serve, load, stop (the exit hook flushes), then count."""
     from bench_e2e import Gunicorn, _load, load_name, wrk_chosen
 
-    threads, children = GUNICORN_SCENARIOS[name]
+    threads, children, neighbours = GUNICORN_SCENARIOS[name]
     wrk = wrk_chosen(load)
     before = sink.counts()['spans']
     server = Gunicorn('traced_children', sink, workers=1, worker_class='gthread',
                       threads=threads, hooks=True)
     try:
         with server:
-            loaded = _load(server.port, seconds, wrk)
+            # Bounded: each neighbour ends on its own after the load's time and a margin.
+            busy = [subprocess.Popen([PYTHON, '-c', _NEIGHBOUR, str(seconds + 30)])
+                    for _ in range(neighbours)]
+            try:
+                loaded = _load(server.port, seconds, wrk)
+            finally:
+                for process in busy:
+                    process.kill()
+                    process.wait(10)
         workers = server.worker_figures()
         summaries = [line.split('falcon-tracing-wsgi: ', 1)[1]
                      for line in server.log().splitlines()
@@ -210,8 +224,15 @@ def _run_gunicorn(name: str, seconds: float, sink: Sink, load: str) -> dict[str,
             'delivered': sink.wait_for(before + after['sent'], 10.0)['spans'] - before}
 
 
+#: A CPU-bound neighbour process: spins until its time (argv[1], seconds) is up.
+_NEIGHBOUR = ('import sys, time\n'
+              'end = time.monotonic() + float(sys.argv[1])\n'
+              'while time.monotonic() < end:\n'
+              '    sum(range(10_000))\n')
+
+
 def problems(results: dict[str, Any]) -> list[str]:
-    """Accounting errors (what must hold at any speed), and the gunicorn scenario's drops."""
+    """Accounting errors (what must hold at any speed), and the gunicorn scenarios' drops."""
     out = []
     for name, figures in results.items():
         after = figures['after']
@@ -242,7 +263,7 @@ def format_summary(results: dict[str, Any], judge_budgets: bool = True) -> str:
     rows = []
     for name, figures in results.items():
         if name in GUNICORN_SCENARIOS:
-            threads, children = GUNICORN_SCENARIOS[name]
+            threads, children, _ = GUNICORN_SCENARIOS[name]
             work_us = 0
         else:
             threads, children, work_us = SCENARIOS[name]
@@ -256,10 +277,12 @@ def format_summary(results: dict[str, Any], judge_budgets: bool = True) -> str:
                   'delivered', 'dropped', 'failed', 'delivered %'], rows)]
     for name, figures in results.items():
         if name in GUNICORN_SCENARIOS:
-            threads, children = GUNICORN_SCENARIOS[name]
+            threads, children, neighbours = GUNICORN_SCENARIOS[name]
+            beside = (f', {neighbours} CPU-bound process{"es" if neighbours > 1 else ""} '
+                      f'beside' if neighbours else '')
             out.append(f'  {name}: gunicorn -w 1 -k gthread --threads {threads} with the '
-                       f'package\'s hooks, GET /hello with {children} child spans, load: '
-                       f'{figures["load"]} for {figures["elapsed"]:g} s; spans made = '
+                       f'package\'s hooks, GET /hello with {children} child spans{beside}, '
+                       f'load: {figures["load"]} for {figures["elapsed"]:g} s; spans made = '
                        f'{figures["requests"]:,} requests answered x {1 + children} '
                        f'(the load generator counted {figures["load_requests"]:,}, '
                        f'{figures["load_errors"]} errors)')
@@ -282,7 +305,7 @@ def main() -> int:
                         help='0.5 s per scenario (the gunicorn one 2 s)')
     parser.add_argument('--only', nargs='*', choices=sorted(ALL_SCENARIOS))
     parser.add_argument('--load', choices=('auto', 'wrk', 'python'), default='auto',
-                        help='the gunicorn scenario\'s load generator (auto: wrk when '
+                        help='the gunicorn scenarios\' load generator (auto: wrk when '
                              'installed)')
     parser.add_argument('--json', help='write the result as JSON to this file')
     args = parser.parse_args()

@@ -18,7 +18,7 @@ The benchmarks (each also runs on its own, see ``benchmarks/README.md``):
 ``--quick`` runs each one briefly (well under two minutes in all) to prove it works:
 nothing is judged on timings then. The exit status is non-zero only when a benchmark
 crashed or spans were lost (an exporting variant delivered fewer or more spans than
-requests were made, or the gunicorn delivery scenario delivered under 99.5 %); a full
+requests were made, or a gunicorn delivery scenario delivered under 99.5 %); a full
 run prints the budgets (``holds``/``MISSED``) but does not fail on them either.
 """
 
@@ -88,7 +88,7 @@ def main() -> int:
                         help='smoke mode: every benchmark briefly, no timing judged')
     parser.add_argument('--only', help=f'comma list from {",".join(BENCHMARKS)}')
     parser.add_argument('--load', choices=('auto', 'wrk', 'python'), default='auto',
-                        help='load generator of e2e and the gunicorn delivery scenario '
+                        help='load generator of e2e and the gunicorn delivery scenarios '
                              '(auto: wrk when installed)')
     parser.add_argument('--json', help='write every result as JSON to this file')
     args = parser.parse_args()
