@@ -184,7 +184,7 @@ def run(seconds: float = 3.0, names: tuple[str, ...] = ALL_SCENARIOS,
 
 def _run_gunicorn(name: str, seconds: float, sink: Sink, load: str) -> dict[str, Any]:
     """A gunicorn scenario: serve, load, stop (the exit hook flushes), then count."""
-    from bench_e2e import Gunicorn, _load, load_name, wrk_chosen
+    from bench_e2e import Gunicorn, load_name, run_load, wrk_chosen
 
     threads, children, neighbours = GUNICORN_SCENARIOS[name]
     wrk = wrk_chosen(load)
@@ -197,7 +197,7 @@ def _run_gunicorn(name: str, seconds: float, sink: Sink, load: str) -> dict[str,
             busy = [subprocess.Popen([PYTHON, '-c', _NEIGHBOUR, str(seconds + 30)])
                     for _ in range(neighbours)]
             try:
-                loaded = _load(server.port, seconds, wrk)
+                loaded = run_load(server.port, seconds, wrk)
             finally:
                 for process in busy:
                     process.kill()

@@ -97,7 +97,8 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
-def _load(port: int, duration: float, use_wrk: bool, path: str = '/hello') -> dict[str, Any]:
+def run_load(port: int, duration: float, use_wrk: bool,
+             path: str = '/hello') -> dict[str, Any]:
     """``wrk -t2 -c32`` (or ``loadgen.py``, the same shape) on ``path`` for ``duration``."""
     url = f'http://127.0.0.1:{port}{path}'
     if use_wrk:
@@ -263,9 +264,9 @@ def run_one(variant: str, sink: Sink, duration: float, warmup: float,
     server = Gunicorn(variant, sink)
     try:
         with server:
-            _load(server.port, warmup, use_wrk)
+            run_load(server.port, warmup, use_wrk)
             cpu0 = sum(_cpu_seconds(pid) for pid in server.worker_pids)
-            result = _load(server.port, duration, use_wrk)
+            result = run_load(server.port, duration, use_wrk)
             cpu = sum(_cpu_seconds(pid) for pid in server.worker_pids) - cpu0
             result['worker_cpu_us'] = cpu / max(result['requests'], 1) * 1e6
             result['worker_hwm_kb'] = max(_hwm_kb(pid) for pid in server.worker_pids)
