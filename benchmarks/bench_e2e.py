@@ -24,6 +24,9 @@ scenario of ``bench_delivery.py`` uses it too.
 Note: the load generator and the server share the machine's cores, and sync workers close
 the connection after every response, so connect/accept costs are in every request.
 
+``--set NAME=VALUE`` gives every variant's workers a setting on top of their own (to see
+what one changes, e.g. ``FALCON_TRACING_FLUSH_INTERVAL=0.2``; the table's title names it).
+
 Run: ``python benchmarks/bench_e2e.py [--rounds 3] [--duration 10] [--quick]``.
 """
 
@@ -178,16 +181,20 @@ class Gunicorn:
         worker_class: gunicorn's ``-k`` (``sync``, ``gthread``).
         threads: gunicorn's ``--threads`` (``gthread``).
         hooks: also run the package's gunicorn hooks (``BENCH_TRACING_HOOKS``).
+        settings: environment variables set on top of the variant's (``--set``), for
+            example ``{'FALCON_TRACING_FLUSH_INTERVAL': '0.2'}``.
     """
 
     def __init__(self, variant: str, sink: Sink, workers: int = 2, worker_class: str = 'sync',
-                 threads: int = 1, hooks: bool = False) -> None:
+                 threads: int = 1, hooks: bool = False,
+                 settings: Optional[dict[str, str]] = None) -> None:
         self.variant = variant
         self.sink = sink
         self.workers = workers
         self.worker_class = worker_class
         self.threads = threads
         self.hooks = hooks
+        self.settings = dict(settings or {})
         self.port = 0
         self.worker_pids: list[int] = []
         self._master: Optional[subprocess.Popen[bytes]] = None
@@ -208,6 +215,7 @@ class Gunicorn:
         if self.variant in OTLP_VARIANTS:
             env['OTEL_EXPORTER_OTLP_ENDPOINT'] = f'http://127.0.0.1:{self.sink.port}'
         env.update(VARIANT_ENV.get(self.variant, {}))
+        env.update(self.settings)
         command = [PYTHON, '-m', 'gunicorn', '-w', str(self.workers), '-k', self.worker_class,
                    '-b', f'127.0.0.1:{self.port}', '-c', str(HERE / 'gunicorn_conf.py'),
                    '--chdir', str(HERE)]
@@ -258,10 +266,10 @@ class Gunicorn:
 
 
 def run_one(variant: str, sink: Sink, duration: float, warmup: float,
-            use_wrk: bool) -> dict[str, Any]:
+            use_wrk: bool, settings: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Start gunicorn for ``variant``, load it, stop it, check the spans."""
     before = sink.counts()['spans']
-    server = Gunicorn(variant, sink)
+    server = Gunicorn(variant, sink, settings=settings)
     try:
         with server:
             run_load(server.port, warmup, use_wrk)
@@ -313,7 +321,8 @@ def _compile_package() -> None:
 
 
 def run(rounds: int = 3, duration: float = 10.0, warmup: float = 2.0,
-        load: str = 'auto', variants: Optional[list[str]] = None) -> dict[str, Any]:
+        load: str = 'auto', variants: Optional[list[str]] = None,
+        settings: Optional[dict[str, str]] = None) -> dict[str, Any]:
     _compile_package()
     wrk = wrk_chosen(load)
     names = list(variants or DEFAULT_VARIANTS)
@@ -328,7 +337,7 @@ def run(rounds: int = 3, duration: float = 10.0, warmup: float = 2.0,
             for name in names[shift:] + names[:shift]:
                 print(f'  e2e round {round_number + 1}/{rounds}: {name} ...', file=sys.stderr,
                       flush=True)
-                raw[name].append(run_one(name, sink, duration, warmup, wrk))
+                raw[name].append(run_one(name, sink, duration, warmup, wrk, settings))
     rows = {}
     lost = []
     for name, results in raw.items():
@@ -358,7 +367,7 @@ def run(rounds: int = 3, duration: float = 10.0, warmup: float = 2.0,
             row['over_cpu_us'] = row['worker_cpu_us'] - bare['worker_cpu_us']
             row['over_hwm_mb'] = row['hwm_mb'] - bare['hwm_mb']
     return {'rows': rows, 'lost': lost, 'skipped': skipped, 'rounds': rounds,
-            'duration': duration, 'load': load_name(wrk)}
+            'duration': duration, 'load': load_name(wrk), 'settings': dict(settings or {})}
 
 
 def format_summary(summary: dict[str, Any], judge_budgets: bool = True) -> str:
@@ -383,7 +392,9 @@ def format_summary(summary: dict[str, Any], judge_budgets: bool = True) -> str:
                      _signed(row.get('over_hwm_mb')), row['errors'], row['spans']])
     out = [f'End-to-end: gunicorn -w 2 -k sync on 127.0.0.1, GET /hello, load: '
            f'{summary["load"]}; median of {summary["rounds"]} interleaved rounds of '
-           f'{summary["duration"]:g} s', '', table(headers, body), '']
+           f'{summary["duration"]:g} s' + ''.join(
+               f'; {name}={value}' for name, value in summary.get('settings', {}).items()),
+           '', table(headers, body), '']
     described = {**VARIANTS, **EXTRA_VARIANTS}
     for name, row in summary['rows'].items():
         out.append(f'  {name:<12} {described[name]}; req/s per round {row["rps_rounds"]}')
@@ -421,13 +432,23 @@ def main() -> int:
     parser.add_argument('--warmup', type=float, default=2.0)
     parser.add_argument('--load', choices=('auto', 'wrk', 'python'), default='auto')
     parser.add_argument('--variants', help='comma list (default: all)')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                        help='an environment variable for every variant\'s workers, on top '
+                             'of the variant\'s own (repeatable), e.g. '
+                             'FALCON_TRACING_FLUSH_INTERVAL=0.2')
     parser.add_argument('--quick', action='store_true', help='1 round of 2 s')
     parser.add_argument('--json', help='write the summary as JSON to this file')
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 2.0, 1.0
+    settings = {}
+    for item in args.set:
+        name, sep, value = item.partition('=')
+        if not sep or not name:
+            parser.error(f'--set {item!r}: expected NAME=VALUE')
+        settings[name] = value
     summary = run(args.rounds, args.duration, args.warmup, args.load,
-                  args.variants.split(',') if args.variants else None)
+                  args.variants.split(',') if args.variants else None, settings)
     print(format_summary(summary, not args.quick))
     if args.json:
         with open(args.json, 'w') as out:
