@@ -57,6 +57,8 @@ EXTRA_VARIANTS = {
                       'Zipkin v2 JSON) with a sender that discards the bodies',
     'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
     'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
+    'traced_children': 'wrap(): sampled, Zipkin v2 export to the sink, default settings; every '
+                       'request also makes 30 child spans (bench_delivery\'s gunicorn scenario)',
 }
 #: Settings each variant's process gets on top of FALCON_TRACING_SERVICE_NAME and
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
@@ -130,6 +132,8 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
         return TracingMiddleware(app, tracer=opentracing.Tracer()), _no_export
     if variant in OTEL_VARIANTS or variant == 'otel_otlp':
         return _build_otel(app, variant)
+    if variant == 'traced_children':
+        return _build_children()
     if variant in EXTRA_VARIANTS:
         return _build_stage(app, variant)
     raise ValueError(f'unknown variant {variant!r}; choose from '
@@ -288,6 +292,52 @@ def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fini
         provider.force_flush(int(timeout * 1000))
         return exporter.count  # type: ignore[no-any-return]
     return OpenTelemetryMiddleware(app, tracer_provider=provider), finish
+
+
+#: Child spans each request of ``traced_children`` makes (issue 12's "30 child spans").
+CHILD_SPANS = 30
+
+
+class _WithChildSpans:
+    """Makes :data:`CHILD_SPANS` child spans (an app tracing its database calls), then
+    answers as the resource it wraps."""
+
+    def __init__(self, resource: Any) -> None:
+        self.resource = resource
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
+        import opentracing
+
+        # The global tracer at request time: gunicorn's hooks may install a new one after
+        # the app was built.
+        start_active_span = opentracing.global_tracer().start_active_span
+        for index in range(CHILD_SPANS):
+            with start_active_span('db.query') as scope:
+                scope.span.set_tag('db.statement', 'SELECT 1')
+                scope.span.set_tag('db.row', index)
+        self.resource.on_get(req, resp, **params)
+
+
+def make_children_app() -> falcon.App:
+    """:func:`make_app`'s routes, each request also making :data:`CHILD_SPANS` child spans."""
+    app = falcon.App()
+    app.add_route('/hello', _WithChildSpans(HelloResource()))
+    app.add_route('/users/{user_id}', _WithChildSpans(UserResource()))
+    return app
+
+
+def _build_children() -> tuple[Callable[..., Any], Finish]:
+    """``traced_children``: ``wrap()`` of :func:`make_children_app` at default settings."""
+    import opentracing
+
+    from falcon_tracing_wsgi import wrap
+    wrapped = wrap(make_children_app())
+
+    def finish(timeout: float) -> Optional[int]:
+        reporter = opentracing.global_tracer().reporter  # type: ignore[attr-defined]
+        reporter.flush(timeout)
+        return int(reporter.stats()['sent'])
+    return wrapped, finish
 
 
 def _gunicorn_app() -> Callable[..., Any]:

@@ -1,11 +1,17 @@
-"""A small HTTP load generator, used by ``bench_e2e.py`` when ``wrk`` is not installed.
+"""A small HTTP load generator, used by the benchmarks when ``wrk`` is not installed.
 
 ``python benchmarks/loadgen.py --port P --path /hello --connections 32 --duration 10
 --procs 2`` keeps ``connections`` requests in flight (split over ``procs`` processes, like
-``wrk -t2 -c32``), each on a new connection (gunicorn's sync workers close the connection
-after every response, so wrk reconnects for each request too), and prints one JSON line:
-``requests`` (complete responses), ``errors``, ``rps``, ``avg_ms``, ``p50_ms``,
-``p99_ms``. Non-blocking sockets and one ``selectors`` loop per process: no threads.
+``wrk -t2 -c32``) and prints one JSON line: ``requests`` (complete responses),
+``errors``, ``rps``, ``avg_ms``, ``p50_ms``, ``p99_ms``. Non-blocking sockets and one
+``selectors`` loop per process: no threads.
+
+Connections are kept alive as wrk keeps them: a response is complete when its
+``Content-Length`` bytes arrived, and the next request goes on the same connection
+unless the server said ``Connection: close`` (gunicorn's sync workers do, after every
+response, so connect/accept costs are in every request, as with wrk; a gthread worker
+keeps the connection, and waiting for it to close would stall each connection for its
+keep-alive timeout).
 """
 
 from __future__ import annotations
@@ -18,9 +24,35 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any, Optional
 
 
-def _worker(port: int, path: str, connections: int, duration: float) -> dict:
+def _complete(data: bytes, closed: bool) -> Optional[tuple[bool, bool]]:
+    """``(ok, keep_alive)`` once ``data`` holds a whole response, else None.
+
+    ``closed``: the server closed the connection, which ends a response that has no
+    ``Content-Length``.
+    """
+    head_end = data.find(b'\r\n\r\n')
+    if head_end < 0:
+        return None
+    head = data[:head_end].lower()
+    length = -1
+    keep_alive = True
+    for line in head.split(b'\r\n')[1:]:
+        name, _, value = line.partition(b':')
+        if name == b'content-length':
+            length = int(value)
+        elif name == b'connection' and b'close' in value:
+            keep_alive = False
+    if length < 0:
+        return (data.startswith(b'HTTP/1.1 200'), False) if closed else None
+    if len(data) - head_end - 4 < length:
+        return None
+    return data.startswith(b'HTTP/1.1 200'), keep_alive
+
+
+def _worker(port: int, path: str, connections: int, duration: float) -> dict[str, Any]:
     request = (f'GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n'
                f'User-Agent: loadgen\r\n\r\n').encode()
     selector = selectors.DefaultSelector()
@@ -28,17 +60,24 @@ def _worker(port: int, path: str, connections: int, duration: float) -> dict:
     errors = 0
     end = time.perf_counter() + duration
 
-    def start() -> None:
+    def connect() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         err = sock.connect_ex(('127.0.0.1', port))
         if err not in (0, errno.EINPROGRESS):
             sock.close()
             raise OSError(err, 'connect failed')
+        # state: [request start, bytes received so far]
         selector.register(sock, selectors.EVENT_WRITE, [time.perf_counter(), b''])
 
+    def finish(sock: socket.socket) -> None:
+        selector.unregister(sock)
+        sock.close()
+        if time.perf_counter() < end:
+            connect()
+
     for _ in range(connections):
-        start()
+        connect()
     while selector.get_map():
         for key, events in selector.select(1.0):
             sock = key.fileobj
@@ -50,18 +89,26 @@ def _worker(port: int, path: str, connections: int, duration: float) -> dict:
                     continue
                 data = sock.recv(65536)
             except OSError:
-                data = None
-            if data:
-                state[1] += data
-                continue
-            selector.unregister(sock)
-            sock.close()
-            if data is None or not state[1].startswith(b'HTTP/1.1 200'):
                 errors += 1
-            else:
+                finish(sock)
+                continue
+            state[1] += data
+            done = _complete(state[1], not data)
+            if done is None:
+                if not data:  # closed before a whole response arrived
+                    errors += 1
+                    finish(sock)
+                continue
+            ok, keep_alive = done
+            if ok:
                 latencies.append(time.perf_counter() - state[0])
-            if time.perf_counter() < end:
-                start()
+            else:
+                errors += 1
+            if keep_alive and time.perf_counter() < end:
+                state[0], state[1] = time.perf_counter(), b''
+                selector.modify(sock, selectors.EVENT_WRITE, state)
+            else:
+                finish(sock)
     return {'latencies': latencies, 'errors': errors}
 
 
