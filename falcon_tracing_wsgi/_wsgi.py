@@ -50,6 +50,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from opentracing import logs as ot_logs
 from opentracing import tags as ot_tags
 
+from ._keys import (
+    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, TAG_ABORT_REASON, TAG_ABORTED, TAG_RESPONSE_SIZE,
+    TAG_ROUTE, TAG_UNCLOSED,
+)
 from ._redact import DEFAULT_SECRET, Secret, compile_names, redact_query, redact_text
 from ._semconv import (
     CLIENT_ADDRESS, KNOWN_METHODS, METHOD_ORIGINAL, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
@@ -62,7 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder', 'context_ids',
            'build_url_builder', 'build_stable_tagger', 'record_exception', 'set_tags',
-           'finish_unclosed', 'IN_FLIGHT', 'UNCLOSED', 'ENVIRON_EXCEPTION', 'ENVIRON_ERROR_TYPE']
+           'finish_unclosed', 'IN_FLIGHT', 'UNCLOSED', 'ENVIRON_EXCEPTION', 'ENVIRON_ERROR_TYPE',
+           # the shared names, importable from here as before (defined in _keys)
+           'TAG_ROUTE', 'TAG_RESPONSE_SIZE', 'TAG_ABORTED', 'TAG_ABORT_REASON', 'TAG_UNCLOSED']
 
 _log = logging.getLogger(__name__)
 
@@ -76,21 +82,6 @@ IN_FLIGHT: dict[int, weakref.ref[TracedResponse]] = {}
 #: queued by ``TracedResponse.__del__``, finished by :func:`finish_unclosed`.
 UNCLOSED: deque[tuple[TracedResponse, float]] = deque()
 
-#: environ key of the exception already recorded on the server span: each layer that
-#: sees it go by (Falcon's error reporter, start_response's exc_info, the app call, the
-#: body) records it only if it is not this one, so it is logged once.
-ENVIRON_EXCEPTION = 'falcon_tracing_wsgi.exception'
-
-#: Tag names this package adds beyond the OpenTracing standard ones.
-TAG_ROUTE = 'http.route'
-TAG_RESPONSE_SIZE = 'http.response_size'
-TAG_ABORTED = 'http.aborted'
-TAG_ABORT_REASON = 'http.aborted.reason'
-#: environ key of the type of an exception the app or framework handled itself (turned
-#: into an error response); it names ``error.type`` when the response is a 5xx.
-ENVIRON_ERROR_TYPE = 'falcon_tracing_wsgi.error_type'
-#: The server dropped the response without calling ``close()`` (PEP 3333 requires it).
-TAG_UNCLOSED = 'wsgi.unclosed'
 #: Header values never recorded, even when a capture pattern allows the header.
 ALWAYS_REDACTED = frozenset(('authorization', 'proxy-authorization', 'cookie', 'set-cookie'))
 

@@ -90,10 +90,13 @@ from opentracing import Format
 from opentracing import tags as ot_tags
 
 from . import _semconv
+from ._keys import (
+    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_SPAN,
+    TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+)
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED,
-    TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED, EnvironHeaders, TracedResponse, build_excluder,
+    ALWAYS_REDACTED, IN_FLIGHT, UNCLOSED, EnvironHeaders, TracedResponse, build_excluder,
     build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
     peer_tags, set_tags,
 )
@@ -107,13 +110,6 @@ __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUT
            'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
-
-#: environ key of the server span.
-ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
-#: environ key a framework sets to the matched route template (names the span).
-ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
-#: environ key of the incoming propagation headers that the middleware replaced.
-ENVIRON_INCOMING = 'falcon_tracing_wsgi.incoming'
 
 #: Trace-context headers of every format we know; stale ones are moved out of the environ.
 _CONTEXT_KEYS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_PARENTSPANID',

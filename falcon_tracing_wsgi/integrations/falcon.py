@@ -51,8 +51,8 @@ from typing import Any, Callable, Optional
 import falcon
 
 from .._redact import DEFAULT_SECRET, Secret
-from .._wsgi import ENVIRON_ERROR_TYPE, record_exception, set_tags
-from ..middleware import ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_SPAN
+from .._keys import ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_SPAN
+from .._wsgi import record_exception, set_tags
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import opentracing
 
@@ -45,10 +45,7 @@ from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .tracer import Tracer
-
-__all__ = ['Span', 'UnsampledSpan']
+__all__ = ['Span', 'UnsampledSpan', 'SpanOwner']
 
 _log = logging.getLogger(__name__)
 
@@ -57,6 +54,26 @@ _perf_counter = time.perf_counter
 _NO_TAGS: Mapping[str, Any] = MappingProxyType({})
 _INT_LOW = -_INT_BOUND
 _INT_HIGH = _INT_BOUND
+
+
+class SpanOwner(Protocol):
+    """What a span reads from the tracer that started it (the tracer's limits, decided
+    once, and its reporter's ``report``).
+
+    NOTE: a protocol here rather than an import of ``tracer.py``, which imports this
+    module: no import circle, not even one for the type checker.
+    """
+
+    @property
+    def _value_length(self) -> int: ...
+    @property
+    def _attribute_count(self) -> int: ...
+    @property
+    def _event_count(self) -> int: ...
+    @property
+    def _event_attribute_count(self) -> int: ...
+    @property
+    def _report(self) -> Callable[[Any], None]: ...
 
 
 class Span(opentracing.Span):
@@ -78,7 +95,7 @@ class Span(opentracing.Span):
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
                  'logs', '_perf_start', 'references', '_dropped')
 
-    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str,
+    def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
         # PERF: the base initialiser is skipped; it only sets _tracer and _context.
         self._tracer = tracer
@@ -274,7 +291,7 @@ class UnsampledSpan(opentracing.Span):
     logs = None
     references = None
 
-    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str) -> None:
+    def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str) -> None:
         self._tracer = tracer
         self._context = context
         self.operation_name = operation_name
