@@ -672,17 +672,6 @@ class TracedResponse:
         self.sent_bytes += len(chunk)
         return chunk
 
-    def _count_plain(self) -> None:
-        """Bytes sent and exhaustion of a list/tuple body, from its iterator's position."""
-        iterator = self._iterator
-        if iterator is None:
-            return  # never iterated: nothing was sent
-        body = self._iterable
-        left = iterator.__length_hint__()  # type: ignore[attr-defined]
-        self.exhausted = left == 0
-        # += : bytes the app passed to write() were counted already.
-        self.sent_bytes += sum(map(len, body if not left else body[:len(body) - left]))
-
     def close(self) -> None:
         """Close the app's iterable (inside the span), then finish the span; only once."""
         if self._finished:
@@ -701,7 +690,12 @@ class TracedResponse:
                     if scope is not None:
                         self._reset(scope)
         finally:
-            self.finish()
+            # PERF: finish() and _claim() inlined (the usual end of every request: two
+            # Python calls fewer); the same test and atomic pop as _claim().
+            if not self._finished and (not self.recording
+                                       or IN_FLIGHT.pop(id(self), None) is not None):
+                self._finished = True
+                self._complete()
 
     # -- outcome ------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
@@ -802,7 +796,15 @@ class TracedResponse:
         if self.recording:
             try:
                 if self._plain:
-                    self._count_plain()
+                    # PERF: _count_plain() inlined when the list was iterated.
+                    iterator = self._iterator
+                    if iterator is not None:
+                        body = self._iterable
+                        left = iterator.__length_hint__()  # type: ignore[attr-defined]
+                        self.exhausted = left == 0
+                        # += : bytes the app passed to write() were counted already.
+                        self.sent_bytes += sum(map(len, body if not left
+                                                   else body[:len(body) - left]))
                 self._middleware.on_finish(self)
             except Exception:
                 _log.warning('tracing failed while finishing a span', exc_info=True)

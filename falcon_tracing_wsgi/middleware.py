@@ -97,9 +97,8 @@ from ._keys import (
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
     ALWAYS_REDACTED, IN_FLIGHT, UNCLOSED, EnvironHeaders, Exclusion, TracedResponse,
-    build_exclusion,
-    build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
-    peer_tags, set_tags,
+    build_exclusion, build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
+    set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -126,6 +125,9 @@ _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
 _ERROR = ot_tags.ERROR
+_PEER_IPV4 = ot_tags.PEER_HOST_IPV4
+_PEER_IPV6 = ot_tags.PEER_HOST_IPV6
+_PEER_PORT = ot_tags.PEER_PORT
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
 #: reset(scope) for that manager)
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
@@ -323,7 +325,16 @@ class TracingMiddleware:
         limit = self._value_length
         url = self._url(environ)
         tags[_HTTP_URL] = url if len(url) <= limit else url[:limit]
-        peer_tags(environ, tags)
+        # PERF: _wsgi.peer_tags() inlined (one Python call fewer per sampled request).
+        addr = environ.get('REMOTE_ADDR')
+        if addr:
+            tags[_PEER_IPV6 if ':' in addr else _PEER_IPV4] = addr
+        port = environ.get('REMOTE_PORT')
+        if port:
+            try:
+                tags[_PEER_PORT] = int(port)
+            except ValueError:
+                pass
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
