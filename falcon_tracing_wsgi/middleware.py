@@ -500,6 +500,12 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
         return None
     inject = renamed(environ_key).inject
     new_trace_headers = _new_trace_headers(inject)
+    random_ids = tracer._random_ids
+    # (16-hex trace id's headers, 32-hex trace id's headers) of each decision
+    sampled_headers = (new_trace_headers.get((True, random_ids, 16)),
+                       new_trace_headers.get((True, random_ids, 32)))
+    unsampled_headers = (new_trace_headers.get((False, random_ids, 16)),
+                         new_trace_headers.get((False, random_ids, 32)))
     watched = _CONTEXT_KEY_SET.union(environ_key(name) for name in propagator.fields)
     extract = tracer.extract
     start_span = tracer.start_span
@@ -513,14 +519,23 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
-            headers = new_trace_headers.get(
-                (context.sampled, context.random_trace_id, len(trace_id)))
+            # PERF: the tracer's own flag and width, resolved at bind time: no tuple key
+            # to build and hash per request (another width falls back to inject()).
+            size = len(trace_id)
+            headers = ((sampled_headers if context.sampled else unsampled_headers)[size == 32]
+                       if (size == 32 or size == 16) and context.random_trace_id is random_ids
+                       else new_trace_headers.get((context.sampled, context.random_trace_id,
+                                                   size)))
             if headers is None:
                 inject(context, environ)
             else:
                 span_id = context.span_id
-                for key, template in headers:
-                    environ[key] = template.format(trace_id, span_id)
+                # PERF: most headers are the bare trace id, the bare span id or a constant
+                # (B3's); only the others (traceparent) need str.format.
+                for key, kind, template in headers:
+                    environ[key] = (trace_id if kind == 0 else span_id if kind == 1
+                                    else template if kind == 2
+                                    else template.format(trace_id, span_id))
             environ[ENVIRON_INCOMING] = {}
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
@@ -554,8 +569,12 @@ _PROBE_IDS = {32: (('0123456789abcdef' * 2, 'fedcba9876543210'),
                    ('a1b2c3d4e5f6a7b8', '8b7a6f5e4d3c2b1a'))}
 
 
+#: How a header of a new trace is written (see _new_trace_headers).
+_TRACE_ID, _SPAN_ID, _CONSTANT, _FORMAT = 0, 1, 2, 3
+
+
 def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
-                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, str], ...]]:
+                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, int, str], ...]]:
     """Turn what ``inject`` writes for a new trace into ``str.format`` templates.
 
     The context of a new root span always has the same shape (trace id, span id, a
@@ -564,7 +583,9 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
     This asks the propagator itself (no format's rules are copied here): for each value
     of the flags it injects probe contexts, replaces the ids in each value by ``{0}`` and
     ``{1}``, and keeps a template only if it reproduces a second probe exactly. Returns
-    ``(sampled, random_trace_id, trace id width) -> ((environ key, template), ...)``;
+    ``(sampled, random_trace_id, trace id width) -> ((environ key, kind, template), ...)``
+    where ``kind`` says whether the value is the trace id, the span id, a constant (then
+    ``template`` is the value itself) or a template to format;
     a shape that does not verify (X-Ray splits the trace id) is absent, and the start
     function calls ``inject`` for it instead.
     """
@@ -589,7 +610,9 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                             .replace(trace_a, '{0}').replace(span_a, '{1}'))
                 if template.format(trace_b, span_b) != second.get(key):
                     break
-                shape.append((key, template))
+                kind = (_TRACE_ID if template == '{0}' else _SPAN_ID if template == '{1}'
+                        else _CONSTANT if template.format('', '') == value else _FORMAT)
+                shape.append((key, kind, value if kind == _CONSTANT else template))
             else:
                 if first.keys() == second.keys():
                     templates[(sampled, random_id, width)] = tuple(shape)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Protocol
 
@@ -94,6 +95,12 @@ class Span(opentracing.Span):
 
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
                  'logs', '_perf_start', 'references', '_dropped')
+
+    # PERF: the base class's ``context`` property runs a Python function; this one's
+    # getter is C (read on every request by the middleware, the Falcon component and
+    # the encoders).
+    context = property(attrgetter('_context'),
+                       doc='The span context (see opentracing.Span.context).')
 
     def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
@@ -286,6 +293,10 @@ class UnsampledSpan(opentracing.Span):
     """
 
     __slots__ = ('_tracer', '_context', 'operation_name')
+
+    # PERF: as Span.context.
+    context = property(attrgetter('_context'),
+                       doc='The span context (see opentracing.Span.context).')
 
     tags: Mapping[str, Any] = _NO_TAGS
     logs = None
