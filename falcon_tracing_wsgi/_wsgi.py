@@ -3,6 +3,11 @@ rules, and the response object that finishes the server span.
 
 Decisions recorded here:
 
+* **Exclusion needs no regular expression for the usual rules.** :class:`Exclusion`
+  keeps, per request method, a frozenset of exact paths and a tuple of prefixes for
+  ``str.startswith``; the middleware runs the test inline. Only OpenTelemetry-style
+  patterns use ``re``.
+
 * **Headers are read through a view, never copied.** :class:`EnvironHeaders` maps a
   header name to its ``HTTP_*`` environ key (cached per name), so extracting a context
   costs one dict lookup per header the propagation formats actually read.

@@ -9,7 +9,10 @@ Per request, in this order:
 
 1. **Exclusion.** A request that matches ``FALCON_TRACING_EXCLUDE`` (``[METHOD ]/path``
    rules, whole-path match, ``*`` suffix for a prefix) goes straight to the app: no span,
-   no header work.
+   no header work. The test is inline in ``__call__`` (see
+   :class:`~falcon_tracing_wsgi._wsgi.Exclusion`): per method, one frozenset of exact
+   paths and one ``str.startswith`` tuple of prefixes, no regular expression and no
+   string built; only OpenTelemetry-style patterns are searched with ``re``.
 2. **Extract.** The parent context is extracted from the environ's ``HTTP_*`` keys through
    a read-only view (:class:`~falcon_tracing_wsgi._wsgi.EnvironHeaders`); nothing is
    copied. A missing, malformed or corrupt context starts a new root span; an exception
@@ -72,6 +75,11 @@ path (:func:`_environ_starter`): a request without any trace header skips extrac
 after one C-level test, the context is written straight into the environ under environ
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
+A new trace's headers are written from the ids directly where a header is the bare
+trace id, the bare span id or a constant (B3's), with ``str.format`` only for the others
+(``traceparent``). The response object finishes the span in ``close()`` without further
+calls, and a list body (Falcon's) is handed back without ``wrap()``. Shared environ keys
+and tag names live in ``_keys.py``, below this module and the Falcon integration.
 """
 
 from __future__ import annotations

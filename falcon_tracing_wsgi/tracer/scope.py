@@ -19,6 +19,8 @@ Design:
   tracing helper must never raise into the application.
 * Closing a scope that is not the active one does nothing (the span is not finished),
   as the OpenTracing contract requires.
+* A scope is one object per activation, filled without a Python ``__init__`` frame, and
+  ``scope.span`` is a C getter: the WSGI wrapper activates one per request.
 
 :func:`scope_resetter` is for code that activates a span around *someone else's* code (the
 WSGI middleware around the app and each body step): closing its scope afterwards does

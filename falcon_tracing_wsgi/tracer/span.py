@@ -26,6 +26,11 @@ Design:
   :attr:`Span.dropped_events_count`, OTLP's names) and the encoders report it.
   Baggage follows the W3C limits (180 items, 4096 bytes per item, 8192 in all), beyond
   which it could not be propagated anyway.
+* A span reads its tracer through the :class:`SpanOwner` protocol (the limits and
+  ``_report``), so this module does not import ``tracer.py``, which imports it.
+* ``span.context`` is a property with a C getter (``operator.attrgetter``) instead of
+  the base class's Python one: the middleware, the Falcon component and the encoders
+  read it on every request.
 * Both classes use ``__slots__`` for their fields. ``opentracing.Span`` has no slots, so
   instances still get a ``__dict__`` when something assigns a new attribute (``mock``
   patching ``finish`` in the OpenTracing conformance suite does); normal use never creates
