@@ -8,7 +8,7 @@ import circle. The old names stay importable from ``middleware`` and ``_wsgi``.
 
 from __future__ import annotations
 
-__all__ = ['ENVIRON_SPAN', 'ENVIRON_ROUTE', 'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION',
+__all__ = ['ENVIRON_SPAN', 'ENVIRON_ROUTE', 'ENVIRON_ROUTE_TAGS', 'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION',
            'ENVIRON_ERROR_TYPE', 'TAG_ROUTE', 'TAG_RESPONSE_SIZE', 'TAG_ABORTED',
            'TAG_ABORT_REASON', 'TAG_UNCLOSED']
 
@@ -16,6 +16,10 @@ __all__ = ['ENVIRON_SPAN', 'ENVIRON_ROUTE', 'ENVIRON_INCOMING', 'ENVIRON_EXCEPTI
 ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
 #: environ key a framework sets to the matched route template (names the span).
 ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
+#: environ key of span tags a framework knows once the route is (Falcon's resource and
+#: responder) for one of this package's own spans: ``(span, {tag: value})``, added to
+#: that span (not to an outer wrapper's) when it finishes, except tags the app set.
+ENVIRON_ROUTE_TAGS = 'falcon_tracing_wsgi.route_tags'
 #: environ key of the incoming propagation headers that the middleware replaced.
 ENVIRON_INCOMING = 'falcon_tracing_wsgi.incoming'
 #: environ key of the exception already recorded on the server span: each layer that

@@ -99,8 +99,8 @@ from opentracing import tags as ot_tags
 
 from . import _semconv
 from ._keys import (
-    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_SPAN,
-    TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS,
+    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
 )
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
@@ -452,6 +452,14 @@ class TracingMiddleware:
             limit = self._value_length
             route = route[:limit] if type(route) is str else route
             tags[TAG_ROUTE] = route
+        extra = environ.get(ENVIRON_ROUTE_TAGS)
+        if extra is not None and extra[0] is span:  # not an outer wrapper's span
+            limit = self._value_length
+            for key, value in extra[1].items():
+                # What the app set itself wins, as when these were set before it ran
+                # (on our span; another tracer's span cannot be read back).
+                if key not in tags:
+                    tags[key] = value[:limit] if type(value) is str else value
         # PERF: the OpenTracing names (the default) cost one test more, nothing else.
         if self._stable_finish:
             self._finish_stable(response, code, tags, route)
