@@ -9,7 +9,10 @@ Per request, in this order:
 
 1. **Exclusion.** A request that matches ``FALCON_TRACING_EXCLUDE`` (``[METHOD ]/path``
    rules, whole-path match, ``*`` suffix for a prefix) goes straight to the app: no span,
-   no header work.
+   no header work. The test is inline in ``__call__`` (see
+   :class:`~falcon_tracing_wsgi._wsgi.Exclusion`): per method, one frozenset of exact
+   paths and one ``str.startswith`` tuple of prefixes, no regular expression and no
+   string built; only OpenTelemetry-style patterns are searched with ``re``.
 2. **Extract.** The parent context is extracted from the environ's ``HTTP_*`` keys through
    a read-only view (:class:`~falcon_tracing_wsgi._wsgi.EnvironHeaders`); nothing is
    copied. A missing, malformed or corrupt context starts a new root span; an exception
@@ -72,6 +75,11 @@ path (:func:`_environ_starter`): a request without any trace header skips extrac
 after one C-level test, the context is written straight into the environ under environ
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
+A new trace's headers are written from the ids directly where a header is the bare
+trace id, the bare span id or a constant (B3's), with ``str.format`` only for the others
+(``traceparent``). The response object finishes the span in ``close()`` without further
+calls, and a list body (Falcon's) is handed back without ``wrap()``. Shared environ keys
+and tag names live in ``_keys.py``, below this module and the Falcon integration.
 """
 
 from __future__ import annotations
@@ -90,12 +98,15 @@ from opentracing import Format
 from opentracing import tags as ot_tags
 
 from . import _semconv
+from ._keys import (
+    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS,
+    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+)
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
-    ALWAYS_REDACTED, ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, IN_FLIGHT, TAG_ABORTED,
-    TAG_RESPONSE_SIZE, TAG_ROUTE, UNCLOSED, EnvironHeaders, TracedResponse, build_excluder,
-    build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
-    peer_tags, set_tags,
+    ALWAYS_REDACTED, IN_FLIGHT, UNCLOSED, EnvironHeaders, Exclusion, TracedResponse,
+    build_exclusion, build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
+    set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
@@ -107,13 +118,6 @@ __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUT
            'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
-
-#: environ key of the server span.
-ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
-#: environ key a framework sets to the matched route template (names the span).
-ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
-#: environ key of the incoming propagation headers that the middleware replaced.
-ENVIRON_INCOMING = 'falcon_tracing_wsgi.incoming'
 
 #: Trace-context headers of every format we know; stale ones are moved out of the environ.
 _CONTEXT_KEYS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_PARENTSPANID',
@@ -129,6 +133,9 @@ _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
 _ERROR = ot_tags.ERROR
+_PEER_IPV4 = ot_tags.PEER_HOST_IPV4
+_PEER_IPV6 = ot_tags.PEER_HOST_IPV6
+_PEER_PORT = ot_tags.PEER_PORT
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
 #: reset(scope) for that manager)
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
@@ -140,10 +147,6 @@ _INJECT_CACHE_SIZE = 64
 
 
 _weakref = weakref.ref  # PERF: one global lookup per request instead of two
-
-
-def _excluded_always(environ: Any) -> bool:
-    return True
 
 
 class TracingMiddleware:
@@ -176,8 +179,9 @@ class TracingMiddleware:
         self._tracer = tracer
         self._enabled = config.enabled
         # PERF: a disabled middleware excludes everything, so __call__ tests one thing.
-        self._excluded = build_excluder(config.exclude, config.exclude_patterns) \
-            if config.enabled else _excluded_always
+        self._exclusion: Optional[Exclusion] = (
+            build_exclusion(config.exclude, config.exclude_patterns) if config.enabled
+            else Exclusion((), everything=True))
         self._url = build_url_builder(config.redact_query, config.record_query)
         names = _semconv.names(config.effective_http_semconv)
         self._stable_tags = build_stable_tagger(config.redact_query, config.record_query,
@@ -218,8 +222,15 @@ class TracingMiddleware:
         self._bound = _UNBOUND
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self._excluded is not None and self._excluded(environ):
-            return self.app(environ, start_response)
+        exclusion = self._exclusion
+        if exclusion is not None:
+            # PERF: Exclusion.__call__ inlined (no Python call, no regex, no string built).
+            method = environ.get('REQUEST_METHOD', '')
+            paths, prefixes = exclusion.by_method.get(method) or exclusion.entry(method)
+            path = environ.get('PATH_INFO') or '/'
+            if path in paths or path.startswith(prefixes) or (
+                    exclusion.search is not None and exclusion.search(path) is not None):
+                return self.app(environ, start_response)
         # PERF: the module attribute global_tracer() returns, without the call.
         tracer = self._tracer or opentracing.tracer
         bound = self._bound
@@ -263,6 +274,13 @@ class TracingMiddleware:
             # NOTE: a reset, not scope.close(): close() does nothing when the app left a
             # scope of its own open, and that leak would keep every later span alive.
             reset(scope)
+        if type(result) is list:
+            # PERF: TracedResponse.wrap() inlined for the usual body (Falcon's): a list
+            # runs no app code while iterated and is never a wsgi.file_wrapper.
+            response._iterable = result
+            response._plain = True
+            response._activate = False
+            return response
         return response.wrap(result)
 
     def _bind(self, tracer: opentracing.Tracer) -> _Bound:
@@ -322,7 +340,16 @@ class TracingMiddleware:
         limit = self._value_length
         url = self._url(environ)
         tags[_HTTP_URL] = url if len(url) <= limit else url[:limit]
-        peer_tags(environ, tags)
+        # PERF: _wsgi.peer_tags() inlined (one Python call fewer per sampled request).
+        addr = environ.get('REMOTE_ADDR')
+        if addr:
+            tags[_PEER_IPV6 if ':' in addr else _PEER_IPV4] = addr
+        port = environ.get('REMOTE_PORT')
+        if port:
+            try:
+                tags[_PEER_PORT] = int(port)
+            except ValueError:
+                pass
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
@@ -425,6 +452,14 @@ class TracingMiddleware:
             limit = self._value_length
             route = route[:limit] if type(route) is str else route
             tags[TAG_ROUTE] = route
+        extra = environ.get(ENVIRON_ROUTE_TAGS)
+        if extra is not None and extra[0] is span:  # not an outer wrapper's span
+            limit = self._value_length
+            for key, value in extra[1].items():
+                # What the app set itself wins, as when these were set before it ran
+                # (on our span; another tracer's span cannot be read back).
+                if key not in tags:
+                    tags[key] = value[:limit] if type(value) is str else value
         # PERF: the OpenTracing names (the default) cost one test more, nothing else.
         if self._stable_finish:
             self._finish_stable(response, code, tags, route)
@@ -481,6 +516,12 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
         return None
     inject = renamed(environ_key).inject
     new_trace_headers = _new_trace_headers(inject)
+    random_ids = tracer._random_ids
+    # (16-hex trace id's headers, 32-hex trace id's headers) of each decision
+    sampled_headers = (new_trace_headers.get((True, random_ids, 16)),
+                       new_trace_headers.get((True, random_ids, 32)))
+    unsampled_headers = (new_trace_headers.get((False, random_ids, 16)),
+                         new_trace_headers.get((False, random_ids, 32)))
     watched = _CONTEXT_KEY_SET.union(environ_key(name) for name in propagator.fields)
     extract = tracer.extract
     start_span = tracer.start_span
@@ -494,14 +535,23 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
-            headers = new_trace_headers.get(
-                (context.sampled, context.random_trace_id, len(trace_id)))
+            # PERF: the tracer's own flag and width, resolved at bind time: no tuple key
+            # to build and hash per request (another width falls back to inject()).
+            size = len(trace_id)
+            headers = ((sampled_headers if context.sampled else unsampled_headers)[size == 32]
+                       if (size == 32 or size == 16) and context.random_trace_id is random_ids
+                       else new_trace_headers.get((context.sampled, context.random_trace_id,
+                                                   size)))
             if headers is None:
                 inject(context, environ)
             else:
                 span_id = context.span_id
-                for key, template in headers:
-                    environ[key] = template.format(trace_id, span_id)
+                # PERF: most headers are the bare trace id, the bare span id or a constant
+                # (B3's); only the others (traceparent) need str.format.
+                for key, kind, template in headers:
+                    environ[key] = (trace_id if kind == 0 else span_id if kind == 1
+                                    else template if kind == 2
+                                    else template.format(trace_id, span_id))
             environ[ENVIRON_INCOMING] = {}
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
@@ -535,8 +585,12 @@ _PROBE_IDS = {32: (('0123456789abcdef' * 2, 'fedcba9876543210'),
                    ('a1b2c3d4e5f6a7b8', '8b7a6f5e4d3c2b1a'))}
 
 
+#: How a header of a new trace is written (see _new_trace_headers).
+_TRACE_ID, _SPAN_ID, _CONSTANT, _FORMAT = 0, 1, 2, 3
+
+
 def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
-                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, str], ...]]:
+                       ) -> dict[tuple[bool, bool, int], tuple[tuple[str, int, str], ...]]:
     """Turn what ``inject`` writes for a new trace into ``str.format`` templates.
 
     The context of a new root span always has the same shape (trace id, span id, a
@@ -545,7 +599,9 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
     This asks the propagator itself (no format's rules are copied here): for each value
     of the flags it injects probe contexts, replaces the ids in each value by ``{0}`` and
     ``{1}``, and keeps a template only if it reproduces a second probe exactly. Returns
-    ``(sampled, random_trace_id, trace id width) -> ((environ key, template), ...)``;
+    ``(sampled, random_trace_id, trace id width) -> ((environ key, kind, template), ...)``
+    where ``kind`` says whether the value is the trace id, the span id, a constant (then
+    ``template`` is the value itself) or a template to format;
     a shape that does not verify (X-Ray splits the trace id) is absent, and the start
     function calls ``inject`` for it instead.
     """
@@ -570,7 +626,9 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                             .replace(trace_a, '{0}').replace(span_a, '{1}'))
                 if template.format(trace_b, span_b) != second.get(key):
                     break
-                shape.append((key, template))
+                kind = (_TRACE_ID if template == '{0}' else _SPAN_ID if template == '{1}'
+                        else _CONSTANT if template.format('', '') == value else _FORMAT)
+                shape.append((key, kind, value if kind == _CONSTANT else template))
             else:
                 if first.keys() == second.keys():
                     templates[(sampled, random_id, width)] = tuple(shape)

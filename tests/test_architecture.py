@@ -70,6 +70,7 @@ def test_middleware_imports_only_stdlib_and_opentracing():
     allowed_internal = {'falcon_tracing_wsgi._wsgi', 'falcon_tracing_wsgi.config',
                         'falcon_tracing_wsgi._redact', 'falcon_tracing_wsgi._types',
                         'falcon_tracing_wsgi._semconv',  # the tag-name table (a leaf)
+                        'falcon_tracing_wsgi._keys',  # shared environ keys (a leaf)
                         'falcon_tracing_wsgi.integrations.falcon',  # lazily, for Falcon apps
                         # the environ-level fast path for this package's own tracer
                         'falcon_tracing_wsgi.tracer.tracer', 'falcon_tracing_wsgi.tracer.span',
@@ -170,3 +171,72 @@ def test_import_starts_no_thread(module):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ''
+
+
+def _module_name(path):
+    name = 'falcon_tracing_wsgi.' + path[:-3].replace('/', '.')
+    return name[:-len('.__init__')] if name.endswith('.__init__') else name
+
+
+def import_graph(sources):
+    """``module -> the package modules it imports`` (anywhere: top level, function bodies
+    and ``TYPE_CHECKING`` blocks alike), from ``{relative path: ast}``."""
+    names = {_module_name(path): path for path in sources}
+    graph = {}
+    for module, path in names.items():
+        deps = set()
+        for name in imported(sources[path], path):
+            # NOTE: ``from falcon_tracing_wsgi import __version__`` reads the one constant
+            # the package defines before its own imports; it is not an arrow up.
+            if name == 'falcon_tracing_wsgi.__version__':
+                continue
+            while name and name not in names:
+                name = name.rpartition('.')[0]
+            if name and name != module:
+                deps.add(name)
+        graph[module] = deps
+    return graph
+
+
+def import_circles(graph):
+    """The circles of ``graph``, each as the sorted list of its modules."""
+    circles, path, done = [], [], set()
+
+    def visit(module):
+        if module in path:
+            circle = sorted(path[path.index(module):])
+            if circle not in circles:
+                circles.append(circle)
+            return
+        if module in done:
+            return
+        path.append(module)
+        for dep in sorted(graph[module]):
+            visit(dep)
+        path.pop()
+        done.add(module)
+    for module in sorted(graph):
+        visit(module)
+    return circles
+
+
+@pytest.mark.parametrize('sources, expected', [
+    pytest.param({'a.py': 'from . import b', 'b.py': 'import os'}, [], id='no-circle'),
+    pytest.param({'a.py': 'from . import b', 'b.py': 'def f():\n    from .a import x'},
+                 [['falcon_tracing_wsgi.a', 'falcon_tracing_wsgi.b']], id='lazy-import'),
+    pytest.param({'a.py': 'from .b import x', 'b.py': 'from typing import TYPE_CHECKING\n'
+                  'if TYPE_CHECKING:\n    from .a import y'},
+                 [['falcon_tracing_wsgi.a', 'falcon_tracing_wsgi.b']], id='type-checking'),
+    pytest.param({'p/__init__.py': 'from .m import x', 'p/m.py': 'from ..q import y',
+                  'q.py': 'from .p.m import z'},
+                 [['falcon_tracing_wsgi.p.m', 'falcon_tracing_wsgi.q']], id='subpackage'),
+])
+def test_the_circle_finder_finds_circles(sources, expected):
+    trees = {path: ast.parse(text) for path, text in sources.items()}
+    assert import_circles(import_graph(trees)) == expected
+
+
+def test_no_import_circle():
+    """Shared constants live below the modules that use them (``_keys.py``), and the
+    span reads its tracer through a protocol: no two modules import each other."""
+    assert import_circles(import_graph(ALL)) == []

@@ -338,12 +338,34 @@ def test_raw_path_is_never_the_name(tracer):
     pytest.param('/static/*', 'GET', '/static/app.js', False, id='prefix'),
     pytest.param('/static/*', 'GET', '/api/static/app.js', True, id='prefix-anchored'),
     pytest.param('OPTIONS /*', 'OPTIONS', '/anything', False, id='method-prefix'),
+    pytest.param('OPTIONS /*', 'GET', '/anything', True, id='method-prefix-other-method'),
+    pytest.param('/static/*', 'get', '/static/app.js', True,
+                 id='any-method-prefix-needs-a-capitals-method'),
+    pytest.param('/healthz', 'get', '/healthz', False, id='any-method-exact-any-text'),
+    pytest.param('/static/*', 'GET', '/static', True, id='prefix-needs-the-slash'),
+    pytest.param('/*', 'GET', '', False, id='empty-path-is-root'),
+    pytest.param('GET /a,POST /b/*,/c', 'POST', '/b/x', False, id='several-rules'),
+    pytest.param('GET /a,POST /b/*,/c', 'GET', '/b/x', True, id='several-rules-traced'),
+    pytest.param('GET /a,POST /b/*,/c', 'PATCH', '/c', False, id='several-rules-any'),
 ])
 def test_exclusion_rules(tracer, rules, method, path, traced):
     outcome = call(TracingMiddleware(apps.list_body, tracer, exclude=rules),
                    make_environ(path, method=method))
     assert outcome.body == b'hello world'
     assert len(tracer.finished_spans()) == (1 if traced else 0)
+
+
+def test_exclusion_holds_for_any_number_of_methods(tracer):
+    """Methods are client-controlled: past the per-method cache's bound, the rules still
+    apply (computed per request instead of cached)."""
+    wrapped = TracingMiddleware(apps.list_body, tracer, exclude='/static/*,GET /healthz')
+    for number in range(100):
+        method = 'M' + 'X' * number
+        assert call(wrapped, make_environ('/static/a', method=method)).body == b'hello world'
+    assert tracer.finished_spans() == []
+    call(wrapped, make_environ('/healthz'))
+    call(wrapped, make_environ('/healthz', method='MXX'))
+    assert [span.operation_name for span in tracer.finished_spans()] == ['MXX']
 
 
 def test_otel_style_exclude_patterns(tracer):

@@ -9,8 +9,10 @@ adds what Falcon knows, through Falcon's public API (composition, no patching):
     ``falcon.Context`` supports item access), so existing responders that call
     ``req.context['span'].log_kv(...)`` keep working;
   - after routing, records ``req.uri_template`` as the route (the wrapper renames the span
-    ``METHOD {uri_template}`` and tags ``http.route``) and tags ``falcon.resource`` (the
-    resource class) and ``falcon.responder``. An unrouted request (404) keeps the name
+    ``METHOD {uri_template}`` and tags ``http.route``) and the tags ``falcon.resource``
+    (the resource class) and ``falcon.responder``; on this package's own spans the
+    wrapper adds these two when the span finishes (a tag of the same name the app set
+    itself is kept, as when they were set before the responder ran). An unrouted request (404) keeps the name
     ``METHOD``: never the raw path.
   The component never fails a request: a ``context_type`` that cannot hold the span (a
   slotted or frozen class) leaves it at ``req.env['falcon_tracing_wsgi.span']`` only.
@@ -51,8 +53,11 @@ from typing import Any, Callable, Optional
 import falcon
 
 from .._redact import DEFAULT_SECRET, Secret
-from .._wsgi import ENVIRON_ERROR_TYPE, record_exception, set_tags
-from ..middleware import ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_SPAN
+from .._keys import (
+    ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS, ENVIRON_SPAN,
+)
+from .._wsgi import record_exception, set_tags
+from ..tracer.span import Span
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 
@@ -124,6 +129,12 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
+        if type(span) is Span:
+            # PERF: handed to the wrapper, which adds them when the span finishes, with
+            # its other tags, straight into our span's dict (a set_tags call cost more
+            # than the rest of this hook). A tag the app sets meanwhile is kept.
+            env[ENVIRON_ROUTE_TAGS] = (span, tags)
+            return
         try:
             set_tags(span, tags)
         except Exception:  # a foreign tracer's span; never the reason a request fails

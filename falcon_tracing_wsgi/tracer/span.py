@@ -26,6 +26,11 @@ Design:
   :attr:`Span.dropped_events_count`, OTLP's names) and the encoders report it.
   Baggage follows the W3C limits (180 items, 4096 bytes per item, 8192 in all), beyond
   which it could not be propagated anyway.
+* A span reads its tracer through the :class:`SpanOwner` protocol (the limits and
+  ``_report``), so this module does not import ``tracer.py``, which imports it.
+* ``span.context`` is a property with a C getter (``operator.attrgetter``) instead of
+  the base class's Python one: the middleware, the Falcon component and the encoders
+  read it on every request.
 * Both classes use ``__slots__`` for their fields. ``opentracing.Span`` has no slots, so
   instances still get a ``__dict__`` when something assigns a new attribute (``mock``
   patching ``finish`` in the OpenTracing conformance suite does); normal use never creates
@@ -36,8 +41,9 @@ from __future__ import annotations
 
 import logging
 import time
+from operator import attrgetter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import opentracing
 
@@ -45,10 +51,7 @@ from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .tracer import Tracer
-
-__all__ = ['Span', 'UnsampledSpan']
+__all__ = ['Span', 'UnsampledSpan', 'SpanOwner']
 
 _log = logging.getLogger(__name__)
 
@@ -57,6 +60,26 @@ _perf_counter = time.perf_counter
 _NO_TAGS: Mapping[str, Any] = MappingProxyType({})
 _INT_LOW = -_INT_BOUND
 _INT_HIGH = _INT_BOUND
+
+
+class SpanOwner(Protocol):
+    """What a span reads from the tracer that started it (the tracer's limits, decided
+    once, and its reporter's ``report``).
+
+    NOTE: a protocol here rather than an import of ``tracer.py``, which imports this
+    module: no import circle, not even one for the type checker.
+    """
+
+    @property
+    def _value_length(self) -> int: ...
+    @property
+    def _attribute_count(self) -> int: ...
+    @property
+    def _event_count(self) -> int: ...
+    @property
+    def _event_attribute_count(self) -> int: ...
+    @property
+    def _report(self) -> Callable[[Any], None]: ...
 
 
 class Span(opentracing.Span):
@@ -78,7 +101,13 @@ class Span(opentracing.Span):
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
                  'logs', '_perf_start', 'references', '_dropped')
 
-    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str,
+    # PERF: the base class's ``context`` property runs a Python function; this one's
+    # getter is C (read on every request by the middleware, the Falcon component and
+    # the encoders).
+    context = property(attrgetter('_context'),
+                       doc='The span context (see opentracing.Span.context).')
+
+    def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
         # PERF: the base initialiser is skipped; it only sets _tracer and _context.
         self._tracer = tracer
@@ -270,11 +299,15 @@ class UnsampledSpan(opentracing.Span):
 
     __slots__ = ('_tracer', '_context', 'operation_name')
 
+    # PERF: as Span.context.
+    context = property(attrgetter('_context'),
+                       doc='The span context (see opentracing.Span.context).')
+
     tags: Mapping[str, Any] = _NO_TAGS
     logs = None
     references = None
 
-    def __init__(self, tracer: Tracer, context: SpanContext, operation_name: str) -> None:
+    def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str) -> None:
         self._tracer = tracer
         self._context = context
         self.operation_name = operation_name

@@ -70,6 +70,9 @@ _BINARY = Format.BINARY
 _PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
 
 _AnySpan = Union[Span, UnsampledSpan]
+_new_context = object.__new__
+#: The empty baggage every context without baggage shares (never modified).
+_NO_BAGGAGE: dict[str, str] = SpanContext(None, None).baggage
 
 
 class Tracer(opentracing.Tracer):
@@ -283,8 +286,18 @@ class Tracer(opentracing.Tracer):
         trace_id, span_id = self._new_trace_ids()
         const = self._const_sampler
         sampled = const.decision if const is not None else self._decide(trace_id, name)
-        context = SpanContext(trace_id, span_id, None, sampled, False, None, None, None,
-                              self._random_ids)
+        # PERF: SpanContext(trace_id, span_id, None, sampled, False, None, None, None,
+        # random) without its __init__ frame: the root context of every new trace.
+        context = _new_context(SpanContext)
+        context.trace_id = trace_id
+        context.span_id = span_id
+        context.parent_id = None
+        context.sampled = sampled
+        context.debug = False
+        context._baggage = _NO_BAGGAGE
+        context.tracestate = None
+        context.extra = None
+        context.random_trace_id = self._random_ids
         if sampled:
             return Span(self, context, name, start_time, tags)
         return UnsampledSpan(self, context, name)

@@ -10,6 +10,7 @@ from falcon_tracing_wsgi.integrations.falcon import (
     TracingComponent, instrument_app, traced_error_handler,
 )
 from falcon_tracing_wsgi.middleware import TracingMiddleware
+from falcon_tracing_wsgi.testing import make_tracer
 
 
 class HelloResource:
@@ -313,3 +314,32 @@ def test_an_exception_an_error_handler_re_raises_is_logged_once(tracer):
     span = only_span(tracer)
     assert [log.key_values['error.kind'] for log in span.logs] == ['ZeroDivisionError']
     assert span.tags['error'] is True
+
+
+@pytest.mark.parametrize('ours', [pytest.param(True, id='our-tracer'),
+                                  pytest.param(False, id='mock-tracer')])
+@pytest.mark.parametrize('own_tags, expected', [
+    pytest.param({}, {'falcon.resource': 'Resource', 'falcon.responder': 'on_get'},
+                 id='component-tags'),
+    pytest.param({'falcon.responder': 'custom'},
+                 {'falcon.resource': 'Resource', 'falcon.responder': 'custom'},
+                 id='the-app-tag-wins'),
+])
+def test_responder_tags_and_the_apps_own(tracer, ours, own_tags, expected):
+    """The component's tags are on the span; a tag of the same name the responder set
+    itself is kept (on our spans they are added when the span finishes)."""
+    class Resource:
+        def on_get(self, req, resp):
+            for key, value in own_tags.items():
+                req.context.span.set_tag(key, value)
+            resp.media = {'ok': True}
+    if ours:
+        tracer, reporter = make_tracer()
+    app = falcon.App()
+    app.add_route('/', Resource())
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer))
+    assert client.simulate_get('/').status_code == 200
+    (span,) = reporter.spans if ours else tracer.finished_spans()
+    expected = {key: Resource.__qualname__ if value == 'Resource' else value
+                for key, value in expected.items()}
+    assert {key: span.tags[key] for key in expected} == expected
