@@ -290,7 +290,8 @@ class JsonV2Encoder:
     """
 
     __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
-                 '_pair_cache', '_address_cache', 'process_tags', '_process_pairs')
+                 '_pair_cache', '_address_cache', 'process_tags',
+                 '_process_pairs', '_process_keys', '_process_text')
 
     #: The format's name in log lines.
     name = 'zipkin'
@@ -317,6 +318,9 @@ class JsonV2Encoder:
         self._process_pairs = tuple(
             (key, _tag_pair(key, value, max_value_length))
             for key, value in self.process_tags.items())
+        # PERF: the usual span has none of the process tags' keys: their text is ready.
+        self._process_keys = frozenset(self.process_tags)
+        self._process_text = ','.join(pair for _, pair in self._process_pairs)
 
     def encode(self, span: Any) -> Optional[str]:
         """Encode one finished span as the text of one Zipkin v2 JSON object.
@@ -373,11 +377,11 @@ class JsonV2Encoder:
         kind_json = remote_json = tags_json = annotations_json = ''
 
         tags = span.tags
+        pairs: list[str] = []
         if tags:
             kind = service = ipv4 = ipv6 = port = _ABSENT
             cache = self._key_cache
             values = self._pair_cache
-            pairs: list[str] = []
             add = pairs.append
             for key, value in tags.items():
                 # PERF: most tag values repeat (component, method, route, status, ...):
@@ -450,10 +454,16 @@ class JsonV2Encoder:
                 # PERF: reached only by spans without peer.* tags (stable names, internal
                 # spans): two dict lookups.
                 remote_json = self._stable_remote_endpoint(tags, kind)
-            if pairs:
-                tags_json = ',"tags":{' + ','.join(pairs) + '}'
-        if self._process_pairs:
-            tags_json = self._with_process_tags(tags, tags_json)
+        if self._process_text:
+            if not tags or self._process_keys.isdisjoint(tags):
+                add_process = self._process_text
+            else:  # a span's own tag of the same name wins
+                add_process = ','.join(pair for key, pair in self._process_pairs
+                                       if key not in tags)
+            if add_process:
+                pairs.append(add_process)
+        if pairs:
+            tags_json = ',"tags":{' + ','.join(pairs) + '}'
         # Any span-like object may be encoded: the counts are optional attributes.
         dropped_attributes = getattr(span, 'dropped_attributes_count', 0)
         dropped_events = getattr(span, 'dropped_events_count', 0)
@@ -470,14 +480,6 @@ class JsonV2Encoder:
     def frame(pieces: list[str]) -> bytes:
         """The body of one ``POST /api/v2/spans``: the encoded spans as a JSON array."""
         return ('[' + ','.join(pieces) + ']').encode()
-
-    def _with_process_tags(self, tags: Any, tags_json: str) -> str:
-        extra = [pair for key, pair in self._process_pairs if not tags or key not in tags]
-        if not extra:
-            return tags_json
-        if tags_json:
-            return tags_json[:-1] + ',' + ','.join(extra) + '}'
-        return ',"tags":{' + ','.join(extra) + '}'
 
     def _key_fragment(self, key: Any) -> str:
         """The '"key":' fragment of a tag key, cached while the cache has room."""

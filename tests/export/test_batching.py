@@ -159,3 +159,24 @@ def test_a_sender_that_says_too_large_for_one_span_fails_only_that_span() -> Non
     assert reporter.flush(5.0) is False
     assert _counters(reporter) == {'queued': 0, 'sent': 6, 'dropped': 0, 'failed': 1}
     reporter.close(5.0)
+
+
+def test_a_send_is_due_once_512_kib_wait_not_only_on_the_interval() -> None:
+    """A steady trickle is sent in sends of about 512 KiB, not held for a whole flush
+    interval (what a gunicorn worker holds between sends is its memory overhead)."""
+    sender = _Recording()
+    reporter = BatchReporter(sender, ENCODER, flush_interval=3600)
+    spans = 0
+    while not sender.bodies:
+        for _ in range(64):
+            reporter.report(_span(spans, 1000))
+            spans += 1
+        assert spans < 5000, 'no send before the interval'
+        sender.entered.wait(0.01)  # gives the worker the interpreter; not a sync point
+    size, count = sender.bodies[0]
+    assert 512 * KB <= size < 1024 * KB, size
+    # still waiting now: less than one send's worth
+    assert reporter.stats()['queued_bytes'] < 512 * KB
+    assert reporter.flush(10.0)
+    assert _counters(reporter) == {'queued': 0, 'sent': spans, 'dropped': 0, 'failed': 0}
+    reporter.close(5.0)

@@ -374,6 +374,10 @@ def test_property_any_tags_encode_to_valid_zipkin_equal_to_the_oracle(
                  id='merged'),
     pytest.param({'env': 'span-wins'}, {'env': 'span-wins', 'gunicorn.worker.pid': '12'},
                  id='span-tag-wins'),
+    pytest.param({'env': 'a', 'gunicorn.worker.pid': 'b'},
+                 {'env': 'a', 'gunicorn.worker.pid': 'b'}, id='span-tags-win-all'),
+    pytest.param({'span.kind': 'server', 'peer.port': 80},
+                 {'env': 'prod', 'gunicorn.worker.pid': '12'}, id='only-lifted-span-tags'),
 ])
 def test_process_tags_are_added_to_every_span(span_tags, expected):
     import json as _json
