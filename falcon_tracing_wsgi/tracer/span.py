@@ -96,10 +96,15 @@ class Span(opentracing.Span):
         logs: ``(timestamp, fields)`` pairs, or ``None`` when nothing was logged.
         references: the references to other spans that are not the parent (see the
             module docstring), or ``None`` (nearly every span).
+        dropped_attributes_count: tags not recorded because the span already had
+            ``attribute_count`` of them.
+        dropped_events_count: log records not kept because the span already had
+            ``event_count`` of them.
     """
 
     __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
-                 'logs', '_perf_start', 'references', '_dropped')
+                 'logs', '_perf_start', 'references', 'dropped_attributes_count',
+                 'dropped_events_count')
 
     # PERF: the base class's ``context`` property runs a Python function; this one's
     # getter is C (read on every request by the middleware, the Falcon component and
@@ -123,8 +128,9 @@ class Span(opentracing.Span):
         self.tags: dict[str, Any] = {} if tags is None else tags
         self.logs: Optional[list[tuple[float, dict[str, Any]]]] = None
         self.references: Optional[tuple[opentracing.Reference, ...]] = None
-        # [dropped tags, dropped log records], created on the first drop.
-        self._dropped: Optional[list[int]] = None
+        # PERF: plain slots, not properties: every encoder reads both on every span.
+        self.dropped_attributes_count = 0
+        self.dropped_events_count = 0
 
     def set_operation_name(self, operation_name: str) -> Span:
         """Rename the span (a Falcon component renames it to the route template)."""
@@ -160,7 +166,7 @@ class Span(opentracing.Span):
         if len(tags) < tracer._attribute_count or key in tags:
             tags[key] = value
         else:
-            self._drop(0)
+            self.dropped_attributes_count += 1
         return self
 
     def set_tags(self, tags: Mapping[str, Any]) -> Span:
@@ -189,7 +195,7 @@ class Span(opentracing.Span):
             if len(own) < count or key in own:
                 own[key] = value
             else:
-                self._drop(0)
+                self.dropped_attributes_count += 1
         return self
 
     def log_kv(self, key_values: dict[str, Any], timestamp: Optional[float] = None) -> Span:
@@ -208,30 +214,14 @@ class Span(opentracing.Span):
             if tracer._event_count > 0:
                 self.logs = [record]
             else:
-                self._drop(1)
+                self.dropped_events_count += 1
         elif len(logs) < tracer._event_count:
             logs.append(record)
         else:
-            self._drop(1)
+            self.dropped_events_count += 1
             if is_error_event(fields):
                 logs[-1] = record
         return self
-
-    def _drop(self, index: int) -> None:
-        dropped = self._dropped
-        if dropped is None:
-            dropped = self._dropped = [0, 0]
-        dropped[index] += 1
-
-    @property
-    def dropped_attributes_count(self) -> int:
-        """Tags not recorded because the span already had ``attribute_count`` of them."""
-        return 0 if self._dropped is None else self._dropped[0]
-
-    @property
-    def dropped_events_count(self) -> int:
-        """Log records not kept because the span already had ``event_count`` of them."""
-        return 0 if self._dropped is None else self._dropped[1]
 
     def set_baggage_item(self, key: str, value: Optional[str]) -> Span:
         """Set (or with ``None`` remove) a baggage item for this span's future children.
