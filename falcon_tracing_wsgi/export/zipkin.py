@@ -12,6 +12,16 @@ on a thread that shares the GIL with the requests being served):
   (:func:`json.encoder.encode_basestring_ascii`). The result is pure ASCII (non-ASCII
   and lone surrogates become ``\\uXXXX`` escapes), so a batch can always be encoded to
   bytes and parses the same everywhere.
+* Where the time goes (``python benchmarks/bench_reporter.py --quick``, line ``encode
+  pieces``, a real 11-tag server span, on the 2-core development machine): ~1.8 us for
+  the fixed part (ids check, name, two ``round()``, the head f-string, the endpoints),
+  ~0.2 us per plain tag (most hit the ``"key":"value"`` pair cache: two dict lookups and
+  an append), ~0.6 us to lift ``span.kind`` and ``peer.*`` into ``kind`` and
+  ``remoteEndpoint``: ~4.3 us in all. Measured and rejected: a plan cached per tag-key
+  sequence (``tuple(tags)``) with a ``str.format`` template, fed by C-level passes
+  (``map(type)`` to check the types, ``map(str)``, ``map(escape)``): the same span took
+  ~7 us, because on 11 values each C pass still costs 0.4-1 us and ``str.format`` with
+  11 fields ~0.9 us, more than the pair cache's loop it replaces.
 * The encoder never raises for bad *values*: anything that is not a ``str``, ``bool``,
   ``int`` or ``float`` is turned into text with ``str()`` (and a failing ``__str__``
   gives a placeholder), and every string is cut to ``max_value_length`` characters.

@@ -180,3 +180,64 @@ def test_a_send_is_due_once_512_kib_wait_not_only_on_the_interval() -> None:
     assert reporter.flush(10.0)
     assert _counters(reporter) == {'queued': 0, 'sent': spans, 'dropped': 0, 'failed': 0}
     reporter.close(5.0)
+
+
+class _Picky:
+    """The Zipkin encoder, except for spans tagged ``test.outcome``: raise or None."""
+
+    name = ENCODER.name
+    content_type = ENCODER.content_type
+    frame = staticmethod(ENCODER.frame)
+
+    def encode(self, span: Any) -> Optional[str]:
+        outcome = span.tags.get('test.outcome')
+        if outcome == 'raise':
+            raise ValueError('breaks the Span contract')
+        if outcome == 'none':
+            return None
+        return ENCODER.encode(span)
+
+
+class _Collecting:
+    destination = 'memory'
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+        spans = json.loads(body)
+        assert len(spans) == span_count
+        self.names.extend(span['name'] for span in spans)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize('outcomes', [
+    pytest.param({}, id='all-good'),
+    pytest.param({3: 'raise'}, id='one-raises'),
+    pytest.param({0: 'none'}, id='first-not-encodable'),
+    pytest.param({9: 'huge'}, id='last-oversized'),
+    pytest.param({1: 'raise', 4: 'none', 6: 'huge', 7: 'raise'}, id='mixed'),
+    pytest.param({index: 'none' for index in range(10)}, id='none-encodable'),
+])
+def test_a_chunk_with_bad_spans_delivers_the_good_ones_in_order(
+        outcomes: dict[int, str]) -> None:
+    # The worker checks a whole encoded chunk at once and falls back to one span at a
+    # time when a span raises, is not encodable or is too large: same counts either way.
+    sender = _Collecting()
+    reporter = BatchReporter(sender, _Picky(), flush_interval=60, max_batch_bytes=64 * KB)
+    for index in range(10):
+        outcome = outcomes.get(index)
+        tags = {'span.kind': 'server'}
+        if outcome == 'huge':
+            tags.update({f'payload.{n}': 'x' * (4 * KB) for n in range(30)})  # ~120 KB
+        elif outcome:
+            tags['test.outcome'] = outcome
+        reporter.report(make_span(index, operation_name=f'span-{index}', tags=tags))
+    reporter.flush(10.0)
+    good = [f'span-{index}' for index in range(10) if index not in outcomes]
+    assert sender.names == good
+    assert _counters(reporter) == {'queued': 0, 'sent': len(good), 'dropped': 0,
+                                   'failed': len(outcomes)}
+    reporter.close(5.0)
