@@ -70,7 +70,8 @@ _BINARY = Format.BINARY
 _PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
 
 _AnySpan = Union[Span, UnsampledSpan]
-_new_context = object.__new__
+#: PERF: an instance without its __init__ frame (the hot path fills the slots itself).
+_new_object = object.__new__
 #: The empty baggage every context without baggage shares (never modified).
 _NO_BAGGAGE: dict[str, str] = SpanContext(None, None).baggage
 
@@ -288,7 +289,7 @@ class Tracer(opentracing.Tracer):
         sampled = const.decision if const is not None else self._decide(trace_id, name)
         # PERF: SpanContext(trace_id, span_id, None, sampled, False, None, None, None,
         # random) without its __init__ frame: the root context of every new trace.
-        context = _new_context(SpanContext)
+        context = _new_object(SpanContext)
         context.trace_id = trace_id
         context.span_id = span_id
         context.parent_id = None
@@ -300,7 +301,13 @@ class Tracer(opentracing.Tracer):
         context.random_trace_id = self._random_ids
         if sampled:
             return Span(self, context, name, start_time, tags)
-        return UnsampledSpan(self, context, name)
+        # PERF: UnsampledSpan(self, context, name) without its __init__ frame: the span
+        # of every unsampled request.
+        span = _new_object(UnsampledSpan)
+        span._tracer = self
+        span._context = context
+        span.operation_name = name
+        return span
 
     def _draw_trace_ids(self) -> tuple[str, str]:
         # For id generators without trace_ids(): the span id first, as start_span draws.
