@@ -258,33 +258,11 @@ def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fini
     elif variant == 'otel_otlp':
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        class CountingOTLPExporter(OTLPSpanExporter):  # type: ignore[misc]
-            """The real OTLP/HTTP exporter, counting what the collector accepted."""
-
-            count = 0
-
-            def export(self, spans: Any) -> SpanExportResult:
-                result = super().export(spans)
-                if result is SpanExportResult.SUCCESS:
-                    self.count += len(spans)
-                return result
-
-        exporter = CountingOTLPExporter(endpoint=os.environ['BENCH_SINK_OTLP_URL'])
+        exporter = _counting(OTLPSpanExporter)(endpoint=os.environ['BENCH_SINK_OTLP_URL'])
     else:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
-        class CountingZipkinExporter(ZipkinExporter):  # type: ignore[misc]
-            """The real Zipkin JSON exporter, counting what the collector accepted."""
-
-            count = 0
-
-            def export(self, spans: Any) -> SpanExportResult:
-                result = super().export(spans)
-                if result is SpanExportResult.SUCCESS:
-                    self.count += len(spans)
-                return result
-
-        exporter = CountingZipkinExporter(endpoint=os.environ['BENCH_SINK_URL'])
+        exporter = _counting(ZipkinExporter)(endpoint=os.environ['BENCH_SINK_URL'])
     provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(BatchSpanProcessor(exporter))
 
@@ -292,6 +270,23 @@ def _build_otel(app: falcon.App, variant: str) -> tuple[Callable[..., Any], Fini
         provider.force_flush(int(timeout * 1000))
         return exporter.count  # type: ignore[no-any-return]
     return OpenTelemetryMiddleware(app, tracer_provider=provider), finish
+
+
+def _counting(exporter_class: type) -> type:
+    """A subclass of a real OpenTelemetry exporter counting what the collector accepted."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class Counting(exporter_class):  # type: ignore[misc, valid-type]
+        count = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            result = super().export(spans)
+            if result is SpanExportResult.SUCCESS:
+                self.count += len(spans)
+            return result
+
+    Counting.__name__ = Counting.__qualname__ = f'Counting{exporter_class.__name__}'
+    return Counting
 
 
 #: Child spans each request of ``traced_children`` makes (issue 12's "30 child spans").
