@@ -276,11 +276,11 @@ def _counting(exporter_class: type) -> type:
     """A subclass of a real OpenTelemetry exporter counting what the collector accepted."""
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    class Counting(exporter_class):  # type: ignore[misc, valid-type]
+    class Counting(exporter_class):  # type: ignore[misc]
         count = 0
 
         def export(self, spans: Any) -> SpanExportResult:
-            result = super().export(spans)
+            result: SpanExportResult = super().export(spans)
             if result is SpanExportResult.SUCCESS:
                 self.count += len(spans)
             return result
