@@ -7,8 +7,6 @@ recording itself lives once, in ``falcon_tracing_wsgi.outbound``.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,22 +18,6 @@ from opentracing import Format
 from opentracing.mocktracer import MockTracer
 
 from ._clients import CLIENTS, _httpx, _httpx_async, _requests, _urllib3
-
-
-@pytest.fixture()
-def tracer() -> MockTracer:
-    return MockTracer()
-
-
-@pytest.fixture()
-def refused_url() -> Iterator[str]:
-    # A bound socket that does not listen refuses connections and keeps the port ours.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    try:
-        yield 'http://127.0.0.1:%d/ok' % sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def _only_span(tracer: MockTracer) -> Any:

@@ -20,11 +20,6 @@ from falcon_tracing_wsgi.testing import make_tracer
 from ._server import STREAM_SIZE, TIMEOUT
 
 
-@pytest.fixture()
-def tracer() -> MockTracer:
-    return MockTracer()
-
-
 def _read_all(response: httpx.Response) -> None:
     assert len(response.read()) == STREAM_SIZE
 

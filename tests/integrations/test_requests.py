@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import opentracing
@@ -20,78 +16,7 @@ from falcon_tracing_wsgi import _semconv
 from falcon_tracing_wsgi.integrations.requests import (
     TracedSession, TracingAdapter, instrument_session)
 
-_TIMEOUT = 5.0
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Answers /status/<code>, /redirect (-> /ok) and anything else with 200."""
-
-    protocol_version = 'HTTP/1.1'
-
-    def do_GET(self) -> None:
-        self.server.received.append(  # type: ignore[attr-defined]
-            (self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-        if self.path.startswith('/status/'):
-            self._reply(int(self.path.rsplit('/', 1)[1]))
-        elif self.path == '/redirect':
-            self._reply(302, location='/ok')
-        else:
-            self._reply(200)
-
-    do_POST = do_DELETE = do_GET
-
-    def _reply(self, status: int, location: str = '') -> None:
-        length = int(self.headers.get('Content-Length') or 0)
-        if length:
-            self.rfile.read(length)
-        body = b'ok'
-        self.send_response(status)
-        if location:
-            self.send_header('Location', location)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-
-@pytest.fixture(scope='module')
-def server() -> Iterator[ThreadingHTTPServer]:
-    httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(_TIMEOUT)
-
-
-@pytest.fixture()
-def base_url(server: ThreadingHTTPServer) -> str:
-    server.received.clear()  # type: ignore[attr-defined]
-    return 'http://127.0.0.1:%d' % server.server_address[1]
-
-
-@pytest.fixture()
-def tracer() -> MockTracer:
-    return MockTracer()
-
-
-@pytest.fixture()
-def refused_url() -> Iterator[str]:
-    # A bound socket that does not listen refuses connections and keeps the port ours.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(('127.0.0.1', 0))
-    try:
-        yield 'http://127.0.0.1:%d/ok' % sock.getsockname()[1]
-    finally:
-        sock.close()
+from ._server import TIMEOUT as _TIMEOUT
 
 
 def _only_span(tracer: MockTracer) -> Any:

@@ -22,11 +22,6 @@ from ._server import STREAM_SIZE, TIMEOUT
 
 
 @pytest.fixture()
-def tracer() -> MockTracer:
-    return MockTracer()
-
-
-@pytest.fixture()
 def manager(tracer: MockTracer) -> Iterator[TracedPoolManager]:
     manager = TracedPoolManager(tracer=tracer, timeout=TIMEOUT)
     yield manager
