@@ -111,7 +111,7 @@ from ._wsgi import (
 from .config import TracingConfig
 from .tracer.context import SpanContext
 from .tracer.scope import scope_resetter
-from .tracer.span import Span
+from .tracer.span import ServerSpan, Span
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
@@ -197,6 +197,9 @@ class TracingMiddleware:
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
         self._stable_finish = names.stable
+        # PERF: with OpenTracing's names (the default) our tracer's server span holds its
+        # standard tags as fields (ServerSpan); the other schemes write a tag dict.
+        self._server_fields = names.scheme == _semconv.OLD
         self._known_methods = frozenset(config.http_known_methods)
         #: The compiled redaction names, also applied to recorded exception texts.
         self.redact_names = compile_names(config.redact_query)
@@ -427,8 +430,33 @@ class TracingMiddleware:
         if not response.recording:
             return
         span = response.span
+        environ = response.environ
+        route = environ.get(ENVIRON_ROUTE)
+        if route is None and self._operation_name is not None:
+            try:
+                route = self._operation_name(environ)
+            except Exception:
+                _log.warning('operation_name hook failed; keeping the method name',
+                             exc_info=True)
+        limit = self._value_length
+        if route:
+            span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
+            route = route[:limit] if type(route) is str else route
+        extra = environ.get(ENVIRON_ROUTE_TAGS)
+        # not an outer wrapper's span
+        route_tags = extra[1] if extra is not None and extra[0] is span else None
+        kind = type(span)
+        if kind is ServerSpan and not span.merged:
+            # PERF: the outcome goes into the fields (OpenTracing's names only, so
+            # nothing of _finish_stable applies).
+            span.status_code = response.status_code
+            span.response_size = response.sent_bytes
+            span.aborted = not response.exhausted
+            span.route = route or None
+            span.route_tags = route_tags
+            return
         # PERF: our own span's tag dict is written directly (no set_tags calls).
-        own = type(span) is Span
+        own = kind is Span or kind is ServerSpan
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
@@ -439,23 +467,10 @@ class TracingMiddleware:
             tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:
             tags[TAG_ABORTED] = True
-        environ = response.environ
-        route = environ.get(ENVIRON_ROUTE)
-        if route is None and self._operation_name is not None:
-            try:
-                route = self._operation_name(environ)
-            except Exception:
-                _log.warning('operation_name hook failed; keeping the method name',
-                             exc_info=True)
         if route:
-            span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
-            limit = self._value_length
-            route = route[:limit] if type(route) is str else route
             tags[TAG_ROUTE] = route
-        extra = environ.get(ENVIRON_ROUTE_TAGS)
-        if extra is not None and extra[0] is span:  # not an outer wrapper's span
-            limit = self._value_length
-            for key, value in extra[1].items():
+        if route_tags is not None:
+            for key, value in route_tags.items():
                 # What the app set itself wins, as when these were set before it ran
                 # (on our span; another tracer's span cannot be read back).
                 if key not in tags:
@@ -528,11 +543,19 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     start_trace = tracer._start_trace  # a friend: this is the tracer's own fast path
     request_tags = middleware._request_tags
     request_hook = middleware._request_hook
+    fields = middleware._server_fields
+    span_class = ServerSpan if fields else Span
+    component = middleware._component
+    url_of = middleware._url
+    limit = middleware._value_length
+    capture = middleware._capture_request
 
     def start(environ: dict[str, Any]) -> tuple[Any, bool]:
         method = environ.get('REQUEST_METHOD') or 'GET'
         if environ.keys().isdisjoint(watched):
-            span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
+            # PERF: a ServerSpan's kind is a field: no tag dict to make.
+            span = start_trace(method, None if fields else {_SPAN_KIND: _SERVER}, None,
+                               span_class)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
             # PERF: the tracer's own flag and width, resolved at bind time: no tuple key
@@ -556,7 +579,9 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
             parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
-            span = start_span(method, parent, None, {_SPAN_KIND: _SERVER}, None, True)
+            span = start_span(method, parent, None,
+                              None if fields else {_SPAN_KIND: _SERVER}, None, True,
+                              span_class)
             incoming = {key: environ.pop(key) for key in watched.intersection(environ)}
             try:
                 inject(span.context, environ)
@@ -568,9 +593,31 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 incoming = {}
             environ[ENVIRON_INCOMING] = incoming
         environ[ENVIRON_SPAN] = span
-        if type(span) is not Span:
+        if type(span) is ServerSpan:
+            # PERF: the request's tags as fields (see ServerSpan), written inline.
+            span.component = component
+            span.method = method
+            url = url_of(environ)
+            span.url = url if len(url) <= limit else url[:limit]
+            span.peer_address = environ.get('REMOTE_ADDR') or None
+            port = environ.get('REMOTE_PORT')
+            try:
+                span.peer_port = int(port) if port else None
+            except ValueError:
+                span.peer_port = None
+            span.status_code = span.response_size = 0
+            span.aborted = span.merged = False
+            span.route = span.route_tags = None
+            if capture:
+                own = span._tags
+                for key, tag, redacted in capture:
+                    value = environ.get(key)
+                    if value is not None:
+                        own[tag] = REDACTED if redacted else value[:limit]
+        elif type(span) is Span:
+            request_tags(environ, method, span._tags)
+        else:
             return span, False
-        request_tags(environ, method, span.tags)
         if request_hook is not None:
             middleware._call_hook(request_hook, span, environ)
         return span, True

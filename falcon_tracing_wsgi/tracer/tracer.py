@@ -214,6 +214,7 @@ class Tracer(opentracing.Tracer):
         tags: Optional[dict[str, Any]] = None,
         start_time: Optional[float] = None,
         ignore_active_span: bool = False,
+        span_class: type[Span] = Span,
     ) -> _AnySpan:
         """Start a span; see :meth:`opentracing.Tracer.start_span`.
 
@@ -225,8 +226,11 @@ class Tracer(opentracing.Tracer):
         ``tags`` is used as the span's tag dict without a copy (the caller gives it up, as
         the OpenTracing API allows); it is ignored when the span is not sampled.
 
+        ``span_class`` (not part of the OpenTracing API) is the class of a sampled span:
+        the WSGI wrapper asks for a :class:`~.span.ServerSpan`.
+
         Returns:
-            A :class:`~.span.Span` when sampled, else an :class:`~.span.UnsampledSpan`.
+            A ``span_class`` when sampled, else an :class:`~.span.UnsampledSpan`.
         """
         parent: Any = None
         links: Optional[tuple[Reference, ...]] = None
@@ -246,7 +250,7 @@ class Tracer(opentracing.Tracer):
             tags = _bounded_tags(tags, self._attribute_count, self._value_length)
 
         if parent is None:
-            return self._start_trace(name, tags, start_time)
+            return self._start_trace(name, tags, start_time, span_class)
         span_id = self._new_span_id()
         if isinstance(parent, SpanContext):
             sampled = True if parent.debug else parent.sampled
@@ -271,14 +275,14 @@ class Tracer(opentracing.Tracer):
                                   self._random_ids)
 
         if context.sampled:
-            span = Span(self, context, name, start_time, tags)
+            span = span_class(self, context, name, start_time, tags)
             if links:
                 span.references = links
             return span
         return UnsampledSpan(self, context, name)
 
     def _start_trace(self, name: str, tags: Optional[dict[str, Any]],
-                     start_time: Optional[float]) -> _AnySpan:
+                     start_time: Optional[float], span_class: type[Span] = Span) -> _AnySpan:
         """Start the root span of a new trace: no parent, the sampler decides.
 
         The common case of every server span, kept flat; the middleware's environ fast
@@ -300,7 +304,7 @@ class Tracer(opentracing.Tracer):
         context.extra = None
         context.random_trace_id = self._random_ids
         if sampled:
-            return Span(self, context, name, start_time, tags)
+            return span_class(self, context, name, start_time, tags)
         # PERF: UnsampledSpan(self, context, name) without its __init__ frame: the span
         # of every unsampled request.
         span = _new_object(UnsampledSpan)
