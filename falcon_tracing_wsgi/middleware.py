@@ -110,7 +110,7 @@ from ._wsgi import (
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
-from .tracer.scope import scope_resetter
+from .tracer.scope import bare_activation, scope_resetter
 from .tracer.span import ServerSpan, Span
 from .tracer.tracer import Tracer
 
@@ -137,10 +137,11 @@ _PEER_IPV4 = ot_tags.PEER_HOST_IPV4
 _PEER_IPV6 = ot_tags.PEER_HOST_IPV6
 _PEER_PORT = ot_tags.PEER_PORT
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
-#: reset(scope) for that manager)
+#: reset(scope) for that manager, the manager's context variable for a bare activation
+#: (or None; see tracer.scope.bare_activation))
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
-               Callable[[Any], None]]
-_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None)
+               Callable[[Any], None], Any]
+_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None, None)
 #: Bound of the cache of injected header names -> environ keys (one entry per distinct
 #: set of headers a tracer writes: a handful).
 _INJECT_CACHE_SIZE = 64
@@ -241,9 +242,18 @@ class TracingMiddleware:
             bound = self._bind(tracer)
         scope_manager = bound[2]
         reset = bound[3]
+        var = bound[4]
         try:
             span, recording = bound[1](environ)
-            scope = scope_manager.activate(span, False)
+            if var is not None:
+                # PERF: our scope manager: active without a scope object (see
+                # bare_activation); ``restore`` is what was active before.
+                restore = var.get()
+                var.set((span, restore))
+                undo = var.set
+            else:
+                restore = scope_manager.activate(span, False)
+                undo = reset
         except Exception:
             _log.warning('tracing failed to start a span; the request goes on untraced',
                          exc_info=True)
@@ -255,7 +265,7 @@ class TracingMiddleware:
             try:
                 result = self.app(environ, start_response)
             finally:
-                reset(scope)
+                undo(restore)
             if type(result) is list or type(result) is tuple:
                 return result
             return TracedResponse(self, span, environ, start_response, scope_manager,
@@ -276,7 +286,7 @@ class TracingMiddleware:
         finally:
             # NOTE: a reset, not scope.close(): close() does nothing when the app left a
             # scope of its own open, and that leak would keep every later span alive.
-            reset(scope)
+            undo(restore)
         if type(result) is list:
             # PERF: TracedResponse.wrap() inlined for the usual body (Falcon's): a list
             # runs no app code while iterated and is never a wsgi.file_wrapper.
@@ -295,7 +305,8 @@ class TracingMiddleware:
         if start is None:
             start = functools.partial(self._start, tracer)
         scope_manager = tracer.scope_manager
-        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager))
+        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager),
+                         bare_activation(scope_manager))
         # NOTE: one tuple, replaced whole, so a thread never pairs a tracer with another
         # tracer's start function.
         self._bound = bound
