@@ -89,6 +89,7 @@ import itertools
 import logging
 import os
 import re
+import string
 import sys
 import weakref
 from typing import Any, Callable, Final, Optional, Tuple
@@ -541,7 +542,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     if renamed is None or not getattr(propagator, 'reads_only_fields', False):
         return None
     inject = renamed(environ_key).inject
-    new_trace_headers = _new_trace_headers(inject)
+    new_trace_headers = {shape: _header_writer(headers)
+                         for shape, headers in _new_trace_headers(inject).items()}
     random_ids = tracer._random_ids
     # (16-hex trace id's headers, 32-hex trace id's headers) of each decision
     sampled_headers = (new_trace_headers.get((True, random_ids, 16)),
@@ -578,15 +580,9 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                                                    size)))
             if headers is None:
                 inject(context, environ)
+                environ[ENVIRON_INCOMING] = {}
             else:
-                span_id = context.span_id
-                # PERF: most headers are the bare trace id, the bare span id or a constant
-                # (B3's); only the others (traceparent) need str.format.
-                for key, kind, template in headers:
-                    environ[key] = (trace_id if kind == 0 else span_id if kind == 1
-                                    else template if kind == 2
-                                    else template.format(trace_id, span_id))
-            environ[ENVIRON_INCOMING] = {}
+                headers(environ, trace_id, context.span_id)
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
             parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
@@ -691,6 +687,46 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                 if first.keys() == second.keys():
                     templates[(sampled, random_id, width)] = tuple(shape)
     return templates
+
+
+def _header_writer(headers: tuple[tuple[str, int, str], ...]
+                   ) -> Callable[[dict[str, Any], str, str], None]:
+    """Compile one shape of :func:`_new_trace_headers` into
+    ``write(environ, trace_id, span_id)``, which stores each header and an empty
+    ``ENVIRON_INCOMING``.
+
+    PERF: a new trace's headers are written by straight-line code, one store per header
+    (the trace id, the span id, a constant, or the template's text joined around the
+    ids), instead of a loop that tells the four kinds apart per header. The source is
+    made only of ``repr()`` literals (environ keys, constants, template text) and the
+    two argument names; a template with any field other than ``{0}``/``{1}`` (none of
+    ours has one) is kept as a ``str.format`` call.
+    """
+    lines = ['def write(environ, trace_id, span_id):']
+    for key, kind, template in headers:
+        if kind == _TRACE_ID:
+            value = 'trace_id'
+        elif kind == _SPAN_ID:
+            value = 'span_id'
+        elif kind == _CONSTANT:
+            value = repr(template)
+        else:
+            parts = []
+            for literal, field, spec, conversion in string.Formatter().parse(template):
+                if literal:
+                    parts.append(repr(literal))
+                if field is None:
+                    continue
+                if field not in ('0', '1') or spec or conversion:
+                    parts = [f'{template!r}.format(trace_id, span_id)']
+                    break
+                parts.append('trace_id' if field == '0' else 'span_id')
+            value = ' + '.join(parts) or "''"
+        lines.append(f'    environ[{key!r}] = {value}')
+    lines.append(f'    environ[{ENVIRON_INCOMING!r}] = {{}}')
+    namespace: dict[str, Any] = {}
+    exec('\n'.join(lines), namespace)  # noqa: S102 - literals only, see above
+    return namespace['write']  # type: ignore[no-any-return]
 
 
 #: The process that logged the no-tracer warning (once per process, forks included).

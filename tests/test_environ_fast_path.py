@@ -199,3 +199,22 @@ def test_fast_path_sets_the_random_flag_on_new_random_trace_ids(sampled, flags):
         context = seen[ENVIRON_SPAN].context
         assert seen['HTTP_TRACEPARENT'] == \
             f'00-{context.trace_id}-{context.span_id}-{flags}'
+
+
+@pytest.mark.parametrize('headers, expected', [
+    pytest.param((('HTTP_A', 0, '{0}'), ('HTTP_B', 1, '{1}')),
+                 {'HTTP_A': 'T', 'HTTP_B': 'S'}, id='bare-ids'),
+    pytest.param((('HTTP_C', 2, "it's \"1\"\n"),), {'HTTP_C': "it's \"1\"\n"},
+                 id='constant-with-quotes'),
+    pytest.param((('HTTP_D', 3, '00-{0}-{1}-01'),), {'HTTP_D': '00-T-S-01'}, id='template'),
+    pytest.param((('HTTP_E', 3, '{{x}}{1}:{0}'),), {'HTTP_E': '{x}S:T'},
+                 id='template-with-escaped-braces'),
+    pytest.param((('HTTP_F', 3, '{0!r}-{1:>3}'),), {'HTTP_F': "'T'-  S"},
+                 id='template-with-conversion-kept-as-format'),
+    pytest.param((), {}, id='no-headers'),
+])
+def test_new_trace_header_writer(headers, expected):
+    from falcon_tracing_wsgi.middleware import _header_writer
+    environ: dict[str, Any] = {}
+    _header_writer(headers)(environ, 'T', 'S')
+    assert environ == {**expected, ENVIRON_INCOMING: {}}
