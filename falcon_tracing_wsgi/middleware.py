@@ -75,11 +75,17 @@ path (:func:`_environ_starter`): a request without any trace header skips extrac
 after one C-level test, the context is written straight into the environ under environ
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
-A new trace's headers are written from the ids directly where a header is the bare
-trace id, the bare span id or a constant (B3's), with ``str.format`` only for the others
-(``traceparent``). The response object finishes the span in ``close()`` without further
-calls, and a list body (Falcon's) is handed back without ``wrap()``. Shared environ keys
-and tag names live in ``_keys.py``, below this module and the Falcon integration.
+With OpenTracing's tag names (the default) the sampled span is a
+:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`: its standard tags are fields set
+here and in :meth:`TracingMiddleware.on_finish`, never a dict the Zipkin encoder reads
+back key by key (``span.tags`` still gives them all). A new trace's headers are written
+by a function compiled once per header shape (the bare trace id, the bare span id, a
+constant, or template text joined around the ids; see :func:`_header_writer`). With our
+scope manager the span is made active by a ``(span, previous)`` pair in its context
+variable, no scope object (:func:`~falcon_tracing_wsgi.tracer.scope.bare_activation`).
+The response object finishes the span in ``close()`` without further calls, and a list
+body (Falcon's) is handed back without ``wrap()``. Shared environ keys and tag names
+live in ``_keys.py``, below this module and the Falcon integration.
 """
 
 from __future__ import annotations

@@ -22,6 +22,15 @@ on a thread that shares the GIL with the requests being served):
   (``map(type)`` to check the types, ``map(str)``, ``map(escape)``): the same span took
   ~7 us, because on 11 values each C pass still costs 0.4-1 us and ``str.format`` with
   11 fields ~0.9 us, more than the pair cache's loop it replaces.
+* **The wrapper's server span is written from its fields.** A
+  :class:`~falcon_tracing_wsgi.tracer.span.ServerSpan` holds the standard HTTP tags as
+  fields; unless a tag set through the API (or a process tag) has one of their names,
+  :meth:`JsonV2Encoder.encode` writes them with one template (a route's tags, the same
+  dict for every request of the route, are turned into text once), and never merges
+  them into the span's dict. The JSON is the same as for the merged tags (a test
+  compares the two in every request shape). Measured on a real span (timeit, same
+  machine): 3.15 us against 4.36 us through the dict; the head (ids check, two
+  ``round()``, the name) is about 1 us of it.
 * The encoder never raises for bad *values*: anything that is not a ``str``, ``bool``,
   ``int`` or ``float`` is turned into text with ``str()`` (and a failing ``__str__``
   gives a placeholder), and every string is cut to ``max_value_length`` characters.

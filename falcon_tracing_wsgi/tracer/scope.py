@@ -20,7 +20,9 @@ Design:
 * Closing a scope that is not the active one does nothing (the span is not finished),
   as the OpenTracing contract requires.
 * A scope is one object per activation, filled without a Python ``__init__`` frame, and
-  ``scope.span`` is a C getter: the WSGI wrapper activates one per request.
+  ``scope.span`` is a C getter. The WSGI wrapper needs none per request: it sets the
+  context variable to a ``(span, previous)`` pair and back (:func:`bare_activation`),
+  and ``active`` makes the pair a scope only when someone asks for it.
 
 :func:`scope_resetter` is for code that activates a span around *someone else's* code (the
 WSGI middleware around the app and each body step): closing its scope afterwards does
