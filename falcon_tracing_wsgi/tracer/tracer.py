@@ -44,6 +44,7 @@ Design:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, Optional, Union
 
@@ -72,6 +73,8 @@ _PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
 _AnySpan = Union[Span, UnsampledSpan]
 #: PERF: an instance without its __init__ frame (the hot path fills the slots itself).
 _new_object = object.__new__
+_time = time.time
+_perf_counter = time.perf_counter
 #: The empty baggage every context without baggage shares (never modified).
 _NO_BAGGAGE: dict[str, str] = SpanContext(None, None).baggage
 
@@ -304,14 +307,28 @@ class Tracer(opentracing.Tracer):
         context.extra = None
         context.random_trace_id = self._random_ids
         if sampled:
-            return span_class(self, context, name, start_time, tags)
+            if start_time is not None:
+                return span_class(self, context, name, start_time, tags)
+            # PERF: Span.__init__ without its frame (the span_class given here never
+            # adds to it): the sampled span of every new trace.
+            span = _new_object(span_class)
+            span._tracer = self
+            span._context = context
+            span.operation_name = name
+            span.start_time = _time()
+            span._perf_start = _perf_counter()
+            span.duration = None
+            span._tags = {} if tags is None else tags
+            span.logs = span.references = None
+            span.dropped_attributes_count = span.dropped_events_count = 0
+            return span
         # PERF: UnsampledSpan(self, context, name) without its __init__ frame: the span
         # of every unsampled request.
-        span = _new_object(UnsampledSpan)
-        span._tracer = self
-        span._context = context
-        span.operation_name = name
-        return span
+        unsampled = _new_object(UnsampledSpan)
+        unsampled._tracer = self
+        unsampled._context = context
+        unsampled.operation_name = name
+        return unsampled
 
     def _draw_trace_ids(self) -> tuple[str, str]:
         # For id generators without trace_ids(): the span id first, as start_span draws.
