@@ -313,9 +313,11 @@ class ServerSpan(Span):
     (``span.kind``, ``component``, ``http.method``, ``http.url``, ``peer.ipv4`` or
     ``peer.ipv6``, ``peer.port``, ``http.status_code``, ``error`` for a 5xx,
     ``http.response_size``, ``http.aborted``, ``http.route`` and the route's tags),
-    merged with the span's own. The first read merges them into one dict, once; from
-    then on the span is a plain :class:`Span` (``merged`` is true) and the wrapper
-    writes the outcome into that dict.
+    merged with the span's own, in a new dict at each read: reading never changes the
+    span (encoders of several formats may read one span, and a reader on another thread
+    must not race the wrapper). Assigning ``tags`` replaces them all: the span is then
+    a plain :class:`Span` (``merged`` is true) and the wrapper writes the outcome into
+    that dict.
 
     Precedence, as when every tag went into one dict in the order it was set: a tag set
     through the API wins over a request field of the same name (it was set later), an
@@ -341,13 +343,13 @@ class ServerSpan(Span):
     route: Optional[str]
     #: Tags a framework adds once the route is known (Falcon's resource and responder).
     route_tags: Optional[Mapping[str, Any]]
-    #: Whether the fields were merged into the tag dict (then ``tags`` is all there is).
+    #: Whether ``tags`` was assigned (then the fields are unused and ``_tags`` is all).
     merged: bool
 
     @property
     def tags(self) -> dict[str, Any]:
         """Every tag: the fields under their tag names and the tags set through the API
-        (merged into the span's dict on first read)."""
+        (a new dict; see the class docstring)."""
         if self.merged:
             return self._tags
         own = self._tags
@@ -375,8 +377,6 @@ class ServerSpan(Span):
             for key, value in route_tags.items():
                 if key not in own:
                     tags[key] = value
-        self._tags = tags
-        self.merged = True
         return tags
 
     @tags.setter

@@ -111,7 +111,7 @@ class _Plain:
         self.operation_name = span.operation_name
         self.start_time = span.start_time
         self.duration = span.duration
-        self.tags = dict(span.tags)  # reading them merges the fields
+        self.tags = span.tags  # the fields merged with the span's own tags
         self.logs = span.logs
         self.dropped_attributes_count = span.dropped_attributes_count
         self.dropped_events_count = span.dropped_events_count
@@ -124,21 +124,33 @@ class _Plain:
                  id='process-tags-sharing-names'),
 ])
 @pytest.mark.parametrize('make, own_names', CASES)
-def test_the_fields_give_the_json_of_the_merged_tags(make, own_names, process_tags, apart):
+def test_the_fields_give_the_json_of_the_merged_tags(monkeypatch, make, own_names,
+                                                     process_tags, apart):
     span = make()
     encoder = JsonV2Encoder(Endpoint('svc', ipv4='10.0.0.1'), max_value_length=64,
                             process_tags=process_tags)
+    reads = _count_tag_reads(monkeypatch)
     from_fields = encoder.encode(span)
-    # The fields' own path, unless a tag or process tag shares a field's name.
-    expect_fields = apart and own_names
-    assert span.merged is not expect_fields
+    # The fields' own path (the merged tags never read), unless a tag set through the
+    # API or a process tag shares a field's name.
+    assert (not reads) is (apart and own_names)
+    monkeypatch.undo()
     assert json.loads(from_fields) == json.loads(encoder.encode(_Plain(span)))
 
 
-def test_the_usual_span_is_encoded_from_its_fields():
+def _count_tag_reads(monkeypatch) -> list[int]:
+    reads: list[int] = []
+    merged = ServerSpan.tags
+    monkeypatch.setattr(ServerSpan, 'tags', property(
+        lambda span: reads.append(1) or merged.fget(span), merged.fset))
+    return reads
+
+
+def test_the_usual_span_is_encoded_from_its_fields(monkeypatch):
     span = _run(_falcon(_Tags()))
+    reads = _count_tag_reads(monkeypatch)
     encoded = json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))
-    assert span.merged is False
+    assert not reads
     assert encoded['kind'] == 'SERVER' and encoded['name'] == 'GET /items/{item_id}'
     assert encoded['remoteEndpoint'] == {'ipv4': '10.1.2.3', 'port': 50123}
     assert encoded['tags'] == {
@@ -148,3 +160,18 @@ def test_the_usual_span_is_encoded_from_its_fields():
         'falcon.resource': '_Tags', 'falcon.responder': 'on_get',
         'user.id': '42', 'cache': 'hit', 'ratio': '0.5', 'flag': 'false', 'none': 'None',
         '\u00e9t\u00e9': 'caf\u00e9'}
+
+
+def test_reading_the_tags_never_changes_the_span():
+    span = _run(_falcon(_Tags()))
+    first = span.tags
+    first['http.url'] = 'changed by a reader'
+    assert span.tags['http.url'] == 'http://127.0.0.1/items/7?q=1' and not span.merged
+    assert span.tags == {**first, 'http.url': 'http://127.0.0.1/items/7?q=1'}
+
+
+def test_assigning_the_tags_replaces_them_all():
+    span = _run(_falcon(_Tags()))
+    span.tags = {'only': 'this'}
+    assert span.merged and span.tags == {'only': 'this'}
+    assert json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))['tags'] == {'only': 'this'}
