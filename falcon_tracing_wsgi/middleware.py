@@ -471,13 +471,19 @@ class TracingMiddleware:
                 _log.warning('operation_name hook failed; keeping the method name',
                              exc_info=True)
         limit = self._value_length
+        kind = type(span)
         if route:
-            span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
+            name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
+            if kind is ServerSpan:
+                # PERF: Span.set_operation_name inlined (the name is a str).
+                span_limit = span._tracer._value_length
+                span.operation_name = name if len(name) <= span_limit else name[:span_limit]
+            else:
+                span.set_operation_name(name)
             route = route[:limit] if type(route) is str else route
         extra = environ.get(ENVIRON_ROUTE_TAGS)
         # not an outer wrapper's span
         route_tags = extra[1] if extra is not None and extra[0] is span else None
-        kind = type(span)
         if kind is ServerSpan and not span.merged:
             # PERF: the outcome goes into the fields (OpenTracing's names only, so
             # nothing of _finish_stable applies).
