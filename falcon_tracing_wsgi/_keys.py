@@ -18,7 +18,8 @@ ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
 ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
 #: environ key of span tags a framework knows once the route is (Falcon's resource and
 #: responder) for one of this package's own spans: ``(span, {tag: value})``, added to
-#: that span (not to an outer wrapper's) when it finishes, except tags the app set.
+#: that span (not to an outer wrapper's) when it finishes, except tags the app set. The
+#: dict is never changed once handed over (one per route: encoders keep its text).
 ENVIRON_ROUTE_TAGS = 'falcon_tracing_wsgi.route_tags'
 #: environ key of the incoming propagation headers that the middleware replaced.
 ENVIRON_INCOMING = 'falcon_tracing_wsgi.incoming'

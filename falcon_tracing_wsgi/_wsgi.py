@@ -529,6 +529,23 @@ class _ClosingFile:
         response.exhausted = sent >= expected
 
 
+#: status line -> its integer code (0: none), for start_response; bounded, since the
+#: app could make up status lines.
+_STATUS_CODES: dict[str, int] = {}
+_STATUS_CODES_SIZE = 256
+
+
+def _status_code(status: Any) -> int:
+    """The integer code of a status line (0 when it has none), cached for a str."""
+    try:
+        code = int(status[:3])
+    except (TypeError, ValueError):
+        code = 0
+    if type(status) is str and len(_STATUS_CODES) < _STATUS_CODES_SIZE:
+        _STATUS_CODES[status] = code
+    return code
+
+
 def _content_length(headers: Optional[list[tuple[str, str]]]) -> Optional[int]:
     for name, value in headers or ():
         if name.lower() == 'content-length':
@@ -555,6 +572,8 @@ class TracedResponse:
     def __init__(self, middleware: Any, span: Any, environ: dict[str, Any],
                  start_response: Callable[..., Any], scope_manager: Any,
                  reset: Callable[[Any], None], recording: bool = True) -> None:
+        # NOTE: the middleware fills the same fields without this frame for every traced
+        # request (PERF, see TracingMiddleware.__call__): keep the two in step.
         self.span = span
         self.environ = environ
         self.recording = recording
@@ -595,10 +614,10 @@ class TracedResponse:
         self._write = self._start_response(status, headers, exc_info)
         try:
             # The integer code of the status line; 0 when it has none.
-            try:
-                code = int(status[:3])
-            except (TypeError, ValueError):
-                code = 0
+            # PERF: apps answer with a few status lines: each one is parsed once.
+            code = _STATUS_CODES.get(status) if type(status) is str else None
+            if code is None:
+                code = _status_code(status)
             self.status_code = code
             self.headers = headers
             if exc_info is not None and exc_info[1] is not None:

@@ -75,11 +75,17 @@ path (:func:`_environ_starter`): a request without any trace header skips extrac
 after one C-level test, the context is written straight into the environ under environ
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
-A new trace's headers are written from the ids directly where a header is the bare
-trace id, the bare span id or a constant (B3's), with ``str.format`` only for the others
-(``traceparent``). The response object finishes the span in ``close()`` without further
-calls, and a list body (Falcon's) is handed back without ``wrap()``. Shared environ keys
-and tag names live in ``_keys.py``, below this module and the Falcon integration.
+With OpenTracing's tag names (the default) the sampled span is a
+:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`: its standard tags are fields set
+here and in :meth:`TracingMiddleware.on_finish`, never a dict the Zipkin encoder reads
+back key by key (``span.tags`` still gives them all). A new trace's headers are written
+by a function compiled once per header shape (the bare trace id, the bare span id, a
+constant, or template text joined around the ids; see :func:`_header_writer`). With our
+scope manager the span is made active by a ``(span, previous)`` pair in its context
+variable, no scope object (:func:`~falcon_tracing_wsgi.tracer.scope.bare_activation`).
+The response object finishes the span in ``close()`` without further calls, and a list
+body (Falcon's) is handed back without ``wrap()``. Shared environ keys and tag names
+live in ``_keys.py``, below this module and the Falcon integration.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ import itertools
 import logging
 import os
 import re
+import string
 import sys
 import weakref
 from typing import Any, Callable, Final, Optional, Tuple
@@ -110,8 +117,8 @@ from ._wsgi import (
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
-from .tracer.scope import scope_resetter
-from .tracer.span import Span
+from .tracer.scope import bare_activation, scope_resetter
+from .tracer.span import ServerSpan, Span
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
@@ -137,16 +144,18 @@ _PEER_IPV4 = ot_tags.PEER_HOST_IPV4
 _PEER_IPV6 = ot_tags.PEER_HOST_IPV6
 _PEER_PORT = ot_tags.PEER_PORT
 #: (tracer, start(environ) -> (span, recording), the tracer's scope manager,
-#: reset(scope) for that manager)
+#: reset(scope) for that manager, the manager's context variable for a bare activation
+#: (or None; see tracer.scope.bare_activation))
 _Bound = Tuple[Any, Callable[[dict[str, Any]], Tuple[Any, bool]], Any,
-               Callable[[Any], None]]
-_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None)
+               Callable[[Any], None], Any]
+_UNBOUND: _Bound = (None, lambda environ: (None, False), None, lambda scope: None, None)
 #: Bound of the cache of injected header names -> environ keys (one entry per distinct
 #: set of headers a tracer writes: a handful).
 _INJECT_CACHE_SIZE = 64
 
 
 _weakref = weakref.ref  # PERF: one global lookup per request instead of two
+_new_response = object.__new__
 
 
 class TracingMiddleware:
@@ -197,6 +206,9 @@ class TracingMiddleware:
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
         self._stable_finish = names.stable
+        # PERF: with OpenTracing's names (the default) our tracer's server span holds its
+        # standard tags as fields (ServerSpan); the other schemes write a tag dict.
+        self._server_fields = names.scheme == _semconv.OLD
         self._known_methods = frozenset(config.http_known_methods)
         #: The compiled redaction names, also applied to recorded exception texts.
         self.redact_names = compile_names(config.redact_query)
@@ -238,9 +250,18 @@ class TracingMiddleware:
             bound = self._bind(tracer)
         scope_manager = bound[2]
         reset = bound[3]
+        var = bound[4]
         try:
             span, recording = bound[1](environ)
-            scope = scope_manager.activate(span, False)
+            if var is not None:
+                # PERF: our scope manager: active without a scope object (see
+                # bare_activation); ``restore`` is what was active before.
+                restore = var.get()
+                var.set((span, restore))
+                undo = var.set
+            else:
+                restore = scope_manager.activate(span, False)
+                undo = reset
         except Exception:
             _log.warning('tracing failed to start a span; the request goes on untraced',
                          exc_info=True)
@@ -252,13 +273,26 @@ class TracingMiddleware:
             try:
                 result = self.app(environ, start_response)
             finally:
-                reset(scope)
+                undo(restore)
             if type(result) is list or type(result) is tuple:
                 return result
             return TracedResponse(self, span, environ, start_response, scope_manager,
                                   reset, False).wrap(result)
-        response = TracedResponse(self, span, environ, start_response, scope_manager,
-                                  reset, recording)
+        # PERF: TracedResponse(self, span, environ, start_response, scope_manager, reset,
+        # recording) without its __init__ frame: the same fields, every traced request.
+        response = _new_response(TracedResponse)
+        response.span = span
+        response.environ = environ
+        response.recording = recording
+        response._middleware = self
+        response._start_response = start_response
+        response.scope_manager = scope_manager
+        response._reset = reset
+        response._iterable = response._iterator = None
+        response._activate = True
+        response._plain = response._finished = response.exhausted = False
+        response.status_code = response.sent_bytes = 0
+        response.headers = response.error_type = None
         if recording:
             if UNCLOSED:
                 finish_unclosed()
@@ -273,7 +307,7 @@ class TracingMiddleware:
         finally:
             # NOTE: a reset, not scope.close(): close() does nothing when the app left a
             # scope of its own open, and that leak would keep every later span alive.
-            reset(scope)
+            undo(restore)
         if type(result) is list:
             # PERF: TracedResponse.wrap() inlined for the usual body (Falcon's): a list
             # runs no app code while iterated and is never a wsgi.file_wrapper.
@@ -292,7 +326,8 @@ class TracingMiddleware:
         if start is None:
             start = functools.partial(self._start, tracer)
         scope_manager = tracer.scope_manager
-        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager))
+        bound: _Bound = (tracer, start, scope_manager, scope_resetter(scope_manager),
+                         bare_activation(scope_manager))
         # NOTE: one tuple, replaced whole, so a thread never pairs a tracer with another
         # tracer's start function.
         self._bound = bound
@@ -427,8 +462,39 @@ class TracingMiddleware:
         if not response.recording:
             return
         span = response.span
+        environ = response.environ
+        route = environ.get(ENVIRON_ROUTE)
+        if route is None and self._operation_name is not None:
+            try:
+                route = self._operation_name(environ)
+            except Exception:
+                _log.warning('operation_name hook failed; keeping the method name',
+                             exc_info=True)
+        limit = self._value_length
+        kind = type(span)
+        if route:
+            name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
+            if kind is ServerSpan:
+                # PERF: Span.set_operation_name inlined (the name is a str).
+                span_limit = span._tracer._value_length
+                span.operation_name = name if len(name) <= span_limit else name[:span_limit]
+            else:
+                span.set_operation_name(name)
+            route = route[:limit] if type(route) is str else route
+        extra = environ.get(ENVIRON_ROUTE_TAGS)
+        # not an outer wrapper's span
+        route_tags = extra[1] if extra is not None and extra[0] is span else None
+        if kind is ServerSpan and not span.merged:
+            # PERF: the outcome goes into the fields (OpenTracing's names only, so
+            # nothing of _finish_stable applies).
+            span.status_code = response.status_code
+            span.response_size = response.sent_bytes
+            span.aborted = not response.exhausted
+            span.route = route or None
+            span.route_tags = route_tags
+            return
         # PERF: our own span's tag dict is written directly (no set_tags calls).
-        own = type(span) is Span
+        own = kind is Span or kind is ServerSpan
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
@@ -439,23 +505,10 @@ class TracingMiddleware:
             tags[TAG_RESPONSE_SIZE] = response.sent_bytes
         if not response.exhausted:
             tags[TAG_ABORTED] = True
-        environ = response.environ
-        route = environ.get(ENVIRON_ROUTE)
-        if route is None and self._operation_name is not None:
-            try:
-                route = self._operation_name(environ)
-            except Exception:
-                _log.warning('operation_name hook failed; keeping the method name',
-                             exc_info=True)
         if route:
-            span.set_operation_name(f'{environ.get("REQUEST_METHOD") or "GET"} {route}')
-            limit = self._value_length
-            route = route[:limit] if type(route) is str else route
             tags[TAG_ROUTE] = route
-        extra = environ.get(ENVIRON_ROUTE_TAGS)
-        if extra is not None and extra[0] is span:  # not an outer wrapper's span
-            limit = self._value_length
-            for key, value in extra[1].items():
+        if route_tags is not None:
+            for key, value in route_tags.items():
                 # What the app set itself wins, as when these were set before it ran
                 # (on our span; another tracer's span cannot be read back).
                 if key not in tags:
@@ -515,7 +568,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     if renamed is None or not getattr(propagator, 'reads_only_fields', False):
         return None
     inject = renamed(environ_key).inject
-    new_trace_headers = _new_trace_headers(inject)
+    new_trace_headers = {shape: _header_writer(headers)
+                         for shape, headers in _new_trace_headers(inject).items()}
     random_ids = tracer._random_ids
     # (16-hex trace id's headers, 32-hex trace id's headers) of each decision
     sampled_headers = (new_trace_headers.get((True, random_ids, 16)),
@@ -528,11 +582,19 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     start_trace = tracer._start_trace  # a friend: this is the tracer's own fast path
     request_tags = middleware._request_tags
     request_hook = middleware._request_hook
+    fields = middleware._server_fields
+    span_class = ServerSpan if fields else Span
+    component = middleware._component
+    url_of = middleware._url
+    limit = middleware._value_length
+    capture = middleware._capture_request
 
     def start(environ: dict[str, Any]) -> tuple[Any, bool]:
         method = environ.get('REQUEST_METHOD') or 'GET'
         if environ.keys().isdisjoint(watched):
-            span = start_trace(method, {_SPAN_KIND: _SERVER}, None)
+            # PERF: a ServerSpan's kind is a field: no tag dict to make.
+            span = start_trace(method, None if fields else {_SPAN_KIND: _SERVER}, None,
+                               span_class)
             context: Any = span.context  # ours: ids set, a definite decision
             trace_id = context.trace_id
             # PERF: the tracer's own flag and width, resolved at bind time: no tuple key
@@ -544,19 +606,15 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                                                    size)))
             if headers is None:
                 inject(context, environ)
+                environ[ENVIRON_INCOMING] = {}
             else:
-                span_id = context.span_id
-                # PERF: most headers are the bare trace id, the bare span id or a constant
-                # (B3's); only the others (traceparent) need str.format.
-                for key, kind, template in headers:
-                    environ[key] = (trace_id if kind == 0 else span_id if kind == 1
-                                    else template if kind == 2
-                                    else template.format(trace_id, span_id))
-            environ[ENVIRON_INCOMING] = {}
+                headers(environ, trace_id, context.span_id)
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
             parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
-            span = start_span(method, parent, None, {_SPAN_KIND: _SERVER}, None, True)
+            span = start_span(method, parent, None,
+                              None if fields else {_SPAN_KIND: _SERVER}, None, True,
+                              span_class)
             incoming = {key: environ.pop(key) for key in watched.intersection(environ)}
             try:
                 inject(span.context, environ)
@@ -568,9 +626,31 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 incoming = {}
             environ[ENVIRON_INCOMING] = incoming
         environ[ENVIRON_SPAN] = span
-        if type(span) is not Span:
+        if type(span) is ServerSpan:
+            # PERF: the request's tags as fields (see ServerSpan), written inline.
+            span.component = component
+            span.method = method
+            url = url_of(environ)
+            span.url = url if len(url) <= limit else url[:limit]
+            span.peer_address = environ.get('REMOTE_ADDR') or None
+            port = environ.get('REMOTE_PORT')
+            try:
+                span.peer_port = int(port) if port else None
+            except ValueError:
+                span.peer_port = None
+            span.status_code = span.response_size = 0
+            span.aborted = span.merged = False
+            span.route = span.route_tags = None
+            if capture:
+                own = span._tags
+                for key, tag, redacted in capture:
+                    value = environ.get(key)
+                    if value is not None:
+                        own[tag] = REDACTED if redacted else value[:limit]
+        elif type(span) is Span:
+            request_tags(environ, method, span._tags)
+        else:
             return span, False
-        request_tags(environ, method, span.tags)
         if request_hook is not None:
             middleware._call_hook(request_hook, span, environ)
         return span, True
@@ -633,6 +713,46 @@ def _new_trace_headers(inject: Callable[[Any, dict[str, str]], None]
                 if first.keys() == second.keys():
                     templates[(sampled, random_id, width)] = tuple(shape)
     return templates
+
+
+def _header_writer(headers: tuple[tuple[str, int, str], ...]
+                   ) -> Callable[[dict[str, Any], str, str], None]:
+    """Compile one shape of :func:`_new_trace_headers` into
+    ``write(environ, trace_id, span_id)``, which stores each header and an empty
+    ``ENVIRON_INCOMING``.
+
+    PERF: a new trace's headers are written by straight-line code, one store per header
+    (the trace id, the span id, a constant, or the template's text joined around the
+    ids), instead of a loop that tells the four kinds apart per header. The source is
+    made only of ``repr()`` literals (environ keys, constants, template text) and the
+    two argument names; a template with any field other than ``{0}``/``{1}`` (none of
+    ours has one) is kept as a ``str.format`` call.
+    """
+    lines = ['def write(environ, trace_id, span_id):']
+    for key, kind, template in headers:
+        if kind == _TRACE_ID:
+            value = 'trace_id'
+        elif kind == _SPAN_ID:
+            value = 'span_id'
+        elif kind == _CONSTANT:
+            value = repr(template)
+        else:
+            parts = []
+            for literal, field, spec, conversion in string.Formatter().parse(template):
+                if literal:
+                    parts.append(repr(literal))
+                if field is None:
+                    continue
+                if field not in ('0', '1') or spec or conversion:
+                    parts = [f'{template!r}.format(trace_id, span_id)']
+                    break
+                parts.append('trace_id' if field == '0' else 'span_id')
+            value = ' + '.join(parts) or "''"
+        lines.append(f'    environ[{key!r}] = {value}')
+    lines.append(f'    environ[{ENVIRON_INCOMING!r}] = {{}}')
+    namespace: dict[str, Any] = {}
+    exec('\n'.join(lines), namespace)  # noqa: S102 - literals only, see above
+    return namespace['write']  # type: ignore[no-any-return]
 
 
 #: The process that logged the no-tracer warning (once per process, forks included).

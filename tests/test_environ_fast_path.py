@@ -21,6 +21,7 @@ from falcon_tracing_wsgi import TracingMiddleware
 from falcon_tracing_wsgi.middleware import ENVIRON_INCOMING, ENVIRON_SPAN
 from falcon_tracing_wsgi.propagation import build_propagator
 from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+from falcon_tracing_wsgi.tracer.span import Span
 from tests import apps
 from tests.harness import call, make_environ
 from tests.tracer.fakes import RecordingReporter, SequentialIds
@@ -91,7 +92,9 @@ def _run(cls: type, formats: tuple[str, ...], headers: dict[str, str],
                   s.context.sampled, s.context.debug, s.context.baggage,
                   s.context.tracestate, s.context.extra, s.context.random_trace_id),
                  s.operation_name, s.tags) for s in reporter.spans]
-    return {'status': outcome.status, 'environ': seen, 'span_type': type(span).__name__,
+    # The fast path's sampled span is a ServerSpan (its standard tags are fields, its
+    # ``tags`` the same dict); what matters is that both record or both do not.
+    return {'status': outcome.status, 'environ': seen, 'recording': isinstance(span, Span),
             'span_ids': (span.context.trace_id, span.context.span_id,
                          span.context.parent_id, span.context.sampled,
                          span.context.random_trace_id),
@@ -196,3 +199,22 @@ def test_fast_path_sets_the_random_flag_on_new_random_trace_ids(sampled, flags):
         context = seen[ENVIRON_SPAN].context
         assert seen['HTTP_TRACEPARENT'] == \
             f'00-{context.trace_id}-{context.span_id}-{flags}'
+
+
+@pytest.mark.parametrize('headers, expected', [
+    pytest.param((('HTTP_A', 0, '{0}'), ('HTTP_B', 1, '{1}')),
+                 {'HTTP_A': 'T', 'HTTP_B': 'S'}, id='bare-ids'),
+    pytest.param((('HTTP_C', 2, "it's \"1\"\n"),), {'HTTP_C': "it's \"1\"\n"},
+                 id='constant-with-quotes'),
+    pytest.param((('HTTP_D', 3, '00-{0}-{1}-01'),), {'HTTP_D': '00-T-S-01'}, id='template'),
+    pytest.param((('HTTP_E', 3, '{{x}}{1}:{0}'),), {'HTTP_E': '{x}S:T'},
+                 id='template-with-escaped-braces'),
+    pytest.param((('HTTP_F', 3, '{0!r}-{1:>3}'),), {'HTTP_F': "'T'-  S"},
+                 id='template-with-conversion-kept-as-format'),
+    pytest.param((), {}, id='no-headers'),
+])
+def test_new_trace_header_writer(headers, expected):
+    from falcon_tracing_wsgi.middleware import _header_writer
+    environ: dict[str, Any] = {}
+    _header_writer(headers)(environ, 'T', 'S')
+    assert environ == {**expected, ENVIRON_INCOMING: {}}

@@ -22,6 +22,15 @@ on a thread that shares the GIL with the requests being served):
   (``map(type)`` to check the types, ``map(str)``, ``map(escape)``): the same span took
   ~7 us, because on 11 values each C pass still costs 0.4-1 us and ``str.format`` with
   11 fields ~0.9 us, more than the pair cache's loop it replaces.
+* **The wrapper's server span is written from its fields.** A
+  :class:`~falcon_tracing_wsgi.tracer.span.ServerSpan` holds the standard HTTP tags as
+  fields; unless a tag set through the API (or a process tag) has one of their names,
+  :meth:`JsonV2Encoder.encode` writes them with one template (a route's tags, the same
+  dict for every request of the route, are turned into text once), and never merges
+  them into the span's dict. The JSON is the same as for the merged tags (a test
+  compares the two in every request shape). Measured on a real span (timeit, same
+  machine): 3.15 us against 4.36 us through the dict; the head (ids check, two
+  ``round()``, the name) is about 1 us of it.
 * The encoder never raises for bad *values*: anything that is not a ``str``, ``bool``,
   ``int`` or ``float`` is turned into text with ``str()`` (and a failing ``__str__``
   gives a placeholder), and every string is cut to ``max_value_length`` characters.
@@ -79,6 +88,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from .._redact import redact_text
+from ..tracer.span import SERVER_FIELD_TAGS, ServerSpan
 
 __all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH',
            'DROPPED_ATTRIBUTES_TAG', 'DROPPED_EVENTS_TAG']
@@ -112,6 +122,8 @@ _PAIR_CACHE_KEYS = 64
 _PAIR_CACHE_VALUES = 32
 _PAIR_CACHE_LENGTH = 128
 _ADDRESS_CACHE_SIZE = 1024
+#: Route tag dicts whose text is kept (one per route of the app, see _encode_server).
+_ROUTE_TEXT_SIZE = 1024
 _UNPRINTABLE = '<unprintable>'
 _HEX_DIGITS = b'0123456789abcdef'
 _ABSENT: Any = object()  # "no such tag", distinct from a tag whose value is None
@@ -301,7 +313,8 @@ class JsonV2Encoder:
 
     __slots__ = ('local_endpoint', 'max_value_length', '_local_fragment', '_key_cache',
                  '_pair_cache', '_address_cache', 'process_tags',
-                 '_process_pairs', '_process_keys', '_process_text')
+                 '_process_pairs', '_process_keys', '_process_text', '_process_apart',
+                 '_route_text')
 
     #: The format's name in log lines.
     name = 'zipkin'
@@ -331,6 +344,10 @@ class JsonV2Encoder:
         # PERF: the usual span has none of the process tags' keys: their text is ready.
         self._process_keys = frozenset(self.process_tags)
         self._process_text = ','.join(pair for _, pair in self._process_pairs)
+        # id(route tags) -> (route tags, their text); see _encode_server.
+        self._route_text: dict[int, tuple[Mapping[str, Any], str]] = {}
+        # Whether no process tag has the name of one of a ServerSpan's fields.
+        self._process_apart = self._process_keys.isdisjoint(SERVER_FIELD_TAGS)
 
     def encode(self, span: Any) -> Optional[str]:
         """Encode one finished span as the text of one Zipkin v2 JSON object.
@@ -384,6 +401,59 @@ class JsonV2Encoder:
                     f'"duration":{duration if duration > 0 else 1}')
         # PERF: the optional pieces are strings joined once at the end (no list).
         debug = ',"debug":true' if context.debug else ''
+        if type(span) is ServerSpan and not span.merged:
+            # PERF: the wrapper's server span: its standard tags are fields, written
+            # with fixed text (see _encode_server), unless a tag set through the API or
+            # a process tag has one of their names (then the merged dict is encoded).
+            own = span._tags
+            route_tags = span.route_tags
+            process = self._process_keys
+            if (not own or own.keys().isdisjoint(SERVER_FIELD_TAGS)) and (
+                    not process or (self._process_apart
+                                    and (not own or process.isdisjoint(own))
+                                    and (not route_tags or process.isdisjoint(route_tags)))):
+                # PERF: one template, the optional parts as ready strings (no list); the
+                # usual peer (a valid address and port) costs a cache lookup.
+                address = span.peer_address
+                port = span.peer_port
+                if address is not None and type(port) is int and 0 < port < 65536 \
+                        and self._address_cache.get(address):
+                    remote_json = f',"remoteEndpoint":{{"ipv4":"{address}","port":{port}}}'
+                    invalid = ''
+                else:
+                    remote_json, invalid = self._server_peer(address, port, limit)
+                method = span.method
+                if type(method) is not str:
+                    method = _text(method)
+                url = span.url
+                code = span.status_code
+                status = ('' if not code else f',"http.status_code":"{code}"' if code < 500
+                          else f',"http.status_code":"{code}","error":"true"')
+                size = span.response_size
+                size_json = f',"http.response_size":"{size}"' if size else ''
+                aborted_json = ',"http.aborted":"true"' if span.aborted else ''
+                route = span.route
+                if route:
+                    if type(route) is not str:
+                        route = _text(route)
+                    route = ',"http.route":' + _c_escape(route if len(route) <= limit
+                                                         else route[:limit])
+                else:
+                    route = ''
+                tags_json = (
+                    f',"tags":{{"component":{_c_escape(span.component)},'
+                    f'"http.method":{_c_escape(method if len(method) <= limit else method[:limit])},'
+                    f'"http.url":{_c_escape(url if len(url) <= limit else url[:limit])}'
+                    f'{invalid}{status}{size_json}{aborted_json}{route}'
+                    f'{self._server_extras(own, route_tags, limit) if own or route_tags else ""}'
+                    f'{"," + self._process_text if self._process_text else ""}}}')
+                if span.dropped_attributes_count or span.dropped_events_count:
+                    tags_json = _with_dropped_counts(span.dropped_attributes_count,
+                                                     span.dropped_events_count, tags_json)
+                logs = span.logs
+                return (f'{head}{debug},"kind":"SERVER"{remote_json}{tags_json}'
+                        f'{self._local_fragment}'
+                        f'{self._annotations(logs, limit) if logs else ""}}}')
         kind_json = remote_json = tags_json = annotations_json = ''
 
         tags = span.tags
@@ -485,6 +555,61 @@ class JsonV2Encoder:
             annotations_json = self._annotations(logs, limit)
         return (f'{head}{debug}{kind_json}{remote_json}{tags_json}{self._local_fragment}'
                 f'{annotations_json}}}')
+
+    def _server_peer(self, address: Optional[str], port: Optional[int], limit: int
+                     ) -> tuple[str, str]:
+        """A ServerSpan's ``remoteEndpoint`` fragment and the ``,"tag":...`` text of the
+        peer values that cannot go there (the general rules of :meth:`encode`)."""
+        invalid: list[str] = []
+        if address is None:
+            remote = ('' if port is None
+                      else self._remote_endpoint(_ABSENT, _ABSENT, _ABSENT, port,
+                                                 invalid.append, limit))
+        else:
+            ipv6 = ':' in address
+            remote = self._remote_endpoint(
+                _ABSENT, _ABSENT if ipv6 else address, address if ipv6 else _ABSENT,
+                _ABSENT if port is None else port, invalid.append, limit)
+        return remote, ''.join(',' + pair for pair in invalid)
+
+    def _server_extras(self, own: dict[str, Any], route_tags: Optional[Mapping[str, Any]],
+                       limit: int) -> str:
+        """The ``,"tag":...`` text of a ServerSpan's tags set through the API and of its
+        route tags (a route tag the API set too is the API's)."""
+        text = ''.join(',' + self._plain_pair(key, value, limit)
+                       for key, value in own.items()) if own else ''
+        if not route_tags:
+            return text
+        if own and not own.keys().isdisjoint(route_tags):
+            return text + ''.join(',' + self._plain_pair(key, value, limit)
+                                  for key, value in route_tags.items() if key not in own)
+        # PERF: a framework hands the same dict for every request of a route
+        # (ENVIRON_ROUTE_TAGS, never changed once handed over): its text is made once.
+        # The entry keeps the dict, so its id cannot be reused meanwhile.
+        entry = self._route_text.get(id(route_tags))
+        if entry is None or entry[0] is not route_tags:
+            entry = (route_tags, ''.join(',' + self._plain_pair(key, value, limit)
+                                         for key, value in route_tags.items()))
+            if len(self._route_text) >= _ROUTE_TEXT_SIZE:
+                self._route_text.clear()
+            self._route_text[id(route_tags)] = entry
+        return text + entry[1]
+
+    def _plain_pair(self, key: Any, value: Any, limit: int) -> str:
+        """'"key":"value"' of a tag that maps to no Zipkin field (as in :meth:`encode`)."""
+        fragment = self._key_cache.get(key) if type(key) is str else None
+        if fragment is None:
+            fragment = self._key_fragment(key)
+        if type(value) is str:
+            return fragment + _c_escape(value if len(value) <= limit else value[:limit])
+        if value is True:
+            return fragment + '"true"'
+        if value is False:
+            return fragment + '"false"'
+        if type(value) is int:
+            return f'{fragment}"{value}"'
+        text = _text(value)
+        return fragment + _c_escape(text if len(text) <= limit else text[:limit])
 
     @staticmethod
     def frame(pieces: list[str]) -> bytes:

@@ -46,12 +46,14 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 import opentracing
+from opentracing import tags as ot_tags
 
+from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
-__all__ = ['Span', 'UnsampledSpan', 'SpanOwner']
+__all__ = ['Span', 'ServerSpan', 'UnsampledSpan', 'SpanOwner', 'SERVER_FIELD_TAGS']
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +62,16 @@ _perf_counter = time.perf_counter
 _NO_TAGS: Mapping[str, Any] = MappingProxyType({})
 _INT_LOW = -_INT_BOUND
 _INT_HIGH = _INT_BOUND
+_SPAN_KIND = ot_tags.SPAN_KIND
+_SERVER = ot_tags.SPAN_KIND_RPC_SERVER
+_COMPONENT = ot_tags.COMPONENT
+_HTTP_METHOD = ot_tags.HTTP_METHOD
+_HTTP_URL = ot_tags.HTTP_URL
+_HTTP_STATUS_CODE = ot_tags.HTTP_STATUS_CODE
+_ERROR = ot_tags.ERROR
+_PEER_IPV4 = ot_tags.PEER_HOST_IPV4
+_PEER_IPV6 = ot_tags.PEER_HOST_IPV6
+_PEER_PORT = ot_tags.PEER_PORT
 
 
 class SpanOwner(Protocol):
@@ -102,7 +114,7 @@ class Span(opentracing.Span):
             ``event_count`` of them.
     """
 
-    __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', 'tags',
+    __slots__ = ('_tracer', '_context', 'operation_name', 'start_time', 'duration', '_tags',
                  'logs', '_perf_start', 'references', 'dropped_attributes_count',
                  'dropped_events_count')
 
@@ -111,6 +123,10 @@ class Span(opentracing.Span):
     # the encoders).
     context = property(attrgetter('_context'),
                        doc='The span context (see opentracing.Span.context).')
+    # NOTE: a property over a slot rather than the slot itself, so that ServerSpan can
+    # present its standard fields as tags; the getter is C, as for ``context``.
+    tags = property(attrgetter('_tags'), lambda self, tags: setattr(self, '_tags', tags),
+                    doc='The tags set so far (a dict).')
 
     def __init__(self, tracer: SpanOwner, context: SpanContext, operation_name: str,
                  start_time: Optional[float], tags: Optional[dict[str, Any]]) -> None:
@@ -125,7 +141,7 @@ class Span(opentracing.Span):
             self.start_time = start_time
             self._perf_start = None
         self.duration: Optional[float] = None
-        self.tags: dict[str, Any] = {} if tags is None else tags
+        self._tags: dict[str, Any] = {} if tags is None else tags
         self.logs: Optional[list[tuple[float, dict[str, Any]]]] = None
         self.references: Optional[tuple[opentracing.Reference, ...]] = None
         # PERF: plain slots, not properties: every encoder reads both on every span.
@@ -162,7 +178,7 @@ class Span(opentracing.Span):
             value = bounded_value(value, limit)
         if type(key) is not str or len(key) > limit:
             key = bounded_value(key, limit)
-        tags = self.tags
+        tags = self._tags
         if len(tags) < tracer._attribute_count or key in tags:
             tags[key] = value
         else:
@@ -176,7 +192,7 @@ class Span(opentracing.Span):
         """
         # PERF: set_tag's checks inlined: a method call per tag would cost more than the
         # checks (the Falcon component sets its tags this way on every request).
-        own = self.tags
+        own = self._tags
         tracer = self._tracer
         limit = tracer._value_length
         count = tracer._attribute_count
@@ -278,6 +294,103 @@ class Span(opentracing.Span):
         return (f'<Span {self.operation_name!r} trace_id={self._context.trace_id} '
                 f'span_id={self._context.span_id} parent_id={self._context.parent_id} '
                 f'duration={self.duration!r}>')
+
+
+class ServerSpan(Span):
+    """The server span of one WSGI request, whose standard HTTP tags are fields.
+
+    The WSGI wrapper starts one per sampled request with this package's tracer and
+    OpenTracing's tag names (the default): it fills the request's fields when the span
+    starts (``component``, ``method``, ``url``, ``peer_address``, ``peer_port``) and the
+    outcome's when the request ends (``status_code``, ``response_size``, ``aborted``,
+    ``route``, ``route_tags``). Tags set through the OpenTracing API (``set_tag``,
+    ``set_tags``, also by the app on ``req.context.span``) go to the span's own dict.
+
+    Why: the same tags written into a dict at request time and read back key by key by
+    the encoder cost most of a traced request; as fields, the Zipkin encoder writes them
+    with one template (see ``export/zipkin.py``). Nothing else changes for anyone who
+    reads the span: :attr:`tags` gives every tag, the fields under their tag names
+    (``span.kind``, ``component``, ``http.method``, ``http.url``, ``peer.ipv4`` or
+    ``peer.ipv6``, ``peer.port``, ``http.status_code``, ``error`` for a 5xx,
+    ``http.response_size``, ``http.aborted``, ``http.route`` and the route's tags),
+    merged with the span's own, in a new dict at each read: reading never changes the
+    span (encoders of several formats may read one span, and a reader on another thread
+    must not race the wrapper). Assigning ``tags`` replaces them all: the span is then
+    a plain :class:`Span` (``merged`` is true) and the wrapper writes the outcome into
+    that dict.
+
+    Precedence, as when every tag went into one dict in the order it was set: a tag set
+    through the API wins over a request field of the same name (it was set later), an
+    outcome field wins over the API's (it is set when the request ends), and a route tag
+    never replaces a tag of the same name set through the API.
+    The span limits' ``attribute_count`` bounds the tags set through the API; the
+    fields are the wrapper's own, as its tags were before.
+    """
+
+    __slots__ = ('component', 'method', 'url', 'peer_address', 'peer_port', 'status_code',
+                 'response_size', 'aborted', 'route', 'route_tags', 'merged')
+
+    component: str
+    method: str
+    url: str
+    #: ``REMOTE_ADDR`` (``None`` when empty): ``peer.ipv6`` if it has a ``:``.
+    peer_address: Optional[str]
+    peer_port: Optional[int]
+    #: 0 while unknown (no tag).
+    status_code: int
+    response_size: int
+    aborted: bool
+    route: Optional[str]
+    #: Tags a framework adds once the route is known (Falcon's resource and responder).
+    route_tags: Optional[Mapping[str, Any]]
+    #: Whether ``tags`` was assigned (then the fields are unused and ``_tags`` is all).
+    merged: bool
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """Every tag: the fields under their tag names and the tags set through the API
+        (a new dict; see the class docstring)."""
+        if self.merged:
+            return self._tags
+        own = self._tags
+        tags: dict[str, Any] = {_SPAN_KIND: _SERVER, _COMPONENT: self.component,
+                                _HTTP_METHOD: self.method, _HTTP_URL: self.url}
+        address = self.peer_address
+        if address:
+            tags[_PEER_IPV6 if ':' in address else _PEER_IPV4] = address
+        if self.peer_port is not None:
+            tags[_PEER_PORT] = self.peer_port
+        tags.update(own)
+        code = self.status_code
+        if code:
+            tags[_HTTP_STATUS_CODE] = code
+            if code >= 500:
+                tags[_ERROR] = True
+        if self.response_size:
+            tags[TAG_RESPONSE_SIZE] = self.response_size
+        if self.aborted:
+            tags[TAG_ABORTED] = True
+        if self.route:
+            tags[TAG_ROUTE] = self.route
+        route_tags = self.route_tags
+        if route_tags:
+            for key, value in route_tags.items():
+                if key not in own:
+                    tags[key] = value
+        return tags
+
+    @tags.setter
+    def tags(self, tags: dict[str, Any]) -> None:
+        self._tags = tags
+        self.merged = True
+
+
+#: The tag names ServerSpan's fields stand for: a tag of one of these names set through
+#: the API makes an encoder take the merged dict (see ServerSpan).
+SERVER_FIELD_TAGS = frozenset((
+    _SPAN_KIND, _COMPONENT, _HTTP_METHOD, _HTTP_URL, _PEER_IPV4, _PEER_IPV6, _PEER_PORT,
+    _HTTP_STATUS_CODE, _ERROR, TAG_RESPONSE_SIZE, TAG_ABORTED, TAG_ROUTE,
+    ot_tags.PEER_SERVICE))
 
 
 class UnsampledSpan(opentracing.Span):

@@ -44,6 +44,7 @@ Design:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, Optional, Union
 
@@ -72,6 +73,8 @@ _PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
 _AnySpan = Union[Span, UnsampledSpan]
 #: PERF: an instance without its __init__ frame (the hot path fills the slots itself).
 _new_object = object.__new__
+_time = time.time
+_perf_counter = time.perf_counter
 #: The empty baggage every context without baggage shares (never modified).
 _NO_BAGGAGE: dict[str, str] = SpanContext(None, None).baggage
 
@@ -214,6 +217,7 @@ class Tracer(opentracing.Tracer):
         tags: Optional[dict[str, Any]] = None,
         start_time: Optional[float] = None,
         ignore_active_span: bool = False,
+        span_class: type[Span] = Span,
     ) -> _AnySpan:
         """Start a span; see :meth:`opentracing.Tracer.start_span`.
 
@@ -225,8 +229,11 @@ class Tracer(opentracing.Tracer):
         ``tags`` is used as the span's tag dict without a copy (the caller gives it up, as
         the OpenTracing API allows); it is ignored when the span is not sampled.
 
+        ``span_class`` (not part of the OpenTracing API) is the class of a sampled span:
+        the WSGI wrapper asks for a :class:`~.span.ServerSpan`.
+
         Returns:
-            A :class:`~.span.Span` when sampled, else an :class:`~.span.UnsampledSpan`.
+            A ``span_class`` when sampled, else an :class:`~.span.UnsampledSpan`.
         """
         parent: Any = None
         links: Optional[tuple[Reference, ...]] = None
@@ -246,7 +253,7 @@ class Tracer(opentracing.Tracer):
             tags = _bounded_tags(tags, self._attribute_count, self._value_length)
 
         if parent is None:
-            return self._start_trace(name, tags, start_time)
+            return self._start_trace(name, tags, start_time, span_class)
         span_id = self._new_span_id()
         if isinstance(parent, SpanContext):
             sampled = True if parent.debug else parent.sampled
@@ -271,14 +278,14 @@ class Tracer(opentracing.Tracer):
                                   self._random_ids)
 
         if context.sampled:
-            span = Span(self, context, name, start_time, tags)
+            span = span_class(self, context, name, start_time, tags)
             if links:
                 span.references = links
             return span
         return UnsampledSpan(self, context, name)
 
     def _start_trace(self, name: str, tags: Optional[dict[str, Any]],
-                     start_time: Optional[float]) -> _AnySpan:
+                     start_time: Optional[float], span_class: type[Span] = Span) -> _AnySpan:
         """Start the root span of a new trace: no parent, the sampler decides.
 
         The common case of every server span, kept flat; the middleware's environ fast
@@ -300,14 +307,28 @@ class Tracer(opentracing.Tracer):
         context.extra = None
         context.random_trace_id = self._random_ids
         if sampled:
-            return Span(self, context, name, start_time, tags)
+            if start_time is not None:
+                return span_class(self, context, name, start_time, tags)
+            # PERF: Span.__init__ without its frame (the span_class given here never
+            # adds to it): the sampled span of every new trace.
+            span = _new_object(span_class)
+            span._tracer = self
+            span._context = context
+            span.operation_name = name
+            span.start_time = _time()
+            span._perf_start = _perf_counter()
+            span.duration = None
+            span._tags = {} if tags is None else tags
+            span.logs = span.references = None
+            span.dropped_attributes_count = span.dropped_events_count = 0
+            return span
         # PERF: UnsampledSpan(self, context, name) without its __init__ frame: the span
         # of every unsampled request.
-        span = _new_object(UnsampledSpan)
-        span._tracer = self
-        span._context = context
-        span.operation_name = name
-        return span
+        unsampled = _new_object(UnsampledSpan)
+        unsampled._tracer = self
+        unsampled._context = context
+        unsampled.operation_name = name
+        return unsampled
 
     def _draw_trace_ids(self) -> tuple[str, str]:
         # For id generators without trace_ids(): the span id first, as start_span draws.

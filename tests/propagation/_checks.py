@@ -56,10 +56,11 @@ def assert_bounded(extract: Callable[[dict[str, str]], object],
                    make_carrier: Callable[[], dict[str, str]]) -> object:
     """Extracting from a carrier with huge values neither allocates nor scans much.
 
-    Allocation is measured with ``tracemalloc`` (deterministic). Time is the best of three
+    Allocation is measured with ``tracemalloc`` (deterministic). Time is the best of seven
     calls, each on freshly built values so that no cached hash helps: even a ``memchr``
-    pass over 32 MiB takes milliseconds and a bounded parse a few microseconds, so the
-    0.25 ms bound leaves a wide margin on both sides.
+    pass over 32 MiB takes milliseconds and a bounded parse a few microseconds. The 1 ms
+    bound sits between the two with room for a shared machine's noise (a 0.25 ms bound
+    failed at 0.28 ms under load); it is a bound on the work, not a speed target.
     """
     carrier = make_carrier()
     gc.collect()
@@ -71,10 +72,10 @@ def assert_bounded(extract: Callable[[dict[str, str]], object],
         tracemalloc.stop()
     assert peak < 256 * 1024, f'extract allocated {peak} bytes'
     best = float('inf')
-    for _ in range(3):
+    for _ in range(7):
         carrier = make_carrier()
         start = time.perf_counter()
         extract(carrier)
         best = min(best, time.perf_counter() - start)
-    assert best < 0.00025, f'extract took {best * 1000:.2f} ms on huge values'
+    assert best < 0.001, f'extract took {best * 1000:.2f} ms on huge values'
     return result

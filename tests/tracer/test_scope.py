@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from unittest import mock
 
 import opentracing
 import pytest
@@ -13,6 +14,7 @@ from opentracing.scope_managers import ThreadLocalScopeManager
 from falcon_tracing_wsgi.testing import InMemoryReporter
 from falcon_tracing_wsgi.tracer import (ConstSampler, ContextVarScopeManager, Tracer,
                                         build_scope_manager)
+from falcon_tracing_wsgi.tracer.scope import bare_activation
 
 from .fakes import FakePropagator
 
@@ -135,3 +137,47 @@ def test_gevent_scope_manager_with_gevent():
     pytest.importorskip('gevent')
     from opentracing.scope_managers.gevent import GeventScopeManager
     assert isinstance(build_scope_manager('gevent'), GeventScopeManager)
+
+
+def _bare(manager, span):
+    var = bare_activation(manager)
+    previous = var.get()
+    var.set((span, previous))
+    return var, previous
+
+
+@pytest.mark.parametrize('steps, active_after', [
+    pytest.param((), 'server', id='read-only'),
+    pytest.param(('close-active',), 'outer', id='closing-its-scope-deactivates-it'),
+    pytest.param(('child',), 'server', id='a-child-scope-closed-restores-it'),
+    pytest.param(('child-leaked',), 'child', id='a-leaked-child-stays-until-reset'),
+])
+def test_a_bare_activation_looks_like_activate_through_the_api(steps, active_after):
+    manager = ContextVarScopeManager()
+    outer = manager.activate(mock.Mock(name='outer'), False)
+    spans = {'server': mock.Mock(name='server'), 'child': mock.Mock(name='child')}
+    var, previous = _bare(manager, spans['server'])
+    scope = manager.active
+    assert scope.span is spans['server'] and manager.active is scope  # made once
+    for step in steps:
+        if step == 'close-active':
+            manager.active.close()
+        else:
+            child = manager.activate(spans['child'], True)
+            if step == 'child':
+                child.close()
+                spans['child'].finish.assert_called_once_with()
+    if active_after == 'outer':
+        assert manager.active is outer
+    else:
+        assert manager.active.span is spans[active_after]
+    spans['server'].finish.assert_not_called()
+    var.set(previous)  # the reset: what was active before, whatever came in between
+    assert manager.active is outer
+
+
+@pytest.mark.parametrize('manager', [
+    pytest.param(ThreadLocalScopeManager(), id='threadlocal'),
+    pytest.param(mock.Mock(spec=opentracing.ScopeManager), id='other')])
+def test_only_our_manager_offers_a_bare_activation(manager):
+    assert bare_activation(manager) is None

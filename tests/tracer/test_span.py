@@ -142,7 +142,7 @@ def test_a_failing_reporter_never_reaches_the_app(caplog):
 
 
 @pytest.mark.parametrize('cls, fields', [
-    pytest.param(Span, {'_context', 'operation_name', 'start_time', 'duration', 'tags',
+    pytest.param(Span, {'_context', 'operation_name', 'start_time', 'duration', '_tags',
                         'logs'}, id='span'),
     pytest.param(UnsampledSpan, {'_context', 'operation_name'}, id='unsampled'),
 ])

@@ -1,0 +1,177 @@
+"""The Zipkin encoder's server-span path gives the JSON of the span's merged tags.
+
+The WSGI wrapper's server span (``ServerSpan``) holds its standard tags as fields, and
+``JsonV2Encoder`` writes them from the fields without merging them into a dict. Each case
+runs a real request through the wrapper with this package's tracer, encodes the finished
+span (the fields' path), then reads ``span.tags`` (which merges them) and encodes it again
+(the general path): the two must be the same JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import falcon
+import pytest
+
+from falcon_tracing_wsgi import TracingMiddleware
+from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
+from falcon_tracing_wsgi.propagation import build_propagator
+from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+from falcon_tracing_wsgi.tracer.limits import SpanLimits
+from falcon_tracing_wsgi.tracer.span import ServerSpan
+from tests import apps
+from tests.harness import call, make_environ
+from tests.tracer.fakes import RecordingReporter
+
+
+class _Tags:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+        span = req.context.span
+        span.set_tag('user.id', 42).set_tag('cache', 'hit').set_tag('ratio', 0.5)
+        span.set_tag('flag', False).set_tag('none', None).set_tag('\u00e9t\u00e9', 'caf\u00e9')
+        span.log_kv({'event': 'looked up', 'rows': 3})
+        resp.media = {'ok': True}
+
+
+class _Overrides:
+    """Tags with the fields' names: the merged dict must be encoded instead."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        self.name = name
+        self.value = value
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+        req.context.span.set_tag(self.name, self.value)
+        resp.media = {}
+
+
+class _Fails:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+        raise RuntimeError('boom at http://h/p?token=secret')
+
+
+class _ClassTag:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+        req.context.span.set_tag('falcon.resource', 'mine')
+        resp.media = {}
+
+
+def _falcon(resource: Any) -> Callable[..., Any]:
+    app = falcon.App()
+    app.add_route('/items/{item_id}', resource)
+    return app
+
+
+def _run(app: Any, *, environ: dict[str, Any] | None = None, limits: SpanLimits | None = None,
+         iterate: bool = True) -> ServerSpan:
+    reporter = RecordingReporter()
+    tracer = Tracer(reporter, ConstSampler(True), build_propagator(('b3',)),
+                    span_limits=limits or SpanLimits())
+    call(TracingMiddleware(app, tracer), environ or make_environ('/items/7', query='q=1'),
+         iterate=iterate)
+    (span,) = reporter.spans
+    assert type(span) is ServerSpan
+    return span
+
+
+#: (make the span, whether its tags set through the API have names of their own)
+CASES = [
+    pytest.param(lambda: _run(_falcon(_Tags())), True, id='falcon-route-app-tags-and-log'),
+    pytest.param(lambda: _run(apps.list_body), True, id='plain-wsgi-no-route'),
+    pytest.param(lambda: _run(apps.status_app('503 Service Unavailable')), True, id='5xx'),
+    pytest.param(lambda: _run(_falcon(_Fails())), True, id='exception'),
+    pytest.param(lambda: _run(apps.generator_body, iterate=False), True, id='aborted'),
+    pytest.param(lambda: _run(apps.list_body, environ=make_environ(
+        '/p', REMOTE_ADDR='2001:db8::1', REMOTE_PORT='443')), True, id='ipv6-peer'),
+    pytest.param(lambda: _run(apps.list_body, environ=make_environ(
+        '/p', REMOTE_ADDR='not-an-ip', REMOTE_PORT='70000')), True, id='invalid-peer'),
+    pytest.param(lambda: _run(apps.list_body, environ=make_environ(
+        '/p', REMOTE_ADDR='', REMOTE_PORT='')), True, id='no-peer'),
+    pytest.param(lambda: _run(apps.list_body, environ=make_environ(
+        '/p', REMOTE_ADDR='', REMOTE_PORT='8080')), True, id='port-only'),
+    pytest.param(lambda: _run(apps.list_body, environ=make_environ(
+        '/p', method='PR\u00d6PFIND', query='x=' + 'y' * 300)), True, id='odd-method-long-url'),
+    pytest.param(lambda: _run(_falcon(_Tags()), limits=SpanLimits(attribute_count=3)), True, id='dropped-tags'),
+    pytest.param(lambda: _run(_falcon(_ClassTag())), True, id='app-sets-a-route-tag'),
+    *[pytest.param(lambda name=name, value=value: _run(_falcon(_Overrides(name, value))),
+                   False, id=f'app-sets-{name}')
+      for name, value in (('http.url', 'overridden'), ('span.kind', 'client'),
+                          ('peer.service', 'db'), ('error', False),
+                          ('http.status_code', 299))],
+]
+
+
+class _Plain:
+    """The same finished span as a plain record with one tag dict (the Span contract)."""
+
+    def __init__(self, span: ServerSpan) -> None:
+        self.context = span.context
+        self.operation_name = span.operation_name
+        self.start_time = span.start_time
+        self.duration = span.duration
+        self.tags = span.tags  # the fields merged with the span's own tags
+        self.logs = span.logs
+        self.dropped_attributes_count = span.dropped_attributes_count
+        self.dropped_events_count = span.dropped_events_count
+
+
+@pytest.mark.parametrize('process_tags, apart', [
+    pytest.param({}, True, id='no-process-tags'),
+    pytest.param({'deployment': 'blue'}, True, id='process-tags'),
+    pytest.param({'component': 'mine', 'cache': 'process'}, False,
+                 id='process-tags-sharing-names'),
+])
+@pytest.mark.parametrize('make, own_names', CASES)
+def test_the_fields_give_the_json_of_the_merged_tags(monkeypatch, make, own_names,
+                                                     process_tags, apart):
+    span = make()
+    encoder = JsonV2Encoder(Endpoint('svc', ipv4='10.0.0.1'), max_value_length=64,
+                            process_tags=process_tags)
+    reads = _count_tag_reads(monkeypatch)
+    from_fields = encoder.encode(span)
+    # The fields' own path (the merged tags never read), unless a tag set through the
+    # API or a process tag shares a field's name.
+    assert (not reads) is (apart and own_names)
+    monkeypatch.undo()
+    assert json.loads(from_fields) == json.loads(encoder.encode(_Plain(span)))
+
+
+def _count_tag_reads(monkeypatch) -> list[int]:
+    reads: list[int] = []
+    merged = ServerSpan.tags
+    monkeypatch.setattr(ServerSpan, 'tags', property(
+        lambda span: reads.append(1) or merged.fget(span), merged.fset))
+    return reads
+
+
+def test_the_usual_span_is_encoded_from_its_fields(monkeypatch):
+    span = _run(_falcon(_Tags()))
+    reads = _count_tag_reads(monkeypatch)
+    encoded = json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))
+    assert not reads
+    assert encoded['kind'] == 'SERVER' and encoded['name'] == 'GET /items/{item_id}'
+    assert encoded['remoteEndpoint'] == {'ipv4': '10.1.2.3', 'port': 50123}
+    assert encoded['tags'] == {
+        'component': 'falcon', 'http.method': 'GET',
+        'http.url': 'http://127.0.0.1/items/7?q=1', 'http.status_code': '200',
+        'http.response_size': '12', 'http.route': '/items/{item_id}',
+        'falcon.resource': '_Tags', 'falcon.responder': 'on_get',
+        'user.id': '42', 'cache': 'hit', 'ratio': '0.5', 'flag': 'false', 'none': 'None',
+        '\u00e9t\u00e9': 'caf\u00e9'}
+
+
+def test_reading_the_tags_never_changes_the_span():
+    span = _run(_falcon(_Tags()))
+    first = span.tags
+    first['http.url'] = 'changed by a reader'
+    assert span.tags['http.url'] == 'http://127.0.0.1/items/7?q=1' and not span.merged
+    assert span.tags == {**first, 'http.url': 'http://127.0.0.1/items/7?q=1'}
+
+
+def test_assigning_the_tags_replaces_them_all():
+    span = _run(_falcon(_Tags()))
+    span.tags = {'only': 'this'}
+    assert span.merged and span.tags == {'only': 'this'}
+    assert json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))['tags'] == {'only': 'this'}
