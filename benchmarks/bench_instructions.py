@@ -25,10 +25,11 @@ Method:
   spans it received must equal the requests made (warm-up included): a difference is
   reported as lost spans and fails the run. Unsampled and excluded variants must send
   none.
-* Settings are the defaults (queue 2,048 spans, batches of 256): a run makes at most
-  ``2 * (warmup + long)`` spans, kept under 2,048 so the queue cannot overflow however
-  the worker thread is scheduled. ``PYTHONHASHSEED=0`` so dict layouts, and with them
-  the counts, repeat from run to run.
+* Settings are the defaults (a queue of 65,536 spans and 16 MiB, sends by bytes): a run
+  makes at most ``2 * (warmup + long)`` spans, kept under 2,048 (the queue size of an
+  earlier version, kept as the runs' bound) so the queue cannot overflow however the
+  worker thread is scheduled. ``PYTHONHASHSEED=0`` so dict layouts, and with them the
+  counts, repeat from run to run.
 * The GIL switch interval is 30 s (``sys.setswitchinterval``, ``--switch-interval``):
   the request loop never blocks, so with Python's 5 ms the count would depend on how
   often the interpreter forces the GIL from the request thread to an exporter's thread,
@@ -109,7 +110,8 @@ FULL_SIZES = (50, 100, 650)
 QUICK_SIZES = (10, 20, 70)
 #: GIL switch interval in the measured processes, seconds (0: Python's default, 5 ms).
 SWITCH_INTERVAL = 30.0
-#: The default queue holds 2,048 spans: a run must make fewer (see the module docstring).
+#: A run makes fewer spans than this, far below the default queue (see the module
+#: docstring).
 _QUEUE = 2048
 
 

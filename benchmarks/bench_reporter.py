@@ -22,8 +22,8 @@ Figures:
   behaviour, shown, not judged). The CPU per span minus encoding alone is what the
   pipeline itself costs (report, queue, batches, framing, POST). (A variant with the
   JSON made beforehand would show it directly, but a producer that fast outruns the
-  2,048-span queue and drops spans; a real one is slowed by the encoding it helps
-  with.)
+  sink: the 16 MiB of encoded spans the queue may hold fill up and spans are dropped,
+  as they should be; a real producer is slowed by the encoding it helps with.)
 * ``encode pieces``: where the encode time goes, on the same span: the fixed part (ids,
   name, times, endpoints: the span with its tags removed), the tags without the ones
   lifted into Zipkin fields (``span.kind``, ``peer.*``), and the whole span. The

@@ -467,3 +467,21 @@ def test_urls_in_recorded_exceptions_are_redacted_like_http_url(tracer, where, o
     assert 'billing.internal' in event['message'] and 'REDACTED' in event['stack']
     text = repr(span.tags) + repr(event)
     assert [value for value in hidden if value in text] == []
+
+
+def test_status_lines_are_parsed_once_and_the_cache_stays_bounded():
+    """Every made-up status line gives its own code; the parsed-line cache is bounded."""
+    from falcon_tracing_wsgi import _wsgi
+    from falcon_tracing_wsgi.propagation import build_propagator
+    from falcon_tracing_wsgi.testing import InMemoryReporter
+    from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+
+    reporter = InMemoryReporter()
+    ours = Tracer(reporter, ConstSampler(True), build_propagator(('b3',)))
+    lines = [f'{200 + n % 300} Reason {n}' for n in range(_wsgi._STATUS_CODES_SIZE + 50)]
+    lines += ['20x Odd', '', 'OK']  # no integer code: 0, no tag
+    for line in lines:
+        call(TracingMiddleware(apps.status_app(line), ours), make_environ('/'))
+    codes = [span.tags.get('http.status_code') for span in reporter.spans]
+    assert codes == [int(line[:3]) for line in lines[:-3]] + [None, None, None]
+    assert len(_wsgi._STATUS_CODES) <= _wsgi._STATUS_CODES_SIZE

@@ -122,7 +122,7 @@ _PAIR_CACHE_KEYS = 64
 _PAIR_CACHE_VALUES = 32
 _PAIR_CACHE_LENGTH = 128
 _ADDRESS_CACHE_SIZE = 1024
-#: Route tag dicts whose text is kept (one per route of the app, see _encode_server).
+#: Route tag dicts whose text is kept (one per route of the app, see _server_extras).
 _ROUTE_TEXT_SIZE = 1024
 _UNPRINTABLE = '<unprintable>'
 _HEX_DIGITS = b'0123456789abcdef'
@@ -344,7 +344,7 @@ class JsonV2Encoder:
         # PERF: the usual span has none of the process tags' keys: their text is ready.
         self._process_keys = frozenset(self.process_tags)
         self._process_text = ','.join(pair for _, pair in self._process_pairs)
-        # id(route tags) -> (route tags, their text); see _encode_server.
+        # id(route tags) -> (route tags, their text); see _server_extras.
         self._route_text: dict[int, tuple[Mapping[str, Any], str]] = {}
         # Whether no process tag has the name of one of a ServerSpan's fields.
         self._process_apart = self._process_keys.isdisjoint(SERVER_FIELD_TAGS)
@@ -403,7 +403,7 @@ class JsonV2Encoder:
         debug = ',"debug":true' if context.debug else ''
         if type(span) is ServerSpan and not span.merged:
             # PERF: the wrapper's server span: its standard tags are fields, written
-            # with fixed text (see _encode_server), unless a tag set through the API or
+            # with one template below, unless a tag set through the API or
             # a process tag has one of their names (then the merged dict is encoded).
             own = span._tags
             route_tags = span.route_tags
@@ -425,6 +425,8 @@ class JsonV2Encoder:
                 method = span.method
                 if type(method) is not str:
                     method = _text(method)
+                if len(method) > limit:
+                    method = method[:limit]
                 url = span.url
                 code = span.status_code
                 status = ('' if not code else f',"http.status_code":"{code}"' if code < 500
@@ -442,7 +444,7 @@ class JsonV2Encoder:
                     route = ''
                 tags_json = (
                     f',"tags":{{"component":{_c_escape(span.component)},'
-                    f'"http.method":{_c_escape(method if len(method) <= limit else method[:limit])},'
+                    f'"http.method":{_c_escape(method)},'
                     f'"http.url":{_c_escape(url if len(url) <= limit else url[:limit])}'
                     f'{invalid}{status}{size_json}{aborted_json}{route}'
                     f'{self._server_extras(own, route_tags, limit) if own or route_tags else ""}'

@@ -93,7 +93,8 @@ CASES = [
         '/p', REMOTE_ADDR='', REMOTE_PORT='8080')), True, id='port-only'),
     pytest.param(lambda: _run(apps.list_body, environ=make_environ(
         '/p', method='PR\u00d6PFIND', query='x=' + 'y' * 300)), True, id='odd-method-long-url'),
-    pytest.param(lambda: _run(_falcon(_Tags()), limits=SpanLimits(attribute_count=3)), True, id='dropped-tags'),
+    pytest.param(lambda: _run(_falcon(_Tags()), limits=SpanLimits(attribute_count=3)), True,
+                 id='dropped-tags'),
     pytest.param(lambda: _run(_falcon(_ClassTag())), True, id='app-sets-a-route-tag'),
     *[pytest.param(lambda name=name, value=value: _run(_falcon(_Overrides(name, value))),
                    False, id=f'app-sets-{name}')
