@@ -136,6 +136,7 @@ import inspect
 import logging
 import os
 import random
+import sys
 import threading
 import weakref
 from bisect import bisect_right
@@ -160,6 +161,8 @@ DEFAULT_MAX_QUEUE_SIZE = 65536
 DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 #: The most bytes in one request (one POST, one write).
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
+#: A raw queue length report() never reaches (see BatchReporter._wake_at).
+_UNREACHABLE = sys.maxsize
 #: Encoded bytes waiting that make a send due before the flush interval (see the
 #: module docstring: what a worker holds between two sends).
 _SEND_AT_BYTES = 512 * 1024
@@ -373,7 +376,8 @@ class BatchReporter:
         # a small queue (a test, a tiny service) gets help at half its size
         self._help_at = min(_HELP_AT, max(1, max_queue_size // 2))
         # the raw length before an append that wakes the worker: before any help is due
-        self._wake_at = min(_WAKE_AT, self._batch_cap, self._help_at) - 1
+        self._wake_base = min(_WAKE_AT, self._batch_cap, self._help_at) - 1
+        self._wake_at = self._wake_base
         self._warnings = _WarningGate(float(warn_interval), self.name)
         self._queue: deque[Any] = deque()       # spans waiting to be encoded
         self._encoded = _PieceQueue()           # encoded pieces waiting to be sent
@@ -405,6 +409,7 @@ class BatchReporter:
         self._failed = 0
         self._thread: Optional[threading.Thread] = None
         self._pid = 0  # the process whose worker is running; 0 means none started
+        self._wake_at = self._wake_base
         self._update_limits()
 
     def _after_fork_in_child(self) -> None:
@@ -451,7 +456,12 @@ class BatchReporter:
         waiting = len(queue)
         if waiting < self._fast_limit:
             queue.append(span)
-            if waiting >= self._wake_at and not self._wake.is_set():
+            if waiting >= self._wake_at:
+                # PERF: one wake-up per worker round: the mark goes out of reach until the
+                # worker takes it (_worker_main lowers it again right after clearing the
+                # event), so the reports meanwhile ask nothing (Event.is_set is a Python
+                # call, and a starved worker leaves thousands of reports in between).
+                self._wake_at = _UNREACHABLE
                 if self._pid != _getpid():
                     self._start_worker()
                 else:
@@ -909,6 +919,9 @@ def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,
         if reporter is None or reporter._wake is not wake:
             return  # the reporter is gone (or was reset)
         wake.clear()
+        # After the clear: a report that raised the mark before it is drained below, one
+        # after it wakes the next round.
+        reporter._wake_at = reporter._wake_base
         now = _monotonic()
         partial = now >= next_partial
         if partial:

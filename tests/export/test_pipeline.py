@@ -129,6 +129,19 @@ def test_a_full_batch_wakes_the_worker() -> None:
     reporter.close(5.0)
 
 
+def test_every_worker_round_is_woken_by_reports_alone() -> None:
+    # The wake-up mark goes out of reach once reached, until the worker takes the
+    # wake-up: each later round must still be woken by the reports (no interval here).
+    sender = RecordingSender()
+    reporter = BatchReporter(sender, ENCODER, batch_size=4, flush_interval=60)
+    for round_ in range(5):
+        for index in range(4 * round_, 4 * round_ + 4):
+            reporter.report(make_span(index))
+        assert sender.wait_for_batches(round_ + 1), f'round {round_} was not woken'
+    assert [len(batch) for batch in sender.batches] == [4] * 5
+    reporter.close(5.0)
+
+
 def test_a_partial_batch_goes_out_after_the_interval() -> None:
     sender = RecordingSender()
     reporter = BatchReporter(sender, ENCODER, batch_size=100, flush_interval=0.05)
