@@ -146,6 +146,7 @@ from time import monotonic as _monotonic
 from typing import Any, Callable, Optional, Union
 
 from .._sync import after_fork_in_child, lock_factory
+from ._framing import join_text
 
 __all__ = ['BatchReporter', 'NoopReporter', 'DEFAULT_MAX_QUEUE_SIZE',
            'DEFAULT_MAX_QUEUE_BYTES', 'DEFAULT_MAX_BATCH_BYTES']
@@ -188,25 +189,32 @@ class _PieceQueue:
     bisect over the running sizes and one list slice, never one ``popleft`` per piece.
     This runs with the reporter's lock held, and a thread that the interpreter preempts
     while holding it makes every reporting thread wait a whole switch interval (5 ms).
+
+    ``len()`` and ``bytes`` are also read *without* the lock (``report()``'s bounds), so
+    each is one attribute that a writer replaces in one store: a reader sees the value
+    before or after an operation, never a mix (``len(_items) - _head`` read between
+    ``take()``'s two stores was negative, and ``len()`` raised on the request thread).
     """
 
-    __slots__ = ('_items', '_ends', '_head', '_taken', 'bytes')
+    __slots__ = ('_items', '_ends', '_head', '_taken', '_count', 'bytes')
 
     def __init__(self) -> None:
         self._items: list[Piece] = []
         self._ends: list[int] = []  # running size after each item (never rebased)
         self._head = 0              # the first item not taken yet
         self._taken = 0             # the running size before it
+        self._count = 0             # len(_items) - _head, for readers without the lock
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self._items) - self._head
+        return self._count
 
     def extend(self, pieces: list[Piece], size: int) -> None:
         if pieces:
             last = self._ends[-1] if self._ends else self._taken
             self._items.extend(pieces)
             self._ends.extend(islice(accumulate(map(len, pieces), initial=last), 1, None))
+            self._count += len(pieces)
             self.bytes += size
 
     def take(self, cap: int, budget: int) -> list[Piece]:
@@ -220,6 +228,7 @@ class _PieceQueue:
             count -= max(1, count // 64)  # the framing allowance: a step or two back
         count = max(count, 1)  # one piece always fits: larger ones failed when encoded
         batch = self._items[head:head + count]
+        self._count -= count
         self._head = head = head + count
         self.bytes -= ends[head - 1] - taken
         self._taken = ends[head - 1]
@@ -240,6 +249,7 @@ class _PieceQueue:
         self.extend(items, waiting + size)
 
     def clear(self) -> None:
+        self._count = 0
         self._items.clear()
         self._ends.clear()
         self._head = self._taken = self.bytes = 0
@@ -906,7 +916,7 @@ def _describe(encoder: Any, sender: Any) -> str:
 
 
 def _frame_json_array(encoded: list[Any]) -> bytes:
-    return ('[' + ','.join(encoded) + ']').encode()
+    return join_text(encoded, '[', ',', ']')
 
 
 def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,

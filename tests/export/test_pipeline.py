@@ -682,3 +682,35 @@ def test_exit_flushes_within_the_deadline_and_logs_one_summary(
     written = jsonl.read_text().splitlines() if jsonl.exists() else []
     assert len(written) == lines
     assert elapsed < 10.0  # the hanging collector does not hold the exit
+
+
+@pytest.mark.parametrize('sizes', [(5000, 4200, 800), (300, 300), (10, 3, 7)])
+def test_the_encoded_queue_length_read_without_the_lock_is_never_a_mix(sizes) -> None:
+    """``report()`` reads the encoded queue's length without the lock. A reader that runs
+    between the steps of a take (its list shortened, its head not reset yet) must see the
+    length before or after the take, never a negative or made-up one (``len()`` raised
+    ValueError on a request thread under load)."""
+    from falcon_tracing_wsgi.export.pipeline import _PieceQueue
+    queue = _PieceQueue()
+    seen: list[int] = []
+
+    class Probe(list):  # runs a lock-free reader between the queue's own steps
+        def __delitem__(self, index: Any) -> None:
+            super().__delitem__(index)
+            seen.append(len(queue))
+
+        def clear(self) -> None:
+            super().clear()
+            seen.append(len(queue))
+
+    queue._items = Probe()
+    total, *takes = sizes
+    queue.extend(['{}'] * total, 2 * total)
+    left = total
+    for count in takes:
+        seen.clear()
+        batch = queue.take(count, 1 << 30)
+        assert len(batch) == count
+        assert all(value in (left, left - count) for value in seen), seen
+        left -= count
+        assert len(queue) == left and queue.bytes == 2 * left
