@@ -714,3 +714,37 @@ def test_the_encoded_queue_length_read_without_the_lock_is_never_a_mix(sizes) ->
         assert all(value in (left, left - count) for value in seen), seen
         left -= count
         assert len(queue) == left and queue.bytes == 2 * left
+
+
+@pytest.mark.parametrize('piece_bytes, yields', [(10_000, True), (100, False)])
+def test_a_helping_thread_yields_to_the_worker_once_encoded_spans_pile_up(
+        monkeypatch, piece_bytes, yields) -> None:
+    """When the worker is stuck (here: its send blocked) and a reporting thread has
+    encoded a quarter of the byte bound, the thread hands over the interpreter (a zero
+    sleep) rather than go on until spans are dropped; below that it never does."""
+    from falcon_tracing_wsgi.export import pipeline
+    sleeps: list[tuple[float, int]] = []
+    sender = GateSender()
+
+    class Encoder:
+        def encode(self, span: Any) -> str:
+            return '{"x":"' + 'x' * (piece_bytes - 8) + '"}'
+
+    reporter = BatchReporter(sender, Encoder(), max_queue_size=100, batch_size=5,
+                             max_queue_bytes=1_000_000, max_batch_bytes=100_000,
+                             flush_interval=60)
+    monkeypatch.setattr(pipeline, '_sleep',
+                        lambda seconds: sleeps.append((seconds, reporter._encoded.bytes)))
+    reporter.report(make_span(0))
+    for index in range(1, 5):
+        reporter.report(make_span(index))
+    assert sender.entered.wait(5.0)  # the worker is stuck in a send
+    for index in range(5, 100):
+        reporter.report(make_span(index))
+    try:
+        assert bool(sleeps) is yields
+        assert all(seconds == 0 and waiting >= 250_000 for seconds, waiting in sleeps)
+    finally:
+        sender.gate.set()
+        reporter.close(5.0)
+    assert _total(reporter.stats()) == 100
