@@ -41,6 +41,7 @@ from typing import IO, Any, Optional, Union
 
 from .._sync import after_fork_in_child
 from .._types import SendError
+from ._framing import join_text
 
 __all__ = ['FileSender', 'frame_json_lines']
 
@@ -51,7 +52,7 @@ _DEFAULT_TIMEOUT = 5.0
 
 def frame_json_lines(encoded: list[str]) -> bytes:
     """Frame a batch as JSON lines: one span object per line, each line ended."""
-    return ('\n'.join(encoded) + '\n').encode() if encoded else b''
+    return join_text(encoded, '', '\n', '\n') if encoded else b''
 
 
 class _Timeout(Exception):

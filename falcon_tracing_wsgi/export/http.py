@@ -61,6 +61,7 @@ from typing import IO, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from .._types import PartialSuccess, SendError
+from ._framing import join_text
 
 __all__ = ['HttpSender', 'frame_json_array', 'resolver_host', 'SendError']
 
@@ -93,7 +94,7 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
 
 def frame_json_array(encoded: list[str]) -> bytes:
     """Frame a batch as a JSON array: the body of ``POST /api/v2/spans``."""
-    return ('[' + ','.join(encoded) + ']').encode()
+    return join_text(encoded, '[', ',', ']')
 
 
 class _DeadlineReader(io.RawIOBase):

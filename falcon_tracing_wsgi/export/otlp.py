@@ -82,6 +82,7 @@ from json.encoder import encode_basestring_ascii as _c_escape
 from typing import Any, Callable, Iterator, Optional, Union
 
 from .._types import PartialSuccess
+from ._framing import join_bytes, join_text
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
            'DEFAULT_MAX_VALUE_LENGTH', 'SCOPE_NAME', 'RETRYABLE_STATUSES',
@@ -495,9 +496,13 @@ class ProtobufEncoder:
             pid = self._process_id()
             if pid != self._pid:
                 self._build_resource(pid)
-        spans = b''.join(pieces)
-        scope_spans = _field(b'\x12', self._scope_field + spans)
-        return _field(b'\x0a', self._resource_bytes + scope_spans)
+        # PERF: the enclosing fields' headers are made from the pieces' total length,
+        # so the body is joined once (see _framing).
+        scope_payload = len(self._scope_field) + sum(map(len, pieces))
+        scope_header = b'\x12' + _varint(scope_payload)
+        resource_payload = len(self._resource_bytes) + len(scope_header) + scope_payload
+        return join_bytes(b'\x0a' + _varint(resource_payload) + self._resource_bytes
+                          + scope_header + self._scope_field, pieces)
 
     def encode(self, span: Any) -> Optional[bytes]:
         """Encode one finished span as the ``spans`` field of a ``ScopeSpans`` message.
@@ -790,7 +795,7 @@ class JsonEncoder:
             pid = self._process_id()
             if pid != self._pid:
                 self._build_prefix(pid)
-        return (self._prefix + ','.join(pieces) + ']}]}]}').encode('ascii')
+        return join_text(pieces, self._prefix, ',', ']}]}]}')
 
     def encode(self, span: Any) -> Optional[str]:
         """Encode one finished span as the text of one OTLP JSON ``Span`` object.

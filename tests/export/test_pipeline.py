@@ -682,3 +682,69 @@ def test_exit_flushes_within_the_deadline_and_logs_one_summary(
     written = jsonl.read_text().splitlines() if jsonl.exists() else []
     assert len(written) == lines
     assert elapsed < 10.0  # the hanging collector does not hold the exit
+
+
+@pytest.mark.parametrize('sizes', [(5000, 4200, 800), (300, 300), (10, 3, 7)])
+def test_the_encoded_queue_length_read_without_the_lock_is_never_a_mix(sizes) -> None:
+    """``report()`` reads the encoded queue's length without the lock. A reader that runs
+    between the steps of a take (its list shortened, its head not reset yet) must see the
+    length before or after the take, never a negative or made-up one (``len()`` raised
+    ValueError on a request thread under load)."""
+    from falcon_tracing_wsgi.export.pipeline import _PieceQueue
+    queue = _PieceQueue()
+    seen: list[int] = []
+
+    class Probe(list):  # runs a lock-free reader between the queue's own steps
+        def __delitem__(self, index: Any) -> None:
+            super().__delitem__(index)
+            seen.append(len(queue))
+
+        def clear(self) -> None:
+            super().clear()
+            seen.append(len(queue))
+
+    queue._items = Probe()
+    total, *takes = sizes
+    queue.extend(['{}'] * total, 2 * total)
+    left = total
+    for count in takes:
+        seen.clear()
+        batch = queue.take(count, 1 << 30)
+        assert len(batch) == count
+        assert all(value in (left, left - count) for value in seen), seen
+        left -= count
+        assert len(queue) == left and queue.bytes == 2 * left
+
+
+@pytest.mark.parametrize('piece_bytes, yields', [(10_000, True), (100, False)])
+def test_a_helping_thread_yields_to_the_worker_once_encoded_spans_pile_up(
+        monkeypatch, piece_bytes, yields) -> None:
+    """When the worker is stuck (here: its send blocked) and a reporting thread has
+    encoded a quarter of the byte bound, the thread hands over the interpreter (a zero
+    sleep) rather than go on until spans are dropped; below that it never does."""
+    from falcon_tracing_wsgi.export import pipeline
+    sleeps: list[tuple[float, int]] = []
+    sender = GateSender()
+
+    class Encoder:
+        def encode(self, span: Any) -> str:
+            return '{"x":"' + 'x' * (piece_bytes - 8) + '"}'
+
+    reporter = BatchReporter(sender, Encoder(), max_queue_size=100, batch_size=5,
+                             max_queue_bytes=1_000_000, max_batch_bytes=100_000,
+                             flush_interval=60)
+    monkeypatch.setattr(pipeline, '_sleep',
+                        lambda seconds: sleeps.append((seconds, reporter._encoded.bytes)))
+    reporter.report(make_span(0))
+    for index in range(1, 5):
+        reporter.report(make_span(index))
+    assert sender.entered.wait(5.0)  # the worker is stuck in a send
+    for index in range(5, 100):
+        reporter.report(make_span(index))
+    try:
+        assert bool(sleeps) is yields
+        assert all(seconds == 0 and waiting >= 250_000 for seconds, waiting in sleeps)
+    finally:
+        sender.gate.set()
+        reporter.close(5.0)
+    assert _total(reporter.stats()) == 100

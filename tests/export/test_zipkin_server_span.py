@@ -52,6 +52,11 @@ class _Fails:
         raise RuntimeError('boom at http://h/p?token=secret')
 
 
+class _Hello:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+        resp.media = {'item': item_id}  # sets no tag: its span's shape is cached
+
+
 class _ClassTag:
     def on_get(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         req.context.span.set_tag('falcon.resource', 'mine')
@@ -176,3 +181,65 @@ def test_assigning_the_tags_replaces_them_all():
     span.tags = {'only': 'this'}
     assert span.merged and span.tags == {'only': 'this'}
     assert json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))['tags'] == {'only': 'this'}
+
+
+def _same_shape_spans() -> list[ServerSpan]:
+    """Spans that share their shape with others, and spans that differ by one part."""
+    routed = _falcon(_Hello())
+    spans = [_run(routed, environ=make_environ(f'/items/{index}', query=f'n={index}',
+                                               REMOTE_ADDR=f'10.0.0.{index + 1}',
+                                               REMOTE_PORT=str(40000 + index)))
+             for index in range(3)]
+    spans += [_run(apps.list_body, environ=make_environ(f'/p/{index}'))
+              for index in range(3)]
+    spans += [_run(apps.status_app('503 Service Unavailable')),
+              _run(apps.status_app('404 Not Found')),
+              _run(apps.generator_body, iterate=False),
+              _run(_falcon(_Tags()))]  # tags set through the API: never cached
+    return spans
+
+
+@pytest.mark.parametrize('process_tags', [{}, {'deployment': 'blue'}])
+def test_spans_of_one_shape_share_text_but_not_their_own_values(process_tags):
+    # One encoder for every span, each span encoded twice in a different order: a
+    # shape's cached text must never carry another request's URL, peer, size, ids.
+    encoder = JsonV2Encoder(Endpoint('svc', ipv4='10.0.0.1'), max_value_length=64,
+                            process_tags=process_tags)
+    spans = _same_shape_spans()
+    for span in [*spans, *reversed(spans)]:
+        assert json.loads(encoder.encode(span)) == json.loads(encoder.encode(_Plain(span)))
+
+
+def test_other_route_tags_for_the_same_shape_are_written():
+    import copy
+    span = _run(_falcon(_Hello()))
+    encoder = JsonV2Encoder(Endpoint('svc'))
+    assert json.loads(encoder.encode(span))['tags']['falcon.resource'] == '_Hello'
+    other = copy.copy(span)
+    other.route_tags = {'falcon.resource': 'Other', 'falcon.responder': 'on_get'}
+    assert json.loads(encoder.encode(other))['tags']['falcon.resource'] == 'Other'
+    assert json.loads(encoder.encode(span))['tags']['falcon.resource'] == '_Hello'
+
+
+def test_the_shape_cache_is_bounded():
+    # Names an app sets through the API can take any value: the cache must not grow
+    # with them. (White-box: the bound is not observable through encode().)
+    import copy
+    span = _run(apps.list_body)
+    encoder = JsonV2Encoder(Endpoint('svc'))
+    for index in range(3000):
+        renamed = copy.copy(span)
+        renamed.operation_name = f'GET /orders/{index}'
+        assert json.loads(encoder.encode(renamed))['name'] == f'GET /orders/{index}'
+    assert 0 < len(encoder._server_shapes) <= 1024
+
+
+def test_a_span_with_tags_of_its_own_never_takes_a_cached_shape():
+    import copy
+    span = _run(_falcon(_Hello()))
+    encoder = JsonV2Encoder(Endpoint('svc'))
+    encoder.encode(span)  # its shape is cached now
+    tagged = copy.copy(span)
+    tagged._tags = {'user.id': 7}  # as if the app had set it (same route tags dict)
+    assert json.loads(encoder.encode(tagged))['tags']['user.id'] == '7'
+    assert 'user.id' not in json.loads(encoder.encode(span))['tags']
