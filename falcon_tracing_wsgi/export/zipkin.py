@@ -606,13 +606,13 @@ class JsonV2Encoder:
             route_json = ',"http.route":' + _c_escape(route[:limit])
         else:
             route_json = ''
-        extras = ''.join(',' + self._plain_pair(key, value, limit)
-                         for key, value in own.items()) if own else ''
+        extras = ''.join(',' + self._plain_pair(tag, value, limit)
+                         for tag, value in own.items()) if own else ''
         if route_tags:
             # a route tag the API set too is the API's
-            extras += ''.join(',' + self._plain_pair(key, value, limit)
-                              for key, value in route_tags.items()
-                              if not own or key not in own)
+            extras += ''.join(',' + self._plain_pair(tag, value, limit)
+                              for tag, value in route_tags.items()
+                              if not own or tag not in own)
         shape = (route_tags, _c_escape(name[:limit]),
                  f',"tags":{{"component":{_c_escape(component[:limit])},'
                  f'"http.method":{_c_escape(method[:limit])},"http.url":',
