@@ -550,7 +550,7 @@ class JsonV2Encoder:
         return (f'{head}{debug}{kind_json}{remote_json}{tags_json}{self._local_fragment}'
                 f'{annotations_json}}}')
 
-    def _encode_server(self, span: ServerSpan, shape: _ServerShape, limit: int) -> str:
+    def _encode_server(self, span: Any, shape: _ServerShape, limit: int) -> str:
         """The JSON of a ServerSpan whose shape text is ``shape`` (see :meth:`encode`).
 
         The ids are not checked: a ServerSpan is made only by the WSGI wrapper, from the
@@ -562,7 +562,7 @@ class JsonV2Encoder:
         # PERF: the usual peer (a valid address, a valid port) is a prefix made once per
         # address and the port.
         port = span.peer_port
-        prefix = self._peer_prefixes.get(span.peer_address)  # type: ignore[arg-type]
+        prefix = self._peer_prefixes.get(span.peer_address)
         if prefix is not None and type(port) is int and 0 < port < 65536:
             remote_json = f'{prefix}{port}}}'
             invalid = ''
