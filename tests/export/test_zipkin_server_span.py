@@ -230,30 +230,34 @@ def test_other_route_tags_for_the_same_shape_are_written():
     assert json.loads(encoder.encode(span))['tags']['falcon.resource'] == '_Hello'
 
 
-def test_the_shape_cache_is_bounded():
-    # Names an app sets through the API can take any value: the cache must not grow
-    # with them. (White-box: the bound is not observable through encode().)
+def _named(index: int) -> dict[str, Any]:
+    return {'operation_name': f'GET /orders/{index}'}
+
+
+def _from_peer(index: int) -> dict[str, Any]:
+    return {'peer_address': f'10.{index // 250}.{index % 250}.1'}
+
+
+@pytest.mark.parametrize('vary, cache', [
+    # Names an app sets through the API can take any value.
+    pytest.param(_named, '_server_shapes', id='shapes'),
+    # A server that sees many clients.
+    pytest.param(_from_peer, '_peer_prefixes', id='peer-addresses'),
+])
+def test_the_caches_are_bounded(vary, cache):
+    # (White-box: the bounds are not observable through encode().)
     import copy
     span = _run(apps.list_body)
     encoder = JsonV2Encoder(Endpoint('svc'))
     for index in range(3000):
-        renamed = copy.copy(span)
-        renamed.operation_name = f'GET /orders/{index}'
-        assert json.loads(encoder.encode(renamed))['name'] == f'GET /orders/{index}'
-    assert 0 < len(encoder._server_shapes) <= 1024
-
-
-def test_the_peer_address_cache_is_bounded():
-    # A server that sees many clients must not grow the cache of their addresses.
-    import copy
-    span = _run(apps.list_body)
-    encoder = JsonV2Encoder(Endpoint('svc'))
-    for index in range(3000):
-        peer = copy.copy(span)
-        peer.peer_address = f'10.{index // 250}.{index % 250}.1'
-        encoded = json.loads(encoder.encode(peer))
-        assert encoded['remoteEndpoint'] == {'ipv4': peer.peer_address, 'port': 50123}
-    assert 0 < len(encoder._peer_prefixes) <= 1024
+        varied = copy.copy(span)
+        fields = vary(index)
+        for name, value in fields.items():
+            setattr(varied, name, value)
+        encoded = json.loads(encoder.encode(varied))
+        assert encoded['name'] == varied.operation_name
+        assert encoded['remoteEndpoint'] == {'ipv4': varied.peer_address, 'port': 50123}
+    assert 0 < len(getattr(encoder, cache)) <= 1024
 
 
 class _BadIds:
