@@ -86,7 +86,7 @@ class CompositePropagator:
         ValueError: when ``propagators`` is empty.
     """
 
-    __slots__ = ('_propagators', 'fields', 'reads_only_fields')
+    __slots__ = ('_propagators', 'fields', 'reads_only_fields', 'checks_ids')
 
     def __init__(self, propagators: Sequence[Propagator]) -> None:
         self._propagators = tuple(propagators)
@@ -100,6 +100,9 @@ class CompositePropagator:
         #: Whether every format reads only its ``fields`` (Jaeger's ``uberctx-*`` do not).
         self.reads_only_fields = all(getattr(propagator, 'reads_only_fields', False)
                                      for propagator in self._propagators)
+        #: Whether every format's extract() returns only valid ids (see tracer/context.py).
+        self.checks_ids = all(getattr(propagator, 'checks_ids', False) is True
+                              for propagator in self._propagators)
 
     @property
     def propagators(self) -> tuple[Propagator, ...]:

@@ -174,6 +174,8 @@ class _B3Propagator(HeaderNames):
 
     __slots__ = ()
 
+    #: extract() returns only contexts whose ids are valid (see tracer/context.py).
+    checks_ids = True
     #: Every header B3 may read, lower case.
     fields: tuple[str, ...] = (_B3, _TRACE_ID, _SPAN_ID, _PARENT_ID, _SAMPLED, _FLAGS)
     #: extract() reads no other header (a tracer may skip it when none is present).

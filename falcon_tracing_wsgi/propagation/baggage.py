@@ -98,6 +98,8 @@ class W3CBaggagePropagator(HeaderNames):
 
     __slots__ = ('_header',)
 
+    #: extract() returns only contexts whose ids are valid (see tracer/context.py).
+    checks_ids = True
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_BAGGAGE,)
     #: extract() reads no other header (a tracer may skip it when none is present).

@@ -156,6 +156,8 @@ class JaegerPropagator(HeaderNames):
 
     __slots__ = ('_trace_header', '_baggage_name')
 
+    #: extract() returns only contexts whose ids are valid (see tracer/context.py).
+    checks_ids = True
     #: The fixed headers this format reads, lower case; baggage is every ``uberctx-*``.
     fields: tuple[str, ...] = (_TRACE_HEADER, _DEBUG_HEADER)
 

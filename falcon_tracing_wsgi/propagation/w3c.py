@@ -156,6 +156,8 @@ class TraceContextPropagator(HeaderNames):
 
     __slots__ = ('_traceparent_header', '_tracestate_header')
 
+    #: extract() returns only contexts whose ids are valid (see tracer/context.py).
+    checks_ids = True
     #: The headers this format reads, lower case.
     fields: tuple[str, ...] = (_TRACEPARENT, _TRACESTATE)
     #: extract() reads no other header (a tracer may skip it when none is present).

@@ -160,6 +160,8 @@ class XRayPropagator(HeaderNames):
 
     __slots__ = ('_header',)
 
+    #: extract() returns only contexts whose ids are valid (see tracer/context.py).
+    checks_ids = True
     #: The header this format reads, lower case.
     fields: tuple[str, ...] = (_FIELD,)
     #: extract() reads no other header (a tracer may skip it when none is present).

@@ -25,17 +25,46 @@ Design (decided once, relied on by every propagation codec, the tracer and the r
   package drew the id at random or a W3C caller said so. Formats that cannot carry it
   (B3, Jaeger, X-Ray, the binary encoding) extract ``False``: unknown means unset, as
   the spec requires for ids whose randomness is not known.
+* **Who guarantees the ids.** The built-in propagation codecs (``checks_ids = True``)
+  and id generators only ever make valid ids. The tracer checks, with
+  :func:`valid_ids`, what comes from anywhere else (an id generator or a propagator it
+  was given) before a context is made of it, so every context the tracer makes from
+  its generator or its ``extract()`` has valid ids. The WSGI wrapper's server span is
+  always made that way, so its Zipkin encoding trusts them (``export/zipkin.py``);
+  other spans may have a hand-made parent and are checked when encoded.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Any, Optional
 
 import opentracing
 
-__all__ = ['SpanContext']
+__all__ = ['SpanContext', 'valid_ids', 'valid_span_id', 'valid_trace_id']
 
 _EMPTY: dict[str, str] = {}
+_SPAN_ID = re.compile(r'[0-9a-f]{16}')
+_TRACE_ID = re.compile(r'[0-9a-f]{16}(?:[0-9a-f]{16})?')
+
+
+def valid_trace_id(value: Any) -> bool:
+    """Whether ``value`` is a trace id: 16 or 32 lower-case hex characters."""
+    return type(value) is str and _TRACE_ID.fullmatch(value) is not None
+
+
+def valid_span_id(value: Any) -> bool:
+    """Whether ``value`` is a span id: 16 lower-case hex characters."""
+    return type(value) is str and _SPAN_ID.fullmatch(value) is not None
+
+
+def valid_ids(context: SpanContext) -> bool:
+    """Whether a context names a span with valid ids (and a valid parent id, if any),
+    or names none (ids both ``None``: a decision or baggage only)."""
+    if context.trace_id is None and context.span_id is None:
+        return context.parent_id is None
+    return (valid_trace_id(context.trace_id) and valid_span_id(context.span_id)
+            and (context.parent_id is None or valid_span_id(context.parent_id)))
 
 
 class SpanContext(opentracing.SpanContext):

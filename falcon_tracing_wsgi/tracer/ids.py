@@ -34,16 +34,28 @@ W3C trace id are uniformly random, which holds for all of them:
 (The zero redraw removes one value out of 2**64, which does not make the low 56 bits
 measurably non-uniform.) A generator without the attribute, such as a test's sequential
 ids, is assumed not random: the flag stays unset.
+
+**Other generators are checked.** The tracer wraps any other generator in
+:class:`CheckedIdGenerator`: an id that is not lower-case hex of its width (``'ABC'``,
+an ``int``, a 20-character text) is replaced by a random one, counted and logged once,
+so a context never carries an id that a collector would refuse (see
+:mod:`falcon_tracing_wsgi.tracer.context`).
 """
 
 from __future__ import annotations
 
+import logging
 from random import getrandbits as _getrandbits
-from typing import Callable
+from typing import Any, Callable
 from time import time as _time
 
+from .context import valid_span_id, valid_trace_id
+
 __all__ = ['new_span_id', 'new_trace_id_64', 'new_trace_id_128', 'new_xray_trace_id',
-           'new_trace_ids_64', 'new_trace_ids_128', 'RandomIdGenerator', 'XRayIdGenerator']
+           'new_trace_ids_64', 'new_trace_ids_128', 'RandomIdGenerator', 'XRayIdGenerator',
+           'CheckedIdGenerator']
+
+_log = logging.getLogger(__name__)
 
 _ZERO_16 = '0' * 16
 
@@ -156,3 +168,52 @@ class XRayIdGenerator:
 
     def __repr__(self) -> str:
         return 'XRayIdGenerator()'
+
+
+class CheckedIdGenerator:
+    """Another id generator, whose ids are checked (the tracer wraps any generator that
+    is not one of this module's in it).
+
+    An id that is not lower-case hex of its width (16 or 32 for a trace id, 16 for a
+    span id) is replaced by a random one: the first time with a warning, every time
+    counted in :attr:`replaced_ids`. A generator's ``trace_ids()`` is not used: the
+    tracer draws the two ids one by one.
+
+    Args:
+        generator: an object with ``trace_id()`` and ``span_id()`` methods.
+    """
+
+    __slots__ = ('generator', 'random_trace_ids', 'replaced_ids')
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        #: Copied from the generator (default false): see the module docstring.
+        self.random_trace_ids = getattr(generator, 'random_trace_ids', False) is True
+        #: How many ids the generator gave that were replaced.
+        self.replaced_ids = 0
+
+    def trace_id(self) -> str:
+        """The generator's trace id, or a random 128-bit one if it is not valid."""
+        trace_id = self.generator.trace_id()
+        if valid_trace_id(trace_id):
+            return trace_id  # type: ignore[no-any-return]
+        self._replaced('trace', trace_id)
+        return new_trace_id_128()
+
+    def span_id(self) -> str:
+        """The generator's span id, or a random one if it is not valid."""
+        span_id = self.generator.span_id()
+        if valid_span_id(span_id):
+            return span_id  # type: ignore[no-any-return]
+        self._replaced('span', span_id)
+        return new_span_id()
+
+    def _replaced(self, kind: str, value: Any) -> None:
+        self.replaced_ids += 1
+        if self.replaced_ids == 1:
+            _log.warning('the id generator %r gave the %s id %r, which is not lower-case '
+                         'hex of its width; it is replaced by a random id (every such id '
+                         'is, and counted in replaced_ids)', self.generator, kind, value)
+
+    def __repr__(self) -> str:
+        return f'CheckedIdGenerator({self.generator!r})'

@@ -325,6 +325,11 @@ class ServerSpan(Span):
     never replaces a tag of the same name set through the API.
     The span limits' ``attribute_count`` bounds the tags set through the API; the
     fields are the wrapper's own, as its tags were before.
+
+    Only the WSGI wrapper makes one, always from the tracer's id generator or
+    ``extract()``, so its ids are valid by the tracer's guarantee (see
+    :mod:`~falcon_tracing_wsgi.tracer.context`) and the Zipkin encoder does not check
+    them again.
     """
 
     __slots__ = ('component', 'method', 'url', 'peer_address', 'peer_port', 'status_code',

@@ -34,6 +34,13 @@ Design:
   gives ``None`` (a new trace), never an exception; only a wrong carrier *type* or an
   unknown format raises, as the OpenTracing API requires. ``Format.BINARY`` uses this
   library's own compact encoding (see ``_binary.py``).
+* **Valid ids in, valid ids out.** The contexts :meth:`extract` returns and the ids the
+  tracer draws are lower-case hex of their width: this package's codecs and generators
+  guarantee it (a codec says so with ``checks_ids = True``); a propagator or id
+  generator given by the caller is checked here (an invalid extracted context is
+  ``None``, an invalid drawn id is replaced, see ``ids.CheckedIdGenerator``). The WSGI
+  wrapper's server spans are made only from those, which lets the Zipkin encoder skip
+  the id check for them.
 * Spans that are not sampled are :class:`~.span.UnsampledSpan` objects that record
   nothing and are never reported.
 * **Span limits** (:class:`~.limits.SpanLimits`) are decided here, once, and kept as
@@ -54,8 +61,8 @@ from opentracing import (Format, InvalidCarrierException, Reference, ReferenceTy
 
 from .._types import Propagator, Reporter, Sampler
 from . import _binary
-from .context import SpanContext
-from .ids import RandomIdGenerator
+from .context import SpanContext, valid_ids
+from .ids import CheckedIdGenerator, RandomIdGenerator, XRayIdGenerator
 from .limits import DEFAULT_SPAN_LIMITS, SpanLimits, bounded_value
 from .sampler import ConstSampler
 from .scope import ContextVarScopeManager
@@ -98,8 +105,10 @@ class Tracer(opentracing.Tracer):
             force sampling).
         id_generator: an object with ``trace_id()`` and ``span_id()`` methods returning
             hex ids, to replace the random ids (tests use sequential ones); when given,
-            ``trace_id_128bit`` is not used. Its ``random_trace_ids`` attribute (default
-            false) says whether the right-most 7 bytes of its trace ids are random.
+            ``trace_id_128bit`` is not used. Its ids are checked (see
+            :class:`~.ids.CheckedIdGenerator`) unless it is one of this package's. Its
+            ``random_trace_ids`` attribute (default false) says whether the right-most
+            7 bytes of its trace ids are random.
         span_limits: how much one span may record
             (:class:`~falcon_tracing_wsgi.tracer.limits.SpanLimits`; OpenTelemetry's
             defaults, with values cut at 4096 characters).
@@ -135,6 +144,10 @@ class Tracer(opentracing.Tracer):
         else:
             _check_protocol('id_generator', id_generator, ('trace_id', 'span_id'),
                             'RandomIdGenerator')
+            if type(id_generator) not in (RandomIdGenerator, XRayIdGenerator,
+                                          CheckedIdGenerator):
+                # Only this package's generators are trusted to make valid ids.
+                id_generator = CheckedIdGenerator(id_generator)
         if not isinstance(span_limits, SpanLimits) or not all(
                 type(limit) is int and limit >= 0 for limit in span_limits) \
                 or span_limits.value_length < 1:
@@ -145,6 +158,7 @@ class Tracer(opentracing.Tracer):
         super().__init__(scope_manager)
         self._scopes = scope_manager
         self._reporter = reporter
+        self._id_generator = id_generator
         self._sampler = sampler
         self._propagator = propagator
         self._trust = bool(trust_inbound_sampling)
@@ -165,6 +179,9 @@ class Tracer(opentracing.Tracer):
         self._const_sampler = sampler if type(sampler) is ConstSampler else None
         # When the propagator reads no header outside its ``fields``, a carrier that can
         # say none of them is present (``has_any``) lets extract() skip it altogether.
+        # Whether extract() may hand on the propagator's contexts unchecked (this
+        # package's codecs check every id they read; see tracer/context.py).
+        self._extract_checked = getattr(propagator, 'checks_ids', False) is True
         self._exhaustive_fields: Optional[tuple[str, ...]] = (
             tuple(getattr(propagator, 'fields', ()))
             if getattr(propagator, 'reads_only_fields', False) else None)
@@ -183,6 +200,13 @@ class Tracer(opentracing.Tracer):
     def sampler(self) -> Sampler:
         """The sampler that decides new traces."""
         return self._sampler
+
+    @property
+    def id_generator(self) -> Any:
+        """Where new ids come from: this package's generator, or the one given wrapped
+        in a :class:`~.ids.CheckedIdGenerator` (its ``replaced_ids`` counts the invalid
+        ids it replaced)."""
+        return self._id_generator
 
     @property
     def propagator(self) -> Propagator:
@@ -426,6 +450,11 @@ class Tracer(opentracing.Tracer):
                 # Client-controlled input: the propagator should have said None; a new
                 # trace is the answer either way.
                 _log.debug('could not extract a span context', exc_info=True)
+                return None
+            if isinstance(context, SpanContext) and not self._extract_checked \
+                    and not valid_ids(context):
+                _log.debug('ignoring an extracted span context with invalid ids: %r',
+                           context)
                 return None
         elif format == _BINARY:
             if not isinstance(carrier, (bytes, bytearray, memoryview)):

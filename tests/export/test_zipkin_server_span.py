@@ -10,6 +10,7 @@ span (the fields' path), then reads ``span.tags`` (which merges them) and encode
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
 import falcon
@@ -192,6 +193,14 @@ def _same_shape_spans() -> list[ServerSpan]:
              for index in range(3)]
     spans += [_run(apps.list_body, environ=make_environ(f'/p/{index}'))
               for index in range(3)]
+    # One peer address with other ports (a valid one, none, one out of range), and
+    # peers that are not valid IPv4: each writes its own remoteEndpoint or tags.
+    spans += [_run(apps.list_body, environ=make_environ('/p', REMOTE_ADDR=address,
+                                                        REMOTE_PORT=port))
+              for address, port in (('10.0.0.1', '40000'), ('10.0.0.1', '41000'),
+                                    ('10.0.0.1', ''), ('10.0.0.1', '70000'),
+                                    ('2001:db8::1', '443'), ('2001:db8::1', '0'),
+                                    ('not-an-ip', '443'), ('10.0.0.256', '443'))]
     spans += [_run(apps.status_app('503 Service Unavailable')),
               _run(apps.status_app('404 Not Found')),
               _run(apps.generator_body, iterate=False),
@@ -221,17 +230,66 @@ def test_other_route_tags_for_the_same_shape_are_written():
     assert json.loads(encoder.encode(span))['tags']['falcon.resource'] == '_Hello'
 
 
-def test_the_shape_cache_is_bounded():
-    # Names an app sets through the API can take any value: the cache must not grow
-    # with them. (White-box: the bound is not observable through encode().)
+def _named(index: int) -> dict[str, Any]:
+    return {'operation_name': f'GET /orders/{index}'}
+
+
+def _from_peer(index: int) -> dict[str, Any]:
+    return {'peer_address': f'10.{index // 250}.{index % 250}.1'}
+
+
+@pytest.mark.parametrize('vary, cache', [
+    # Names an app sets through the API can take any value.
+    pytest.param(_named, '_server_shapes', id='shapes'),
+    # A server that sees many clients.
+    pytest.param(_from_peer, '_peer_prefixes', id='peer-addresses'),
+])
+def test_the_caches_are_bounded(vary, cache):
+    # (White-box: the bounds are not observable through encode().)
     import copy
     span = _run(apps.list_body)
     encoder = JsonV2Encoder(Endpoint('svc'))
     for index in range(3000):
-        renamed = copy.copy(span)
-        renamed.operation_name = f'GET /orders/{index}'
-        assert json.loads(encoder.encode(renamed))['name'] == f'GET /orders/{index}'
-    assert 0 < len(encoder._server_shapes) <= 1024
+        varied = copy.copy(span)
+        fields = vary(index)
+        for name, value in fields.items():
+            setattr(varied, name, value)
+        encoded = json.loads(encoder.encode(varied))
+        assert encoded['name'] == varied.operation_name
+        assert encoded['remoteEndpoint'] == {'ipv4': varied.peer_address, 'port': 50123}
+    assert 0 < len(getattr(encoder, cache)) <= 1024
+
+
+class _BadIds:
+    """An id generator of someone else's that gives ids Zipkin would refuse."""
+
+    def trace_id(self) -> str:
+        return 'NOT-HEX-' * 4
+
+    def span_id(self) -> str:
+        return '"},{"x":1' + ' ' * 7
+
+
+@pytest.mark.parametrize('environ', [
+    pytest.param(make_environ('/items/7'), id='new-trace'),
+    pytest.param(make_environ('/items/7', HTTP_X_B3_TRACEID='463ac35c9f6413ad48485a3953bb6124',
+                              HTTP_X_B3_SPANID='a2fb4a1d1a96d312', HTTP_X_B3_SAMPLED='1'),
+                 id='child-of-the-caller'),
+])
+def test_the_server_span_s_ids_are_valid_whatever_the_id_generator_gives(environ):
+    # The encoder writes a server span's ids unchecked: the tracer guarantees them.
+    reporter = RecordingReporter()
+    tracer = Tracer(reporter, ConstSampler(True), build_propagator(('b3',)),
+                    id_generator=_BadIds())
+    # a new trace draws two ids, a child one (the wrapper adds headers to the environ)
+    drawn = 1 if 'HTTP_X_B3_TRACEID' in environ else 2
+    call(TracingMiddleware(_falcon(_Hello()), tracer), environ)
+    (span,) = reporter.spans
+    assert type(span) is ServerSpan
+    encoded = json.loads(JsonV2Encoder(Endpoint('svc')).encode(span))
+    assert re.fullmatch(r'[0-9a-f]{32}', encoded['traceId'])
+    assert re.fullmatch(r'[0-9a-f]{16}', encoded['id'])
+    assert tracer.id_generator.replaced_ids == drawn
 
 
 def test_a_span_with_tags_of_its_own_never_takes_a_cached_shape():

@@ -255,3 +255,35 @@ def test_any_header_text_gives_none_or_a_valid_context(headers):
         carrier = {}
         ALL.inject(context, carrier)
         assert_valid_context(ALL.extract({k.lower(): v for k, v in carrier.items()}))
+
+
+# --- the ids guarantee ------------------------------------------------------------------
+
+class _Foreign:
+    """A format of someone else's: it does not say that it checks ids."""
+
+    fields = ('x-foreign',)
+
+    def extract(self, carrier):
+        return None
+
+    def inject(self, context, carrier):
+        pass
+
+
+@pytest.mark.parametrize('name', sorted(PROPAGATORS))
+def test_every_built_in_format_says_it_checks_ids(name):
+    # The tracer then hands its contexts on unchecked (the property tests in each
+    # format's module show that every context they extract has valid ids).
+    assert PROPAGATORS[name]().checks_ids is True
+    assert build_propagator([name]).checks_ids is True
+
+
+@pytest.mark.parametrize('parts, checks', [
+    pytest.param(lambda: [B3MultiPropagator(), TraceContextPropagator()], True,
+                 id='built-in-formats'),
+    pytest.param(lambda: [B3MultiPropagator(), _Foreign()], False, id='one-foreign-format'),
+    pytest.param(lambda: [_Foreign()], False, id='only-foreign'),
+])
+def test_the_composite_checks_ids_only_when_every_format_does(parts, checks):
+    assert CompositePropagator(parts()).checks_ids is checks

@@ -12,7 +12,8 @@ from opentracing import (Format, InvalidCarrierException, UnsupportedFormatExcep
 from falcon_tracing_wsgi.propagation import build_propagator
 from falcon_tracing_wsgi.testing import InMemoryReporter
 from falcon_tracing_wsgi.tracer import ConstSampler, SpanContext, Tracer, UnsampledSpan
-from falcon_tracing_wsgi.tracer.ids import XRayIdGenerator
+from falcon_tracing_wsgi.tracer.context import valid_span_id, valid_trace_id
+from falcon_tracing_wsgi.tracer.ids import CheckedIdGenerator, RandomIdGenerator, XRayIdGenerator
 
 from .fakes import (BrokenPropagator, BrokenReporter, BrokenSampler, CaseInsensitiveCarrier,
                     FakePropagator, RecordingReporter, RecordingSampler, SequentialIds)
@@ -275,6 +276,115 @@ def test_collaborators_are_checked_at_construction(args, role):
 def test_id_generator_is_checked_at_construction():
     with pytest.raises(TypeError, match='id_generator'):
         make(id_generator=object())
+
+
+class _FixedIds:
+    """A generator that always gives the same two ids."""
+
+    def __init__(self, trace_id, span_id) -> None:
+        self._trace_id, self._span_id = trace_id, span_id
+
+    def trace_id(self):
+        return self._trace_id
+
+    def span_id(self):
+        return self._span_id
+
+
+_GOOD_SPAN = '00f067aa0ba902b7'
+
+
+@pytest.mark.parametrize('trace_id, span_id, bad_per_span', [
+    pytest.param(TRACE_128, _GOOD_SPAN, 0, id='valid-128'),
+    pytest.param(TRACE_64, _GOOD_SPAN, 0, id='valid-64'),
+    pytest.param(TRACE_128.upper(), _GOOD_SPAN, 1, id='upper-case-trace-id'),
+    pytest.param(TRACE_128[:20], _GOOD_SPAN, 1, id='trace-id-of-another-width'),
+    pytest.param(int(TRACE_128, 16), _GOOD_SPAN, 1, id='trace-id-as-int'),
+    pytest.param('g' * 32, _GOOD_SPAN, 1, id='trace-id-not-hex'),
+    pytest.param(None, _GOOD_SPAN, 1, id='no-trace-id'),
+    pytest.param(TRACE_128, _GOOD_SPAN + '0', 1, id='span-id-too-long'),
+    pytest.param(TRACE_128, '00f067aa0ba902b\n', 1, id='span-id-with-a-newline'),
+    pytest.param(TRACE_128, 42, 1, id='span-id-as-int'),
+    pytest.param('"' * 32, '"' * 16, 2, id='both-quotes'),
+])
+def test_a_given_id_generator_s_invalid_ids_are_replaced_counted_and_logged_once(
+        caplog, trace_id, span_id, bad_per_span):
+    tracer, reporter = make(id_generator=_FixedIds(trace_id, span_id))
+    assert type(tracer.id_generator) is CheckedIdGenerator
+    with caplog.at_level(logging.WARNING, logger='falcon_tracing_wsgi.tracer.ids'):
+        for _ in range(3):
+            tracer.start_span('root').finish()
+    for span in reporter.spans:
+        context = span.context
+        assert valid_trace_id(context.trace_id) and valid_span_id(context.span_id)
+        assert (context.trace_id == trace_id) is valid_trace_id(trace_id)
+        assert (context.span_id == span_id) is valid_span_id(span_id)
+    assert tracer.id_generator.replaced_ids == 3 * bad_per_span
+    warnings = [record for record in caplog.records if 'replaced' in record.getMessage()]
+    assert len(warnings) == (1 if bad_per_span else 0)
+
+
+@pytest.mark.parametrize('generator', [RandomIdGenerator(), RandomIdGenerator(False),
+                                       XRayIdGenerator()])
+def test_this_package_s_id_generators_are_used_as_they_are(generator):
+    tracer, _ = make(id_generator=generator)
+    assert tracer.id_generator is generator
+
+
+def test_a_checked_generator_keeps_the_random_trace_ids_flag():
+    class RandomFixed(_FixedIds):
+        random_trace_ids = True
+
+    assert make(id_generator=RandomFixed(TRACE_128, _GOOD_SPAN))[0].id_generator \
+        .random_trace_ids is True
+    assert make(id_generator=_FixedIds(TRACE_128, _GOOD_SPAN))[0].id_generator \
+        .random_trace_ids is False
+
+
+class _GivenContext:
+    """A propagator of someone else's that extracts one fixed context."""
+
+    fields = ('x-any',)
+
+    def __init__(self, context, checks_ids=None) -> None:
+        self.context = context
+        if checks_ids is not None:
+            self.checks_ids = checks_ids
+
+    def extract(self, carrier):
+        return self.context
+
+    def inject(self, context, carrier):
+        pass
+
+
+@pytest.mark.parametrize('context, kept', [
+    pytest.param(SpanContext(TRACE_128, SPAN, _GOOD_SPAN, True), True, id='valid'),
+    pytest.param(SpanContext(None, None, None, True, baggage={'k': 'v'}), True,
+                 id='decision-and-baggage-only'),
+    pytest.param(SpanContext(TRACE_128.upper(), SPAN), False, id='upper-case-trace-id'),
+    pytest.param(SpanContext(TRACE_128, 'x' * 16), False, id='span-id-not-hex'),
+    pytest.param(SpanContext(TRACE_128, SPAN, 'abc'), False, id='short-parent-id'),
+    pytest.param(SpanContext(TRACE_128, None, None, True), False, id='trace-id-alone'),
+    pytest.param(SpanContext(12, SPAN), False, id='trace-id-as-int'),
+])
+def test_a_given_propagator_s_context_with_invalid_ids_is_not_extracted(context, kept):
+    tracer, _ = make(propagator=_GivenContext(context))
+    extracted = tracer.extract(Format.HTTP_HEADERS, {'X-Any': '1'})
+    assert extracted is (context if kept else None)
+    # Either way the next span has valid ids: a child of it, or a new trace.
+    span = tracer.start_span('server', child_of=extracted)
+    assert valid_trace_id(span.context.trace_id) and valid_span_id(span.context.span_id)
+
+
+def test_a_propagator_that_says_it_checks_ids_is_taken_at_its_word():
+    # The built-in codecs say so and check every id they read (tests/propagation):
+    # the tracer does not check their contexts again.
+    unchecked = SpanContext(TRACE_128.upper(), SPAN)
+    tracer, _ = make(propagator=_GivenContext(unchecked, checks_ids=True))
+    assert tracer.extract(Format.HTTP_HEADERS, {'X-Any': '1'}) is unchecked
+    tracer, _ = make(propagator=_GivenContext(unchecked, checks_ids='yes'))
+    assert tracer.extract(Format.HTTP_HEADERS, {'X-Any': '1'}) is None
 
 
 @pytest.mark.parametrize('result', [pytest.param(True, id='ok'),
