@@ -813,7 +813,14 @@ class ProtobufEncoder:
         """An int attribute's field, cached (bounded); None: not a non-negative int64."""
         if type(value) is not int or not 0 <= value <= _INT64_MAX:
             return None
-        field = _attribute(key_field, b'\x18' + _varint(value))
+        # PERF: ports (and most sizes) in one C call, as the general path writes them:
+        # a new client port per connection misses the cache.
+        if value < 0x4000 or value >= 0x200000 or len(key_field) >= 0x70:
+            field = _attribute(key_field, b'\x18' + _varint(value))
+        else:
+            field = b'J%c%b\x04\x18%c%c%c' % (len(key_field) + 5, key_field,
+                                               (value & 0x7F) | 0x80,
+                                               ((value >> 7) & 0x7F) | 0x80, value >> 14)
         if len(cache) >= _INT_FIELDS_SIZE:
             cache.clear()
         cache[value] = field

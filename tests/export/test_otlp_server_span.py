@@ -128,6 +128,10 @@ def test_other_route_tags_for_the_same_shape_are_written():
                  id='shapes'),
     pytest.param(lambda index: {'peer_address': f'10.{index // 250}.{index % 250}.1'},
                  '_peer_fields', id='peer-addresses'),
+    # a new client port per connection, and sizes that differ per request
+    pytest.param(lambda index: {'peer_port': 20000 + index}, '_port_fields', id='ports'),
+    pytest.param(lambda index: {'response_size': 1 + index * 997}, '_size_fields',
+                 id='response-sizes'),
 ])
 def test_the_caches_are_bounded(vary, cache):
     # (White-box: the bounds are not observable through encode().)
