@@ -47,7 +47,7 @@ number of GIL hand-offs per span was. Hence this design:
   for encoding only when the process is saturated, which is exactly when nothing else
   would do it.
 * **Short critical sections.** The lock is held only for counters and O(1) or C-level
-  queue operations (a batch of thousands of pieces is one bisect and one slice, see
+  queue operations (a batch of thousands of pieces is a few whole chunks, see
   :class:`_PieceQueue`): a thread the interpreter preempts while holding it makes every
   reporting thread wait a switch interval. In the first version of this design, which
   popped pieces one by one under the lock, that wait was the request thread's largest
