@@ -55,7 +55,15 @@ def _runners(quick: bool, load: str) -> dict[str, Callable[[], tuple[dict[str, A
 
     def reporter() -> tuple[dict[str, Any], str]:
         result = bench_reporter.run(5_000, 2_000) if quick else bench_reporter.run()
-        return result, bench_reporter.format_summary(result, not quick)
+        text = bench_reporter.format_summary(result, not quick)
+        if bench_instructions.valgrind() is not None:
+            # the repeatable figure next to the wall-time one (see bench_reporter)
+            result['instructions'] = bench_reporter.count_instructions(
+                bench_reporter.QUICK_INSTRUCTION_SIZES if quick
+                else bench_reporter.INSTRUCTION_SIZES)
+            result['lost'] += result['instructions'].get('lost', [])
+            text += '\n' + bench_reporter.format_instructions(result['instructions'])
+        return result, text
 
     def delivery() -> tuple[dict[str, Any], str]:
         result = bench_delivery.run(0.5 if quick else 3.0, load=load)

@@ -34,6 +34,17 @@ Design (for speed, because encoding is most of a reporter's CPU cost):
 * As in the Zipkin encoder, each attribute's finished bytes (or JSON text) are cached
   per (key, value) for values that repeat (``component``, ``http.method``,
   ``http.status_code``, ...), in bounded caches; span names are cached likewise.
+* **The wrapper's server span** (:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`,
+  OpenTracing's tag names) with no tags, logs or references set through the API is
+  written by the protobuf encoder from its fields, never through the merged tag dict
+  (which costs as much to build as to encode): the bytes a route's requests share
+  (name, component, method, status, route and route tags, kind, an ERROR status for a
+  5xx) are made once per shape, and a peer's, a port's and a response size's fields once
+  per value (bounded caches). The result is the same bytes in the same order as the
+  general path gives for the merged tags (a test compares the two for every case);
+  anything unusual (a route tag named as a field, a negative port) takes the general
+  path. Measured with ``benchmarks/bench_instructions.py``: 22k instructions per
+  request less than the general path.
 
 Each encoder also reads the collector's answer (``read_response``): an
 ``ExportTraceServiceResponse`` whose ``partial_success.rejected_spans`` is positive gives a
@@ -81,7 +92,9 @@ from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _c_escape
 from typing import Any, Callable, Iterator, Optional, Union
 
+from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from .._types import PartialSuccess
+from ..tracer.span import SERVER_FIELD_TAGS, ServerSpan
 from ._framing import join_bytes, join_text
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
@@ -118,12 +131,18 @@ _PAIR_CACHE_KEYS = 64
 _PAIR_CACHE_VALUES = 32
 _PAIR_CACHE_LENGTH = 128
 _NAME_CACHE_SIZE = 256
+_SERVER_SHAPES_SIZE = 1024
+_PEER_FIELDS_SIZE = 1024
+_INT_FIELDS_SIZE = 1024
 
 _SPECIAL_TAGS = frozenset(('span.kind', 'error'))
 _REF_TYPES = {'child_of': 'child_of', 'follows_from': 'follows_from'}
 
 Value = Union[str, bool, int, float]
 Pairs = list[tuple[str, Value]]
+#: (route tags, name field or None: not usable, component and method, status code,
+#: route, route tags, kind and status); see ProtobufEncoder._server_shape.
+_ServerShape = tuple[Any, Optional[bytes], bytes, bytes, bytes]
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -480,6 +499,18 @@ class ProtobufEncoder:
         # key -> {value: the whole attributes field}; see _PAIR_CACHE_KEYS.
         self._pair_cache: dict[str, dict[Any, bytes]] = {}
         self._name_cache: dict[str, bytes] = {}
+        # The wrapper's ServerSpan (see _encode_server): the key fields of its
+        # per-request attributes, cut as _key_field cuts them.
+        (self._url_key, self._ipv4_key, self._ipv6_key, self._port_key,
+         self._size_key) = (_field(b'\x0a', _utf8(_cut(key, max_value_length))) + b'\x12'
+                            for key in ('http.url', 'peer.ipv4', 'peer.ipv6', 'peer.port',
+                                        TAG_RESPONSE_SIZE))
+        self._aborted_field = _pb_key_value(b'\x4a', TAG_ABORTED, True, max_value_length)
+        # (name, method, component, status, route) -> _ServerShape; address -> field
+        self._server_shapes: dict[Any, _ServerShape] = {}
+        self._peer_fields: dict[str, bytes] = {}
+        self._port_fields: dict[int, bytes] = {}
+        self._size_fields: dict[int, bytes] = {}
         self._build_resource(None if process_id is None else process_id())
 
     def _build_resource(self, pid: Optional[int]) -> None:
@@ -514,8 +545,26 @@ class ProtobufEncoder:
 
         Returns:
             The field's bytes (tag, length, ``Span``), or ``None`` when the span's ids are
-            not hex of their wire width (the span is then dropped, not sent).
+            not hex of their wire width (the span is then dropped, not sent; the
+            wrapper's server span is trusted, see :meth:`_encode_server`).
         """
+        if type(span) is ServerSpan and not span.merged and not span._tags \
+                and not span.logs and not span.references:
+            # PERF: the wrapper's server span with nothing set through the API: what a
+            # route's requests share is bytes made once per shape (see _server_shape).
+            try:
+                key: Any = (span.operation_name, span.method, span.component,
+                            span.status_code, span.route)
+                shape = self._server_shapes.get(key)
+            except TypeError:  # an unhashable value set by hand: no cache
+                key = shape = None
+            if shape is None or shape[0] is not span.route_tags:
+                shape = self._server_shape(span, key)
+            name_field = shape[1]
+            if name_field is not None:
+                encoded = self._encode_server(span, shape, name_field)
+                if encoded is not None:
+                    return encoded
         context = span.context
         trace_id = context.trace_id
         span_id = context.span_id
@@ -669,6 +718,7 @@ class ProtobufEncoder:
                 add(_STATUS_FIELDS[status])
         # What the tracer's span limits dropped (dropped_attributes_count = 10,
         # dropped_events_count = 12); absent (zero) on nearly every span.
+        # PERF: _dropped_fields inlined: one call fewer on every span of this path.
         dropped_attributes, dropped_events = _dropped_counts(span)
         if dropped_attributes:
             add(b'\x50' + _varint(dropped_attributes))
@@ -678,6 +728,150 @@ class ProtobufEncoder:
         size = len(body)
         # The ScopeSpans 'spans' field (2): tag, length, Span.
         return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+    def _encode_server(self, span: Any, shape: _ServerShape, name_field: bytes
+                       ) -> Optional[bytes]:
+        """The bytes :meth:`encode` makes of a ServerSpan without tags set through the
+        API, logs or references, the same bytes in the same order, made with the shape's
+        shared parts (``None``: a value the generic path must map, such as a port out
+        of range).
+
+        The ids are not checked: a ServerSpan is made only by the WSGI wrapper, from
+        the tracer's id generator and ``extract()``, whose ids the tracer guarantees
+        (see ``tracer/context.py``); ``bytes.fromhex`` still turns them into bytes.
+        """
+        context = span._context
+        trace_id = context.trace_id
+        if len(trace_id) == 16:
+            trace_id = '0000000000000000' + trace_id
+        parent_id = context.parent_id
+        start = round(span.start_time * 1e6) * 1000
+        duration = round(span.duration * 1e9)
+        limit = self.max_value_length
+        url = span.url
+        if len(url) > limit:
+            url = url[:limit]
+        try:
+            data = url.encode()
+        except UnicodeEncodeError:  # a lone surrogate: see _utf8
+            data = url.encode('utf-8', 'replace')
+        size = len(data)
+        key_field = self._url_key
+        total = len(key_field) + size + 3
+        address = span.peer_address
+        if address:
+            # PERF: a peer's field is made once per address (bounded).
+            peer = self._peer_fields.get(address)
+            if peer is None:
+                peer = self._peer_field(address)
+        else:
+            peer = b''
+        # PERF: a port's and a response size's fields are looked up, as the general
+        # path's pair cache does (a varint made in Python costs several calls).
+        port = span.peer_port
+        port_field: Optional[bytes]
+        size_field: Optional[bytes]
+        if port is None:
+            port_field = b''
+        else:
+            port_field = self._port_fields.get(port)
+            if port_field is None:
+                port_field = self._int_field(self._port_fields, self._port_key, port)
+                if port_field is None:
+                    return None
+        sent = span.response_size
+        if sent:
+            size_field = self._size_fields.get(sent)
+            if size_field is None:
+                size_field = self._int_field(self._size_fields, self._size_key, sent)
+                if size_field is None:
+                    return None
+        else:
+            size_field = b''
+        tracestate = context.tracestate
+        # PERF: one join of every part, in the general path's order; absent ones empty.
+        body = b''.join((
+            bytes.fromhex(f'0a10{trace_id}1208{context.span_id}' if parent_id is None
+                          else f'0a10{trace_id}1208{context.span_id}2208{parent_id}'),
+            name_field,
+            _pack_times(0x39, start, 0x41, start + (duration if duration > 0 else 0)),
+            _field(b'\x1a', _utf8(tracestate)) if tracestate else b'',
+            shape[2],
+            b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
+            else _attribute(key_field, b'\n' + _varint(size) + data),
+            peer, port_field, shape[3], size_field,
+            self._aborted_field if span.aborted else b'',
+            shape[4],
+            _dropped_fields(span) if span.dropped_attributes_count
+            or span.dropped_events_count else b''))
+        size = len(body)
+        return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+    @staticmethod
+    def _int_field(cache: dict[int, bytes], key_field: bytes, value: Any
+                   ) -> Optional[bytes]:
+        """An int attribute's field, cached (bounded); None: not a non-negative int64."""
+        if type(value) is not int or not 0 <= value <= _INT64_MAX:
+            return None
+        # PERF: ports (and most sizes) in one C call, as the general path writes them:
+        # a new client port per connection misses the cache.
+        if value < 0x4000 or value >= 0x200000 or len(key_field) >= 0x70:
+            field = _attribute(key_field, b'\x18' + _varint(value))
+        else:
+            field = b'J%c%b\x04\x18%c%c%c' % (len(key_field) + 5, key_field,
+                                               (value & 0x7F) | 0x80,
+                                               ((value >> 7) & 0x7F) | 0x80, value >> 14)
+        if len(cache) >= _INT_FIELDS_SIZE:
+            cache.clear()
+        cache[value] = field
+        return field
+
+    def _peer_field(self, address: str) -> bytes:
+        """The ``peer.ipv4``/``peer.ipv6`` attribute of a peer address (cached)."""
+        field = _pb_key_value(b'\x4a', 'peer.ipv6' if ':' in address else 'peer.ipv4',
+                              address, self.max_value_length)
+        if len(self._peer_fields) >= _PEER_FIELDS_SIZE:
+            self._peer_fields.clear()
+        self._peer_fields[address] = field
+        return field
+
+    def _server_shape(self, span: Any, key: Any) -> _ServerShape:
+        """The bytes a ServerSpan shares with the other requests of its shape.
+
+        Returns ``(route_tags, name field, the attributes before http.url (component,
+        http.method), the ones between the peer and the response size
+        (http.status_code), and the rest (http.route, the route's tags, the kind and
+        flags, an ERROR status for a 5xx))``, in the order :meth:`encode` writes them
+        for the same span; the name field is ``None`` when a route tag has the name of a
+        field (then the generic path maps the merged tags). Cached by ``key`` (bounded;
+        the route tags compared by identity, as in the Zipkin encoder).
+        """
+        limit = self.max_value_length
+        route_tags = span.route_tags
+        name = span.operation_name
+        name_field = self._name_cache.get(name) if type(name) is str else None
+        if name_field is None:
+            name_field = self._name_field(name)
+        code = span.status_code
+        route = span.route
+        usable = not route_tags or all(type(tag) is str for tag in route_tags) and \
+            route_tags.keys().isdisjoint(SERVER_FIELD_TAGS)
+        shape: _ServerShape = (
+            route_tags, name_field if usable else None,
+            _pb_key_value(b'\x4a', 'component', _value(span.component), limit)
+            + _pb_key_value(b'\x4a', 'http.method', _value(span.method), limit),
+            _pb_key_value(b'\x4a', 'http.status_code', _value(code), limit) if code else b'',
+            (_pb_key_value(b'\x4a', TAG_ROUTE, _value(route), limit) if route else b'')
+            + (b''.join(_pb_key_value(b'\x4a', tag, _value(value), limit)
+                        for tag, value in route_tags.items()) if route_tags and usable
+               else b'')
+            + _KIND_FIELDS['server']
+            + (_STATUS_FIELDS[_STATUS_ERROR] if type(code) is int and code >= 500 else b''))
+        if key is not None:
+            if len(self._server_shapes) >= _SERVER_SHAPES_SIZE:
+                self._server_shapes.clear()
+            self._server_shapes[key] = shape
+        return shape
 
     def _name_field(self, name: Any) -> bytes:
         text = name if type(name) is str else _text(name)
@@ -697,6 +891,13 @@ class ProtobufEncoder:
             if len(self._pair_cache) < _PAIR_CACHE_KEYS:
                 self._pair_cache[key] = {}
         return field
+
+
+def _dropped_fields(span: Any) -> bytes:
+    """The protobuf fields of the span's dropped counts (see ProtobufEncoder.encode)."""
+    attributes, events = _dropped_counts(span)
+    return ((b'\x50' + _varint(attributes) if attributes else b'')
+            + (b'\x60' + _varint(events) if events else b''))
 
 
 def _dropped_counts(span: Any) -> tuple[int, int]:

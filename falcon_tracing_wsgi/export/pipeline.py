@@ -47,7 +47,7 @@ number of GIL hand-offs per span was. Hence this design:
   for encoding only when the process is saturated, which is exactly when nothing else
   would do it.
 * **Short critical sections.** The lock is held only for counters and O(1) or C-level
-  queue operations (a batch of thousands of pieces is one bisect and one slice, see
+  queue operations (a batch of thousands of pieces is a few whole chunks, see
   :class:`_PieceQueue`): a thread the interpreter preempts while holding it makes every
   reporting thread wait a switch interval. In the first version of this design, which
   popped pieces one by one under the lock, that wait was the request thread's largest
@@ -144,7 +144,7 @@ import threading
 import weakref
 from bisect import bisect_right
 from collections import deque
-from itertools import accumulate, islice
+from itertools import accumulate, repeat, starmap
 from time import monotonic as _monotonic
 from time import sleep as _sleep
 from typing import Any, Callable, Optional, Union
@@ -189,74 +189,97 @@ Piece = Union[str, bytes]
 class _PieceQueue:
     """Encoded pieces waiting to be sent, with their sizes (use with the lock held).
 
-    PERF: the methods are C-level work: a batch of thousands of pieces is taken with one
-    bisect over the running sizes and one list slice, never one ``popleft`` per piece.
-    This runs with the reporter's lock held, and a thread that the interpreter preempts
-    while holding it makes every reporting thread wait a whole switch interval (5 ms).
+    The pieces are kept in the chunks they were encoded in (a list of up to 256 pieces
+    and its size in bytes), oldest first.
+
+    PERF: nothing here runs per piece in Python. A batch takes whole chunks while they
+    fit (one ``popleft`` and one C-level list extend each); only the chunk at the
+    batch's edge is measured piece by piece (one ``accumulate`` and one bisect). This
+    runs with the reporter's lock held, and a thread that the interpreter preempts while
+    holding it makes every reporting thread wait a whole switch interval (5 ms). Kept
+    per chunk, the running sizes of every piece are never computed (they cost ~1,000
+    instructions per span, counted with ``bench_reporter.py --instructions``).
 
     ``len()`` and ``bytes`` are also read *without* the lock (``report()``'s bounds), so
     each is one attribute that a writer replaces in one store: a reader sees the value
-    before or after an operation, never a mix (``len(_items) - _head`` read between
-    ``take()``'s two stores was negative, and ``len()`` raised on the request thread).
+    before or after an operation, never a mix (a length computed from two attributes
+    read between a take's two stores was negative, and ``len()`` raised on the request
+    thread).
     """
 
-    __slots__ = ('_items', '_ends', '_head', '_taken', '_count', 'bytes')
+    __slots__ = ('_chunks', '_count', 'bytes')
 
     def __init__(self) -> None:
-        self._items: list[Piece] = []
-        self._ends: list[int] = []  # running size after each item (never rebased)
-        self._head = 0              # the first item not taken yet
-        self._taken = 0             # the running size before it
-        self._count = 0             # len(_items) - _head, for readers without the lock
+        self._chunks: deque[tuple[list[Piece], int]] = deque()
+        self._count = 0  # pieces in every chunk, for readers without the lock
         self.bytes = 0
 
     def __len__(self) -> int:
         return self._count
 
     def extend(self, pieces: list[Piece], size: int) -> None:
+        """Add a chunk of pieces whose sizes add up to ``size`` (the list is kept)."""
         if pieces:
-            last = self._ends[-1] if self._ends else self._taken
-            self._items.extend(pieces)
-            self._ends.extend(islice(accumulate(map(len, pieces), initial=last), 1, None))
+            self._chunks.append((pieces, size))
             self._count += len(pieces)
             self.bytes += size
 
     def take(self, cap: int, budget: int) -> list[Piece]:
         """The oldest pieces, at most ``cap`` of them and ``budget`` bytes with framing."""
-        head, ends, taken = self._head, self._ends, self._taken
-        count = min(len(self._items) - head, cap)
-        if count <= 0:
-            return []
-        count = bisect_right(ends, taken + budget, head, head + count) - head
-        while count > 1 and ends[head + count - 1] - taken + count * _PIECE_OVERHEAD > budget:
-            count -= max(1, count // 64)  # the framing allowance: a step or two back
-        count = max(count, 1)  # one piece always fits: larger ones failed when encoded
-        batch = self._items[head:head + count]
+        chunks = self._chunks
+        batch: list[Piece] = []
+        count = taken = 0
+        while chunks:
+            pieces, size = chunks[0]
+            more = len(pieces)
+            if count + more <= cap and \
+                    taken + size + (count + more) * _PIECE_OVERHEAD <= budget:
+                chunks.popleft()
+                batch += pieces
+                count += more
+                taken += size
+                continue
+            # The batch's edge is in this chunk: as many of its pieces as fit.
+            ends = list(accumulate(map(len, pieces)))
+            fit = min(bisect_right(ends, budget - taken), cap - count)
+            while fit > 0 and taken + ends[fit - 1] + (count + fit) * _PIECE_OVERHEAD > budget:
+                fit -= max(1, fit // 64)  # the framing allowance: a step or two back
+            if not count and fit <= 0:
+                fit = 1  # one piece always fits: larger ones failed when encoded
+            if fit >= more:  # a lone piece larger than the budget (see above)
+                chunks.popleft()
+            elif fit > 0:
+                chunks[0] = (pieces[fit:], size - ends[fit - 1])
+            if fit > 0:
+                batch += pieces[:fit]
+                count += fit
+                taken += ends[fit - 1]
+            break
         self._count -= count
-        self._head = head = head + count
-        self.bytes -= ends[head - 1] - taken
-        self._taken = ends[head - 1]
-        if head == len(self._items):
-            self.clear()
-        elif head > 4096 and head * 2 > len(self._items):
-            del self._items[:head]
-            del self._ends[:head]
-            self._head = 0
+        self.bytes -= taken
         return batch
 
     def put_back(self, pieces: list[Piece]) -> None:
         """Put taken pieces back at the head (a flush out of time: rare)."""
-        items = pieces + self._items[self._head:]
-        size = sum(map(len, pieces))
-        waiting = self.bytes
-        self.clear()
-        self.extend(items, waiting + size)
+        if pieces:
+            size = sum(map(len, pieces))
+            self._chunks.appendleft((pieces, size))
+            self._count += len(pieces)
+            self.bytes += size
 
     def clear(self) -> None:
         self._count = 0
-        self._items.clear()
-        self._ends.clear()
-        self._head = self._taken = self.bytes = 0
+        self._chunks.clear()
+        self.bytes = 0
+
+
+def _pop(queue: deque[Any], count: int) -> list[Any]:
+    """The ``count`` oldest spans of ``queue`` (with the lock held).
+
+    PERF: ``starmap`` calls ``popleft`` in a C loop: half the instructions of a list
+    comprehension, inside the lock's critical section.
+    """
+    return list(starmap(queue.popleft, repeat((), count)))
 
 
 class _WarningGate:
@@ -506,7 +529,7 @@ class BatchReporter:
         # kept the same pause, but paid the two lock sections twice as often).
         with self._lock:
             count = min(_HELP, len(queue))
-            batch = [queue.popleft() for _ in range(count)]
+            batch = _pop(queue, count)
             self._encoding += count
             self._update_limits()
         self._encode_into_queue(batch)
@@ -558,10 +581,12 @@ class BatchReporter:
         except Exception:
             fast = None
         if fast and None not in fast:
-            lengths = list(map(len, fast))
-            if max(lengths) <= largest:
+            # PERF: a chunk no larger than the largest piece allowed has no piece too
+            # large: one pass for the usual chunk (the max only past that).
+            total = sum(map(len, fast))
+            if total <= largest or max(map(len, fast)) <= largest:
                 pieces = fast
-                size = sum(lengths)
+                size = total
                 rest = []
         add = pieces.append
         for span in rest:
@@ -623,8 +648,7 @@ class BatchReporter:
                 count = min(len(self._queue), _ENCODE_CHUNK, left)
                 if count <= 0:
                     return
-                popleft = self._queue.popleft
-                batch = [popleft() for _ in range(count)]
+                batch = _pop(self._queue, count)
                 self._encoding += count
                 self._update_limits()
             left -= count

@@ -684,36 +684,70 @@ def test_exit_flushes_within_the_deadline_and_logs_one_summary(
     assert elapsed < 10.0  # the hanging collector does not hold the exit
 
 
-@pytest.mark.parametrize('sizes', [(5000, 4200, 800), (300, 300), (10, 3, 7)])
+@pytest.mark.parametrize('sizes', [(5000, 4200, 800), (300, 300), (10, 3, 7),
+                                   (1000, 1, 255, 256, 300, 188)])
 def test_the_encoded_queue_length_read_without_the_lock_is_never_a_mix(sizes) -> None:
     """``report()`` reads the encoded queue's length without the lock. A reader that runs
-    between the steps of a take (its list shortened, its head not reset yet) must see the
-    length before or after the take, never a negative or made-up one (``len()`` raised
-    ValueError on a request thread under load)."""
+    between the steps of a take (a chunk taken or cut, the count not updated yet) must
+    see the length before or after the take, never a negative or made-up one (``len()``
+    raised ValueError on a request thread under load)."""
+    from collections import deque
+
     from falcon_tracing_wsgi.export.pipeline import _PieceQueue
     queue = _PieceQueue()
     seen: list[int] = []
 
-    class Probe(list):  # runs a lock-free reader between the queue's own steps
-        def __delitem__(self, index: Any) -> None:
-            super().__delitem__(index)
+    class Probe(deque):  # runs a lock-free reader between the queue's own steps
+        def popleft(self) -> Any:
+            item = super().popleft()
+            seen.append(len(queue))
+            return item
+
+        def __setitem__(self, index: Any, value: Any) -> None:
+            super().__setitem__(index, value)
             seen.append(len(queue))
 
-        def clear(self) -> None:
-            super().clear()
-            seen.append(len(queue))
-
-    queue._items = Probe()
+    queue._chunks = Probe()
     total, *takes = sizes
-    queue.extend(['{}'] * total, 2 * total)
+    for start in range(0, total, 256):  # chunks as the encoder makes them
+        count = min(256, total - start)
+        queue.extend(['{}'] * count, 2 * count)
     left = total
     for count in takes:
         seen.clear()
         batch = queue.take(count, 1 << 30)
-        assert len(batch) == count
+        assert len(batch) == count and seen
         assert all(value in (left, left - count) for value in seen), seen
         left -= count
         assert len(queue) == left and queue.bytes == 2 * left
+
+
+@pytest.mark.parametrize('sizes, cap, budget, expected', [
+    # (piece sizes per chunk, cap, budget) -> pieces taken; 8 bytes of framing each
+    pytest.param([[10] * 4, [10] * 4], 100, 1000, 8, id='everything-fits'),
+    pytest.param([[10] * 4, [10] * 4], 6, 1000, 6, id='cap-inside-a-chunk'),
+    pytest.param([[10] * 4, [10] * 4], 4, 1000, 4, id='cap-at-a-chunk-edge'),
+    pytest.param([[10] * 4, [10] * 4], 100, 5 * 18, 5, id='budget-inside-a-chunk'),
+    pytest.param([[10] * 4, [10] * 4], 100, 5 * 18 - 1, 4, id='framing-counted'),
+    pytest.param([[500], [10]], 100, 100, 1, id='a-large-piece-alone'),
+    pytest.param([[10], [500], [10]], 100, 100, 1, id='a-large-piece-waits-its-turn'),
+])
+def test_a_take_stops_at_the_cap_or_the_budget(sizes, cap, budget, expected) -> None:
+    from falcon_tracing_wsgi.export.pipeline import _PieceQueue
+    queue = _PieceQueue()
+    pieces = []
+    for chunk in sizes:
+        made = [f'{len(pieces) + index:0{size}d}' for index, size in enumerate(chunk)]
+        pieces += made
+        queue.extend(list(made), sum(chunk))
+    taken = []
+    while len(queue):
+        batch = queue.take(cap, budget)
+        assert batch  # a take always makes progress
+        taken.append(batch)
+        assert queue.bytes == sum(map(len, pieces)) - sum(len(p) for b in taken for p in b)
+    assert len(taken[0]) == expected
+    assert [piece for batch in taken for piece in batch] == pieces  # in order, once each
 
 
 @pytest.mark.parametrize('piece_bytes, yields', [(10_000, True), (100, False)])
