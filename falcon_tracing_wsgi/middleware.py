@@ -112,13 +112,13 @@ from ._keys import (
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
     ALWAYS_REDACTED, IN_FLIGHT, UNCLOSED, EnvironHeaders, Exclusion, TracedResponse,
-    build_exclusion, build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
-    set_tags,
+    build_exclusion, build_stable_tagger, build_stable_values, build_url_builder, context_ids,
+    environ_key, finish_unclosed, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
 from .tracer.scope import bare_activation, scope_resetter
-from .tracer.span import ServerSpan, Span
+from .tracer.span import ServerSpan, Span, StableServerSpan
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
@@ -194,14 +194,18 @@ class TracingMiddleware:
         self._url = build_url_builder(config.redact_query, config.record_query)
         names = _semconv.names(config.effective_http_semconv)
         self._stable_tags = build_stable_tagger(config.redact_query, config.record_query,
-                                                config.http_known_methods)
+                                                config.http_known_methods,
+                                                config.attribute_value_length_limit)
+        self._stable_values = build_stable_values(config.redact_query, config.record_query,
+                                                  config.http_known_methods,
+                                                  config.attribute_value_length_limit)
         # PERF: the scheme is decided here; a request calls one writer and stores under
         # precomputed keys (see on_finish), never testing the scheme.
         self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
             self._request_tags_old if names.scheme == _semconv.OLD
             else self._request_tags_stable if names.scheme == _semconv.STABLE
             else self._request_tags_dup)
-        # The status goes under one key; 'dup' adds the stable one in _finish_stable.
+        # The status goes under one key; 'dup' adds the stable one in on_finish.
         self._status_key = names.status_code[0]
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
@@ -209,6 +213,8 @@ class TracingMiddleware:
         # PERF: with OpenTracing's names (the default) our tracer's server span holds its
         # standard tags as fields (ServerSpan); the other schemes write a tag dict.
         self._server_fields = names.scheme == _semconv.OLD
+        # ... and with the stable names alone a StableServerSpan.
+        self._stable_fields = names.scheme == _semconv.STABLE
         self._known_methods = frozenset(config.http_known_methods)
         #: The compiled redaction names, also applied to recorded exception texts.
         self.redact_names = compile_names(config.redact_query)
@@ -395,10 +401,11 @@ class TracingMiddleware:
         """Add the request's tags, OpenTelemetry's stable names."""
         tags[_COMPONENT] = self._component
         self._stable_tags(environ, method, tags)
+        limit = self._value_length
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
-                tags[tag] = REDACTED if redacted else value
+                tags[tag] = REDACTED if redacted else value[:limit]
 
     def _request_tags_dup(self, environ: dict[str, Any], method: str,
                           tags: dict[str, Any]) -> None:
@@ -474,7 +481,7 @@ class TracingMiddleware:
         kind = type(span)
         if route:
             name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
-            if kind is ServerSpan:
+            if kind is ServerSpan or kind is StableServerSpan:
                 # PERF: Span.set_operation_name inlined (the name is a str).
                 span_limit = span._tracer._value_length
                 span.operation_name = name if len(name) <= span_limit else name[:span_limit]
@@ -484,17 +491,19 @@ class TracingMiddleware:
         extra = environ.get(ENVIRON_ROUTE_TAGS)
         # not an outer wrapper's span
         route_tags = extra[1] if extra is not None and extra[0] is span else None
-        if kind is ServerSpan and not span.merged:
-            # PERF: the outcome goes into the fields (OpenTracing's names only, so
-            # nothing of _finish_stable applies).
+        if (kind is ServerSpan or kind is StableServerSpan) and not span.merged:
+            # PERF: the outcome goes into the fields.
             span.status_code = response.status_code
             span.response_size = response.sent_bytes
             span.aborted = not response.exhausted
             span.route = route or None
             span.route_tags = route_tags
+            if kind is StableServerSpan:
+                span.error_type = self._stable_outcome(response, response.status_code,
+                                                       route)
             return
         # PERF: our own span's tag dict is written directly (no set_tags calls).
-        own = kind is Span or kind is ServerSpan
+        own = kind is Span or kind is ServerSpan or kind is StableServerSpan
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
         if code:
@@ -515,26 +524,27 @@ class TracingMiddleware:
                     tags[key] = value[:limit] if type(value) is str else value
         # PERF: the OpenTracing names (the default) cost one test more, nothing else.
         if self._stable_finish:
-            self._finish_stable(response, code, tags, route)
+            error_type = self._stable_outcome(response, code, route)
+            if code and self._stable_status_key is not None:
+                tags[self._stable_status_key] = code  # dup: the second status key
+            if error_type is not None:
+                tags[_semconv.ERROR_TYPE] = error_type
         if not own:
             set_tags(span, tags)
 
-    def _finish_stable(self, response: TracedResponse, code: int, tags: dict[str, Any],
-                       route: Any) -> None:
-        """What only the stable names have: the second status key of ``dup``,
-        ``error.type`` (see the module docstring), and the span name ``HTTP [route]`` for
-        a method outside the known list, as the conventions require (a client must not
-        be able to mint span names)."""
+    def _stable_outcome(self, response: TracedResponse, code: int, route: Any
+                        ) -> Optional[str]:
+        """What only the stable names have: the span name ``HTTP [route]`` for a method
+        outside the known list, as the conventions require (a client must not be able to
+        mint span names), set here; and ``error.type`` (see the module docstring),
+        returned."""
         method = response.environ.get('REQUEST_METHOD') or 'GET'
         if method not in self._known_methods:
             response.span.set_operation_name(f'HTTP {route}' if route else 'HTTP')
-        if code and self._stable_status_key is not None:
-            tags[self._stable_status_key] = code
         error_type = response.error_type
         if error_type is None and code >= 500:
             error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
-        if error_type is not None:
-            tags[_semconv.ERROR_TYPE] = error_type
+        return error_type
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
@@ -582,8 +592,10 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     start_trace = tracer._start_trace  # a friend: this is the tracer's own fast path
     request_tags = middleware._request_tags
     request_hook = middleware._request_hook
-    fields = middleware._server_fields
-    span_class = ServerSpan if fields else Span
+    span_class = (ServerSpan if middleware._server_fields
+                  else StableServerSpan if middleware._stable_fields else Span)
+    fields = span_class is not Span  # the kind is a field: no tag dict to make
+    stable_values = middleware._stable_values
     component = middleware._component
     url_of = middleware._url
     limit = middleware._value_length
@@ -641,6 +653,22 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = None
+            if capture:
+                own = span._tags
+                for key, tag, redacted in capture:
+                    value = environ.get(key)
+                    if value is not None:
+                        own[tag] = REDACTED if redacted else value[:limit]
+        elif type(span) is StableServerSpan:
+            # PERF: the request's tags as fields (see StableServerSpan).
+            span.component = component
+            (span.method, span.method_original, span.scheme, span.path, span.query,
+             span.server_address, span.server_port, span.peer_address, span.peer_port,
+             span.client_address, span.protocol_version, span.user_agent
+             ) = stable_values(environ, method)
+            span.status_code = span.response_size = 0
+            span.aborted = span.merged = False
+            span.route = span.route_tags = span.error_type = None
             if capture:
                 own = span._tags
                 for key, tag, redacted in capture:

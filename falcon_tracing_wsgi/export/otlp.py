@@ -94,7 +94,8 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from .._types import PartialSuccess
-from ..tracer.span import SERVER_FIELD_TAGS, ServerSpan
+from .. import _semconv as semconv
+from ..tracer.span import SERVER_FIELD_TAGS, STABLE_FIELD_TAGS, ServerSpan, StableServerSpan
 from ._framing import join_bytes, join_text
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
@@ -143,6 +144,10 @@ Pairs = list[tuple[str, Value]]
 #: (route tags, name field or None: not usable, component and method, status code,
 #: route, route tags, kind and status); see ProtobufEncoder._server_shape.
 _ServerShape = tuple[Any, Optional[bytes], bytes, bytes, bytes]
+#: StableServerSpan's fields written as groups (see ProtobufEncoder._encode_stable).
+_SERVER_GROUP = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT, semconv.NETWORK_PEER_ADDRESS)
+_CLIENT_GROUP = (semconv.CLIENT_ADDRESS, semconv.NETWORK_PROTOCOL_VERSION,
+                 semconv.USER_AGENT)
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -511,6 +516,16 @@ class ProtobufEncoder:
         self._peer_fields: dict[str, bytes] = {}
         self._port_fields: dict[int, bytes] = {}
         self._size_fields: dict[int, bytes] = {}
+        # StableServerSpan (see _encode_stable): the keys of its per-request attributes
+        # written per span, and per key a bounded cache of the fields of its values.
+        self._path_key, self._query_key = (
+            _field(b'\x0a', _utf8(_cut(key, max_value_length))) + b'\x12'
+            for key in (semconv.URL_PATH, semconv.URL_QUERY))
+        self._peer_port_key = (_field(b'\x0a', _utf8(_cut(semconv.NETWORK_PEER_PORT,
+                                                       max_value_length))) + b'\x12')
+        self._server_groups: dict[tuple[Any, ...], bytes] = {}
+        self._client_groups: dict[tuple[Any, ...], bytes] = {}
+        self._stable_ports: dict[int, bytes] = {}
         self._build_resource(None if process_id is None else process_id())
 
     def _build_resource(self, pid: Optional[int]) -> None:
@@ -563,6 +578,22 @@ class ProtobufEncoder:
             name_field = shape[1]
             if name_field is not None:
                 encoded = self._encode_server(span, shape, name_field)
+                if encoded is not None:
+                    return encoded
+        elif type(span) is StableServerSpan and not span.merged and not span._tags \
+                and not span.logs and not span.references:
+            # PERF: the same for the stable names (see _encode_stable).
+            try:
+                key = (span.operation_name, span.method, span.component, span.status_code,
+                       span.route, span.scheme, span.error_type, span.method_original)
+                shape = self._server_shapes.get(key)
+            except TypeError:  # an unhashable value set by hand: no cache
+                key = shape = None
+            if shape is None or shape[0] is not span.route_tags:
+                shape = self._stable_shape(span, key)
+            name_field = shape[1]
+            if name_field is not None:
+                encoded = self._encode_stable(span, shape, name_field)
                 if encoded is not None:
                     return encoded
         context = span.context
@@ -806,6 +837,152 @@ class ProtobufEncoder:
             or span.dropped_events_count else b''))
         size = len(body)
         return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+    def _encode_stable(self, span: Any, shape: _ServerShape, name_field: bytes
+                       ) -> Optional[bytes]:
+        """:meth:`_encode_server` for a StableServerSpan: the same bytes as the general
+        path gives for its merged tags, in the same order (``None``: a value the general
+        path must map)."""
+        context = span._context
+        trace_id = context.trace_id
+        if len(trace_id) == 16:
+            trace_id = '0000000000000000' + trace_id
+        parent_id = context.parent_id
+        start = round(span.start_time * 1e6) * 1000
+        duration = round(span.duration * 1e9)
+        limit = self.max_value_length
+        path = self._text_field(self._path_key, span.path, limit)
+        query = span.query
+        query_field = b'' if query is None else self._text_field(self._query_key, query, limit)
+        # PERF: what repeats between one client's requests (the host, the peer, the
+        # client, the protocol, the user agent) is bytes made once per combination, in
+        # two groups around the peer's port, which changes per connection (bounded
+        # caches: the client sends most of these).
+        server = (span.server_address, span.server_port, span.peer_address)
+        front = self._server_groups.get(server)
+        if front is None:
+            front = self._value_fields(self._server_groups, server, _SERVER_GROUP)
+            if front is None:
+                return None
+        client = (span.client_address, span.protocol_version, span.user_agent)
+        back = self._client_groups.get(client)
+        if back is None:
+            back = self._value_fields(self._client_groups, client, _CLIENT_GROUP)
+            if back is None:
+                return None
+        port = span.peer_port
+        port_field: Optional[bytes]
+        if port is None:
+            port_field = b''
+        else:
+            port_field = self._stable_ports.get(port)
+            if port_field is None:
+                port_field = self._int_field(self._stable_ports, self._peer_port_key, port)
+                if port_field is None:
+                    return None
+        sent = span.response_size
+        if sent:
+            size_field = self._size_fields.get(sent)
+            if size_field is None:
+                size_field = self._int_field(self._size_fields, self._size_key, sent)
+                if size_field is None:
+                    return None
+        else:
+            size_field = b''
+        tracestate = context.tracestate
+        body = b''.join((
+            bytes.fromhex(f'0a10{trace_id}1208{context.span_id}' if parent_id is None
+                          else f'0a10{trace_id}1208{context.span_id}2208{parent_id}'),
+            name_field,
+            _pack_times(0x39, start, 0x41, start + (duration if duration > 0 else 0)),
+            _field(b'\x1a', _utf8(tracestate)) if tracestate else b'',
+            shape[2], path, query_field, front, port_field, back, shape[3], size_field,
+            self._aborted_field if span.aborted else b'',
+            shape[4],
+            _dropped_fields(span) if span.dropped_attributes_count
+            or span.dropped_events_count else b''))
+        size = len(body)
+        return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+    @staticmethod
+    def _text_field(key_field: bytes, value: Any, limit: int) -> bytes:
+        """A str attribute's field, as the general path writes it."""
+        if type(value) is not str:
+            value = _value(value)
+            if type(value) is not str:
+                return _attribute(key_field, _pb_any(value))
+        if len(value) > limit:
+            value = value[:limit]
+        try:
+            data = value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: see _utf8
+            data = value.encode('utf-8', 'replace')
+        size = len(data)
+        total = len(key_field) + size + 3
+        return (b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
+                else _attribute(key_field, b'\n' + _varint(size) + data))
+
+    def _value_fields(self, cache: dict[Any, bytes], values: tuple[Any, ...],
+                      keys: tuple[str, ...]) -> Optional[bytes]:
+        """The attributes of a group of str or int fields (``None``: no attribute),
+        cached (bounded); None for a value the general path must map (an int that is
+        negative or past int64, another type)."""
+        fields = []
+        for key, value in zip(keys, values):
+            if value is None:
+                continue
+            if type(value) is int:
+                if not 0 <= value <= _INT64_MAX:
+                    return None
+            elif type(value) is not str:
+                return None
+            fields.append(_pb_key_value(b'\x4a', key, value, self.max_value_length))
+        joined = b''.join(fields)
+        if len(cache) >= _INT_FIELDS_SIZE:
+            cache.clear()
+        cache[values] = joined
+        return joined
+
+    def _stable_shape(self, span: Any, key: Any) -> _ServerShape:
+        """:meth:`_server_shape` for a StableServerSpan: ``(route_tags, name field or
+        None, component to url.scheme, http.response.status_code, the rest (http.route,
+        route tags, error.type, kind and flags, an ERROR status for a 5xx))``."""
+        limit = self.max_value_length
+        route_tags = span.route_tags
+        name = span.operation_name
+        name_field = self._name_cache.get(name) if type(name) is str else None
+        if name_field is None:
+            name_field = self._name_field(name)
+        code = span.status_code
+        route = span.route
+        usable = type(code) is int and (not route_tags or (
+            all(type(tag) is str for tag in route_tags)
+            and route_tags.keys().isdisjoint(STABLE_FIELD_TAGS)))
+        original = span.method_original
+        error_type = span.error_type
+        shape: _ServerShape = (
+            route_tags, name_field if usable else None,
+            _pb_key_value(b'\x4a', 'component', _value(span.component), limit)
+            + _pb_key_value(b'\x4a', semconv.REQUEST_METHOD, _value(span.method), limit)
+            + (_pb_key_value(b'\x4a', semconv.METHOD_ORIGINAL, _value(original), limit)
+               if original is not None else b'')
+            + _pb_key_value(b'\x4a', semconv.URL_SCHEME, _value(span.scheme), limit),
+            _pb_key_value(b'\x4a', semconv.RESPONSE_STATUS_CODE, code, limit) if code
+            else b'',
+            (_pb_key_value(b'\x4a', TAG_ROUTE, _value(route), limit) if route else b'')
+            + (b''.join(_pb_key_value(b'\x4a', tag, _value(value), limit)
+                        for tag, value in route_tags.items()) if route_tags and usable
+               else b'')
+            + (_pb_key_value(b'\x4a', semconv.ERROR_TYPE, _value(error_type), limit)
+               if error_type is not None else b'')
+            + _KIND_FIELDS['server']
+            + (_STATUS_FIELDS[_STATUS_ERROR] if usable and code >= 500 else b''))
+        # An unknown method's original text is the client's: never a cache key.
+        if key is not None and original is None:
+            if len(self._server_shapes) >= _SERVER_SHAPES_SIZE:
+                self._server_shapes.clear()
+            self._server_shapes[key] = shape
+        return shape
 
     @staticmethod
     def _int_field(cache: dict[int, bytes], key_field: bytes, value: Any
