@@ -107,7 +107,7 @@ from opentracing import tags as ot_tags
 from . import _semconv
 from ._keys import (
     ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS,
-    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,  # noqa: F401 (importable here)
 )
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
@@ -118,7 +118,7 @@ from ._wsgi import (
 from .config import TracingConfig
 from .tracer.context import SpanContext
 from .tracer.scope import bare_activation, scope_resetter
-from .tracer.span import ServerSpan, Span, StableServerSpan
+from .tracer.span import ServerSpan, Span, StableServerSpan, add_outcome_tags
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
@@ -139,7 +139,6 @@ _SERVER = ot_tags.SPAN_KIND_RPC_SERVER
 _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
-_ERROR = ot_tags.ERROR
 _PEER_IPV4 = ot_tags.PEER_HOST_IPV4
 _PEER_IPV6 = ot_tags.PEER_HOST_IPV6
 _PEER_PORT = ot_tags.PEER_PORT
@@ -506,16 +505,8 @@ class TracingMiddleware:
         own = kind is Span or kind is ServerSpan or kind is StableServerSpan
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
-        if code:
-            tags[self._status_key] = code
-            if code >= 500:
-                tags[_ERROR] = True
-        if response.sent_bytes:
-            tags[TAG_RESPONSE_SIZE] = response.sent_bytes
-        if not response.exhausted:
-            tags[TAG_ABORTED] = True
-        if route:
-            tags[TAG_ROUTE] = route
+        add_outcome_tags(tags, self._status_key, code, response.sent_bytes,
+                         not response.exhausted, route)
         if route_tags is not None:
             for key, value in route_tags.items():
                 # What the app set itself wins, as when these were set before it ran
@@ -653,12 +644,6 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = None
-            if capture:
-                own = span._tags
-                for key, tag, redacted in capture:
-                    value = environ.get(key)
-                    if value is not None:
-                        own[tag] = REDACTED if redacted else value[:limit]
         elif type(span) is StableServerSpan:
             # PERF: the request's tags as fields (see StableServerSpan).
             span.component = component
@@ -669,16 +654,18 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = span.error_type = None
-            if capture:
-                own = span._tags
-                for key, tag, redacted in capture:
-                    value = environ.get(key)
-                    if value is not None:
-                        own[tag] = REDACTED if redacted else value[:limit]
         elif type(span) is Span:
             request_tags(environ, method, span._tags)
         else:
             return span, False
+        if capture and fields:
+            # The field spans' captured headers are tags of their own, cut here (they
+            # are written past Span.set_tag's limits).
+            own = span._tags
+            for key, tag, redacted in capture:
+                value = environ.get(key)
+                if value is not None:
+                    own[tag] = REDACTED if redacted else value[:limit]
         if request_hook is not None:
             middleware._call_hook(request_hook, span, environ)
         return span, True

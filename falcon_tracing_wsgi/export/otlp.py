@@ -563,37 +563,27 @@ class ProtobufEncoder:
             not hex of their wire width (the span is then dropped, not sent; the
             wrapper's server span is trusted, see :meth:`_encode_server`).
         """
-        if type(span) is ServerSpan and not span.merged and not span._tags \
-                and not span.logs and not span.references:
+        kind = type(span)
+        if (kind is ServerSpan or kind is StableServerSpan) and not span.merged \
+                and not span._tags and not span.logs and not span.references:
             # PERF: the wrapper's server span with nothing set through the API: what a
             # route's requests share is bytes made once per shape (see _server_shape).
+            stable = kind is StableServerSpan
             try:
-                key: Any = (span.operation_name, span.method, span.component,
-                            span.status_code, span.route)
+                key: Any = ((span.operation_name, span.method, span.component,
+                             span.status_code, span.route, span.scheme, span.error_type,
+                             span.method_original) if stable
+                            else (span.operation_name, span.method, span.component,
+                                  span.status_code, span.route))
                 shape = self._server_shapes.get(key)
             except TypeError:  # an unhashable value set by hand: no cache
                 key = shape = None
             if shape is None or shape[0] is not span.route_tags:
-                shape = self._server_shape(span, key)
+                shape = self._server_shape(span, key, stable)
             name_field = shape[1]
             if name_field is not None:
-                encoded = self._encode_server(span, shape, name_field)
-                if encoded is not None:
-                    return encoded
-        elif type(span) is StableServerSpan and not span.merged and not span._tags \
-                and not span.logs and not span.references:
-            # PERF: the same for the stable names (see _encode_stable).
-            try:
-                key = (span.operation_name, span.method, span.component, span.status_code,
-                       span.route, span.scheme, span.error_type, span.method_original)
-                shape = self._server_shapes.get(key)
-            except TypeError:  # an unhashable value set by hand: no cache
-                key = shape = None
-            if shape is None or shape[0] is not span.route_tags:
-                shape = self._stable_shape(span, key)
-            name_field = shape[1]
-            if name_field is not None:
-                encoded = self._encode_stable(span, shape, name_field)
+                encoded = (self._encode_stable if stable else self._encode_server)(
+                    span, shape, name_field)
                 if encoded is not None:
                     return encoded
         context = span.context
@@ -765,30 +755,7 @@ class ProtobufEncoder:
         """The bytes :meth:`encode` makes of a ServerSpan without tags set through the
         API, logs or references, the same bytes in the same order, made with the shape's
         shared parts (``None``: a value the generic path must map, such as a port out
-        of range).
-
-        The ids are not checked: a ServerSpan is made only by the WSGI wrapper, from
-        the tracer's id generator and ``extract()``, whose ids the tracer guarantees
-        (see ``tracer/context.py``); ``bytes.fromhex`` still turns them into bytes.
-        """
-        context = span._context
-        trace_id = context.trace_id
-        if len(trace_id) == 16:
-            trace_id = '0000000000000000' + trace_id
-        parent_id = context.parent_id
-        start = round(span.start_time * 1e6) * 1000
-        duration = round(span.duration * 1e9)
-        limit = self.max_value_length
-        url = span.url
-        if len(url) > limit:
-            url = url[:limit]
-        try:
-            data = url.encode()
-        except UnicodeEncodeError:  # a lone surrogate: see _utf8
-            data = url.encode('utf-8', 'replace')
-        size = len(data)
-        key_field = self._url_key
-        total = len(key_field) + size + 3
+        of range)."""
         address = span.peer_address
         if address:
             # PERF: a peer's field is made once per address (bounded).
@@ -797,63 +764,18 @@ class ProtobufEncoder:
                 peer = self._peer_field(address)
         else:
             peer = b''
-        # PERF: a port's and a response size's fields are looked up, as the general
-        # path's pair cache does (a varint made in Python costs several calls).
-        port = span.peer_port
-        port_field: Optional[bytes]
-        size_field: Optional[bytes]
-        if port is None:
-            port_field = b''
-        else:
-            port_field = self._port_fields.get(port)
-            if port_field is None:
-                port_field = self._int_field(self._port_fields, self._port_key, port)
-                if port_field is None:
-                    return None
-        sent = span.response_size
-        if sent:
-            size_field = self._size_fields.get(sent)
-            if size_field is None:
-                size_field = self._int_field(self._size_fields, self._size_key, sent)
-                if size_field is None:
-                    return None
-        else:
-            size_field = b''
-        tracestate = context.tracestate
-        # PERF: one join of every part, in the general path's order; absent ones empty.
-        body = b''.join((
-            bytes.fromhex(f'0a10{trace_id}1208{context.span_id}' if parent_id is None
-                          else f'0a10{trace_id}1208{context.span_id}2208{parent_id}'),
-            name_field,
-            _pack_times(0x39, start, 0x41, start + (duration if duration > 0 else 0)),
-            _field(b'\x1a', _utf8(tracestate)) if tracestate else b'',
-            shape[2],
-            b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
-            else _attribute(key_field, b'\n' + _varint(size) + data),
-            peer, port_field, shape[3], size_field,
-            self._aborted_field if span.aborted else b'',
-            shape[4],
-            _dropped_fields(span) if span.dropped_attributes_count
-            or span.dropped_events_count else b''))
-        size = len(body)
-        return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+        port_field = self._port(self._port_fields, self._port_key, span.peer_port)
+        if port_field is None:
+            return None
+        return self._field_span(span, shape, name_field, b''.join((
+            self._text_field(self._url_key, span.url, self.max_value_length), peer,
+            port_field)))
 
     def _encode_stable(self, span: Any, shape: _ServerShape, name_field: bytes
                        ) -> Optional[bytes]:
-        """:meth:`_encode_server` for a StableServerSpan: the same bytes as the general
-        path gives for its merged tags, in the same order (``None``: a value the general
-        path must map)."""
-        context = span._context
-        trace_id = context.trace_id
-        if len(trace_id) == 16:
-            trace_id = '0000000000000000' + trace_id
-        parent_id = context.parent_id
-        start = round(span.start_time * 1e6) * 1000
-        duration = round(span.duration * 1e9)
+        """:meth:`_encode_server` for a StableServerSpan."""
         limit = self.max_value_length
-        path = self._text_field(self._path_key, span.path, limit)
         query = span.query
-        query_field = b'' if query is None else self._text_field(self._query_key, query, limit)
         # PERF: what repeats between one client's requests (the host, the peer, the
         # client, the protocol, the user agent) is bytes made once per combination, in
         # two groups around the peer's port, which changes per connection (bounded
@@ -870,16 +792,42 @@ class ProtobufEncoder:
             back = self._value_fields(self._client_groups, client, _CLIENT_GROUP)
             if back is None:
                 return None
-        port = span.peer_port
-        port_field: Optional[bytes]
+        port_field = self._port(self._stable_ports, self._peer_port_key, span.peer_port)
+        if port_field is None:
+            return None
+        return self._field_span(span, shape, name_field, b''.join((
+            self._text_field(self._path_key, span.path, limit),
+            b'' if query is None else self._text_field(self._query_key, query, limit),
+            front, port_field, back)))
+
+    def _port(self, cache: dict[int, bytes], key_field: bytes, port: Any
+              ) -> Optional[bytes]:
+        """A port's attribute (``b''`` for none; ``None``: the general path must map it).
+
+        PERF: looked up, as the general path's pair cache does; a new client port per
+        connection misses and is made in one C call (see _int_field)."""
         if port is None:
-            port_field = b''
-        else:
-            port_field = self._stable_ports.get(port)
-            if port_field is None:
-                port_field = self._int_field(self._stable_ports, self._peer_port_key, port)
-                if port_field is None:
-                    return None
+            return b''
+        field = cache.get(port)
+        return self._int_field(cache, key_field, port) if field is None else field
+
+    def _field_span(self, span: Any, shape: _ServerShape, name_field: bytes,
+                    request: bytes) -> Optional[bytes]:
+        """The ``spans`` field of a span of the wrapper's written from its fields: the
+        ids, the name, the times, the shape's parts around the ``request`` attributes
+        and the outcome's, in the general path's order.
+
+        The ids are not checked: the wrapper makes its server spans only from the
+        tracer's id generator and ``extract()``, whose ids the tracer guarantees (see
+        ``tracer/context.py``); ``bytes.fromhex`` still turns them into bytes.
+        """
+        context = span._context
+        trace_id = context.trace_id
+        if len(trace_id) == 16:
+            trace_id = '0000000000000000' + trace_id
+        parent_id = context.parent_id
+        start = round(span.start_time * 1e6) * 1000
+        duration = round(span.duration * 1e9)
         sent = span.response_size
         if sent:
             size_field = self._size_fields.get(sent)
@@ -890,13 +838,14 @@ class ProtobufEncoder:
         else:
             size_field = b''
         tracestate = context.tracestate
+        # PERF: one join of every part; absent ones are empty.
         body = b''.join((
             bytes.fromhex(f'0a10{trace_id}1208{context.span_id}' if parent_id is None
                           else f'0a10{trace_id}1208{context.span_id}2208{parent_id}'),
             name_field,
             _pack_times(0x39, start, 0x41, start + (duration if duration > 0 else 0)),
             _field(b'\x1a', _utf8(tracestate)) if tracestate else b'',
-            shape[2], path, query_field, front, port_field, back, shape[3], size_field,
+            shape[2], request, shape[3], size_field,
             self._aborted_field if span.aborted else b'',
             shape[4],
             _dropped_fields(span) if span.dropped_attributes_count
@@ -943,47 +892,6 @@ class ProtobufEncoder:
         cache[values] = joined
         return joined
 
-    def _stable_shape(self, span: Any, key: Any) -> _ServerShape:
-        """:meth:`_server_shape` for a StableServerSpan: ``(route_tags, name field or
-        None, component to url.scheme, http.response.status_code, the rest (http.route,
-        route tags, error.type, kind and flags, an ERROR status for a 5xx))``."""
-        limit = self.max_value_length
-        route_tags = span.route_tags
-        name = span.operation_name
-        name_field = self._name_cache.get(name) if type(name) is str else None
-        if name_field is None:
-            name_field = self._name_field(name)
-        code = span.status_code
-        route = span.route
-        usable = type(code) is int and (not route_tags or (
-            all(type(tag) is str for tag in route_tags)
-            and route_tags.keys().isdisjoint(STABLE_FIELD_TAGS)))
-        original = span.method_original
-        error_type = span.error_type
-        shape: _ServerShape = (
-            route_tags, name_field if usable else None,
-            _pb_key_value(b'\x4a', 'component', _value(span.component), limit)
-            + _pb_key_value(b'\x4a', semconv.REQUEST_METHOD, _value(span.method), limit)
-            + (_pb_key_value(b'\x4a', semconv.METHOD_ORIGINAL, _value(original), limit)
-               if original is not None else b'')
-            + _pb_key_value(b'\x4a', semconv.URL_SCHEME, _value(span.scheme), limit),
-            _pb_key_value(b'\x4a', semconv.RESPONSE_STATUS_CODE, code, limit) if code
-            else b'',
-            (_pb_key_value(b'\x4a', TAG_ROUTE, _value(route), limit) if route else b'')
-            + (b''.join(_pb_key_value(b'\x4a', tag, _value(value), limit)
-                        for tag, value in route_tags.items()) if route_tags and usable
-               else b'')
-            + (_pb_key_value(b'\x4a', semconv.ERROR_TYPE, _value(error_type), limit)
-               if error_type is not None else b'')
-            + _KIND_FIELDS['server']
-            + (_STATUS_FIELDS[_STATUS_ERROR] if usable and code >= 500 else b''))
-        # An unknown method's original text is the client's: never a cache key.
-        if key is not None and original is None:
-            if len(self._server_shapes) >= _SERVER_SHAPES_SIZE:
-                self._server_shapes.clear()
-            self._server_shapes[key] = shape
-        return shape
-
     @staticmethod
     def _int_field(cache: dict[int, bytes], key_field: bytes, value: Any
                    ) -> Optional[bytes]:
@@ -1012,16 +920,19 @@ class ProtobufEncoder:
         self._peer_fields[address] = field
         return field
 
-    def _server_shape(self, span: Any, key: Any) -> _ServerShape:
-        """The bytes a ServerSpan shares with the other requests of its shape.
+    def _server_shape(self, span: Any, key: Any, stable: bool = False) -> _ServerShape:
+        """The bytes a ServerSpan (or, ``stable``, a StableServerSpan) shares with the
+        other requests of its shape.
 
-        Returns ``(route_tags, name field, the attributes before http.url (component,
-        http.method), the ones between the peer and the response size
-        (http.status_code), and the rest (http.route, the route's tags, the kind and
-        flags, an ERROR status for a 5xx))``, in the order :meth:`encode` writes them
-        for the same span; the name field is ``None`` when a route tag has the name of a
-        field (then the generic path maps the merged tags). Cached by ``key`` (bounded;
-        the route tags compared by identity, as in the Zipkin encoder).
+        Returns ``(route_tags, name field, the attributes before the request's own
+        (component, the method; with the stable names also the original method and
+        url.scheme), the status code, and the rest (http.route, the route's tags,
+        error.type, the kind and flags, an ERROR status for a 5xx))``, in the order
+        :meth:`encode` writes them for the same span; the name field is ``None`` when a
+        route tag has the name of a field (then the generic path maps the merged tags).
+        Cached by ``key`` (bounded; the route tags compared by identity, as in the
+        Zipkin encoder), except for a method outside the known list, whose original text
+        is the client's.
         """
         limit = self.max_value_length
         route_tags = span.route_tags
@@ -1031,20 +942,33 @@ class ProtobufEncoder:
             name_field = self._name_field(name)
         code = span.status_code
         route = span.route
-        usable = not route_tags or all(type(tag) is str for tag in route_tags) and \
-            route_tags.keys().isdisjoint(SERVER_FIELD_TAGS)
+        usable = type(code) is int and (not route_tags or (
+            all(type(tag) is str for tag in route_tags)
+            and route_tags.keys().isdisjoint(STABLE_FIELD_TAGS if stable
+                                             else SERVER_FIELD_TAGS)))
+        original = span.method_original if stable else None
+        error_type = span.error_type if stable else None
+        method = _pb_key_value(b'\x4a', semconv.REQUEST_METHOD if stable else 'http.method',
+                               _value(span.method), limit)
+        if stable:
+            method += ((_pb_key_value(b'\x4a', semconv.METHOD_ORIGINAL, _value(original), limit)
+                        if original is not None else b'')
+                       + _pb_key_value(b'\x4a', semconv.URL_SCHEME, _value(span.scheme),
+                                       limit))
         shape: _ServerShape = (
             route_tags, name_field if usable else None,
-            _pb_key_value(b'\x4a', 'component', _value(span.component), limit)
-            + _pb_key_value(b'\x4a', 'http.method', _value(span.method), limit),
-            _pb_key_value(b'\x4a', 'http.status_code', _value(code), limit) if code else b'',
+            _pb_key_value(b'\x4a', 'component', _value(span.component), limit) + method,
+            _pb_key_value(b'\x4a', semconv.RESPONSE_STATUS_CODE if stable
+                          else 'http.status_code', _value(code), limit) if code else b'',
             (_pb_key_value(b'\x4a', TAG_ROUTE, _value(route), limit) if route else b'')
             + (b''.join(_pb_key_value(b'\x4a', tag, _value(value), limit)
                         for tag, value in route_tags.items()) if route_tags and usable
                else b'')
+            + (_pb_key_value(b'\x4a', semconv.ERROR_TYPE, _value(error_type), limit)
+               if error_type is not None else b'')
             + _KIND_FIELDS['server']
-            + (_STATUS_FIELDS[_STATUS_ERROR] if type(code) is int and code >= 500 else b''))
-        if key is not None:
+            + (_STATUS_FIELDS[_STATUS_ERROR] if usable and code >= 500 else b''))
+        if key is not None and original is None:
             if len(self._server_shapes) >= _SERVER_SHAPES_SIZE:
                 self._server_shapes.clear()
             self._server_shapes[key] = shape

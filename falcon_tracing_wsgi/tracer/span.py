@@ -55,7 +55,7 @@ from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
 __all__ = ['Span', 'ServerSpan', 'StableServerSpan', 'UnsampledSpan', 'SpanOwner',
-           'SERVER_FIELD_TAGS', 'STABLE_FIELD_TAGS']
+           'SERVER_FIELD_TAGS', 'STABLE_FIELD_TAGS', 'add_outcome_tags']
 
 _log = logging.getLogger(__name__)
 
@@ -298,6 +298,23 @@ class Span(opentracing.Span):
                 f'duration={self.duration!r}>')
 
 
+def add_outcome_tags(tags: dict[str, Any], status_key: str, code: Any, size: Any,
+                     aborted: bool, route: Any) -> None:
+    """Add a server span's outcome tags: the status under ``status_key`` (and ``error``
+    for a 5xx), the response size, ``http.aborted`` and the route; a zero, false or
+    empty value is no tag. (The wrapper's tag dicts and the field spans' ``tags``.)"""
+    if code:
+        tags[status_key] = code
+        if code >= 500:
+            tags[_ERROR] = True
+    if size:
+        tags[TAG_RESPONSE_SIZE] = size
+    if aborted:
+        tags[TAG_ABORTED] = True
+    if route:
+        tags[TAG_ROUTE] = route
+
+
 class ServerSpan(Span):
     """The server span of one WSGI request, whose standard HTTP tags are fields.
 
@@ -368,17 +385,8 @@ class ServerSpan(Span):
         if self.peer_port is not None:
             tags[_PEER_PORT] = self.peer_port
         tags.update(own)
-        code = self.status_code
-        if code:
-            tags[_HTTP_STATUS_CODE] = code
-            if code >= 500:
-                tags[_ERROR] = True
-        if self.response_size:
-            tags[TAG_RESPONSE_SIZE] = self.response_size
-        if self.aborted:
-            tags[TAG_ABORTED] = True
-        if self.route:
-            tags[TAG_ROUTE] = self.route
+        add_outcome_tags(tags, _HTTP_STATUS_CODE, self.status_code, self.response_size,
+                         self.aborted, self.route)
         route_tags = self.route_tags
         if route_tags:
             for key, value in route_tags.items():
@@ -471,17 +479,8 @@ class StableServerSpan(Span):
             if value is not None:
                 tags[key] = value
         tags.update(self._tags)
-        code = self.status_code
-        if code:
-            tags[semconv.RESPONSE_STATUS_CODE] = code
-            if code >= 500:
-                tags[_ERROR] = True
-        if self.response_size:
-            tags[TAG_RESPONSE_SIZE] = self.response_size
-        if self.aborted:
-            tags[TAG_ABORTED] = True
-        if self.route:
-            tags[TAG_ROUTE] = self.route
+        add_outcome_tags(tags, semconv.RESPONSE_STATUS_CODE, self.status_code,
+                         self.response_size, self.aborted, self.route)
         route_tags = self.route_tags
         if route_tags:
             for key, value in route_tags.items():
