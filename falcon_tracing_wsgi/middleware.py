@@ -76,9 +76,11 @@ after one C-level test, the context is written straight into the environ under e
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
 With OpenTracing's tag names (the default) the sampled span is a
-:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`: its standard tags are fields set
-here and in :meth:`TracingMiddleware.on_finish`, never a dict the Zipkin encoder reads
-back key by key (``span.tags`` still gives them all). A new trace's headers are written
+:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`, and with the stable names alone (the
+OTLP reporter's default) a :class:`~falcon_tracing_wsgi.tracer.span.StableServerSpan`:
+its standard tags are fields set here and in :meth:`TracingMiddleware.on_finish`, never
+a dict the encoders read back key by key (``span.tags`` still gives them all, in the
+order the tag-dict path writes them; ``dup`` keeps the dict). A new trace's headers are written
 by a function compiled once per header shape (the bare trace id, the bare span id, a
 constant, or template text joined around the ids; see :func:`_header_writer`). With our
 scope manager the span is made active by a ``(span, previous)`` pair in its context
