@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ['EnvironHeaders', 'environ_key', 'TracedResponse', 'build_excluder',
            'build_exclusion', 'Exclusion', 'context_ids',
-           'build_url_builder', 'build_stable_tagger', 'record_exception', 'set_tags',
+           'build_url_builder', 'build_stable_tagger', 'build_stable_values',
+           'STABLE_REQUEST_KEYS', 'record_exception', 'set_tags',
            'finish_unclosed', 'IN_FLIGHT', 'UNCLOSED', 'ENVIRON_EXCEPTION', 'ENVIRON_ERROR_TYPE',
            # the shared names, importable from here as before (defined in _keys)
            'TAG_ROUTE', 'TAG_RESPONSE_SIZE', 'TAG_ABORTED', 'TAG_ABORT_REASON', 'TAG_UNCLOSED']
@@ -276,34 +277,39 @@ _PROTOCOL_VERSIONS = {'HTTP/1.1': '1.1', 'HTTP/1.0': '1.0', 'HTTP/2': '2', 'HTTP
 _MAX_ADDRESS = 64
 
 
-def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
+#: The stable request tags, in the order :func:`build_stable_values` gives their values.
+STABLE_REQUEST_KEYS = (REQUEST_METHOD, METHOD_ORIGINAL, URL_SCHEME, URL_PATH, URL_QUERY,
+                       SERVER_ADDRESS, SERVER_PORT, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
+                       CLIENT_ADDRESS, NETWORK_PROTOCOL_VERSION, USER_AGENT)
+StableValues = tuple[str, Optional[str], str, str, Optional[str], Optional[str],
+                     Optional[int], Optional[str], Optional[int], Optional[str],
+                     Optional[str], Optional[str]]
+
+
+def build_stable_values(redact: tuple[str, ...], record_query: bool,
                         known_methods: Iterable[str] = KNOWN_METHODS,
-                        ) -> Callable[[Mapping[str, Any], str, dict[str, Any]], None]:
-    """Return ``tag(environ, method, tags)`` adding a server span's request tags under
-    OpenTelemetry's stable HTTP semantic conventions (see ``_semconv.py``).
+                        limit: int = 1 << 62,
+                        ) -> Callable[[Mapping[str, Any], str], StableValues]:
+    """Return ``values(environ, method)``: a server span's request tags under
+    OpenTelemetry's stable HTTP semantic conventions (see ``_semconv.py``), as the
+    values of :data:`STABLE_REQUEST_KEYS` in that order (``None``: no such tag).
 
     ``url.query`` is redacted as ``http.url`` is; ``server.address``/``server.port`` come
     from the ``Host`` header (else ``SERVER_NAME``/``SERVER_PORT``), ``client.address``
     from the first ``X-Forwarded-For`` entry (else the socket peer), as the conventions
     describe. A method outside ``known_methods`` (default
     :data:`~._semconv.KNOWN_METHODS`) is written ``_OTHER`` with
-    ``http.request.method_original``, which bounds the tag's cardinality.
+    ``http.request.method_original``, which bounds the tag's cardinality. The values a
+    client sends (path, query, host, user agent, an unknown method) are cut to
+    ``limit`` characters, the span limits' attribute value length: they are written
+    past ``Span.set_tag``.
     """
     secret = compile_names(redact)
     known = frozenset(known_methods)
 
-    def tag(environ: Mapping[str, Any], method: str, tags: dict[str, Any]) -> None:
-        if method in known:
-            tags[REQUEST_METHOD] = method
-        else:
-            tags[REQUEST_METHOD] = OTHER_METHOD
-            tags[METHOD_ORIGINAL] = method
+    def values(environ: Mapping[str, Any], method: str) -> StableValues:
         scheme = environ.get('wsgi.url_scheme') or 'http'
-        tags[URL_SCHEME] = scheme
-        tags[URL_PATH] = (environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')) or '/'
         query = environ.get('QUERY_STRING')
-        if query and record_query:
-            tags[URL_QUERY] = redact_query(query, secret)
         host = environ.get('HTTP_HOST')
         address: Optional[str]
         port: Optional[str]
@@ -311,34 +317,53 @@ def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
             address, port = _split_host(host)
         else:
             address, port = environ.get('SERVER_NAME'), environ.get('SERVER_PORT')
+        server_port = None
         if address:
-            tags[SERVER_ADDRESS] = address
-            number = _port(port) if port else _DEFAULT_PORTS.get(scheme)
-            if number is not None:
-                tags[SERVER_PORT] = number
-        peer = environ.get('REMOTE_ADDR')
-        if peer:
-            tags[NETWORK_PEER_ADDRESS] = peer
-            number = _port(environ.get('REMOTE_PORT'))
-            if number is not None:
-                tags[NETWORK_PEER_PORT] = number
+            server_port = _port(port) if port else _DEFAULT_PORTS.get(scheme)
+        else:
+            address = None
+        peer = environ.get('REMOTE_ADDR') or None
+        peer_port = _port(environ.get('REMOTE_PORT')) if peer else None
+        client = peer
         forwarded = environ.get('HTTP_X_FORWARDED_FOR')
         if forwarded:
-            client = forwarded.partition(',')[0].strip()
-            if client and len(client) <= _MAX_ADDRESS:
-                peer = client
-        if peer:
-            tags[CLIENT_ADDRESS] = peer
+            first = forwarded.partition(',')[0].strip()
+            if first and len(first) <= _MAX_ADDRESS:
+                client = first
         protocol = environ.get('SERVER_PROTOCOL')
+        version = None
         if protocol:
             version = _PROTOCOL_VERSIONS.get(protocol)
             if version is None and protocol.startswith('HTTP/') and len(protocol) <= 16:
                 version = protocol[5:]
-            if version:
-                tags[NETWORK_PROTOCOL_VERSION] = version
+        known_method = method in known
         agent = environ.get('HTTP_USER_AGENT')
-        if agent:
-            tags[USER_AGENT] = agent
+        # PERF: a slice that keeps the whole str is the str itself (no copy).
+        return (method if known_method else OTHER_METHOD,
+                None if known_method else method[:limit], scheme[:limit],
+                ((environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', ''))
+                 or '/')[:limit],
+                redact_query(query, secret)[:limit] if query and record_query else None,
+                address and address[:limit], server_port, peer and peer[:limit], peer_port,
+                client and client[:limit], version or None,
+                agent[:limit] if agent else None)
+
+    return values
+
+
+def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
+                        known_methods: Iterable[str] = KNOWN_METHODS,
+                        limit: int = 1 << 62,
+                        ) -> Callable[[Mapping[str, Any], str, dict[str, Any]], None]:
+    """Return ``tag(environ, method, tags)`` adding the values of
+    :func:`build_stable_values` to a tag dict (spans other than this package's
+    ``StableServerSpan``, which holds them as fields)."""
+    values = build_stable_values(redact, record_query, known_methods, limit)
+
+    def tag(environ: Mapping[str, Any], method: str, tags: dict[str, Any]) -> None:
+        for key, value in zip(STABLE_REQUEST_KEYS, values(environ, method)):
+            if value is not None:
+                tags[key] = value
 
     return tag
 

@@ -76,9 +76,11 @@ after one C-level test, the context is written straight into the environ under e
 keys, and tags go straight into the span's dict. It gives the same environ, span and
 tags as the OpenTracing-API path every other tracer takes (a test compares the two).
 With OpenTracing's tag names (the default) the sampled span is a
-:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`: its standard tags are fields set
-here and in :meth:`TracingMiddleware.on_finish`, never a dict the Zipkin encoder reads
-back key by key (``span.tags`` still gives them all). A new trace's headers are written
+:class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`, and with the stable names alone (the
+OTLP reporter's default) a :class:`~falcon_tracing_wsgi.tracer.span.StableServerSpan`:
+its standard tags are fields set here and in :meth:`TracingMiddleware.on_finish`, never
+a dict the encoders read back key by key (``span.tags`` still gives them all, in the
+order the tag-dict path writes them; ``dup`` keeps the dict). A new trace's headers are written
 by a function compiled once per header shape (the bare trace id, the bare span id, a
 constant, or template text joined around the ids; see :func:`_header_writer`). With our
 scope manager the span is made active by a ``(span, previous)`` pair in its context
@@ -107,18 +109,18 @@ from opentracing import tags as ot_tags
 from . import _semconv
 from ._keys import (
     ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_INCOMING, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS,
-    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,
+    ENVIRON_SPAN, TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE,  # noqa: F401 (importable here)
 )
 from ._redact import REDACTED, compile_names
 from ._wsgi import (
     ALWAYS_REDACTED, IN_FLIGHT, UNCLOSED, EnvironHeaders, Exclusion, TracedResponse,
-    build_exclusion, build_stable_tagger, build_url_builder, context_ids, environ_key, finish_unclosed,
-    set_tags,
+    build_exclusion, build_stable_tagger, build_stable_values, build_url_builder, context_ids,
+    environ_key, finish_unclosed, set_tags,
 )
 from .config import TracingConfig
 from .tracer.context import SpanContext
 from .tracer.scope import bare_activation, scope_resetter
-from .tracer.span import ServerSpan, Span
+from .tracer.span import ServerSpan, Span, StableServerSpan, add_outcome_tags
 from .tracer.tracer import Tracer
 
 __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUTE',
@@ -139,7 +141,6 @@ _SERVER = ot_tags.SPAN_KIND_RPC_SERVER
 _COMPONENT = ot_tags.COMPONENT
 _HTTP_METHOD = ot_tags.HTTP_METHOD
 _HTTP_URL = ot_tags.HTTP_URL
-_ERROR = ot_tags.ERROR
 _PEER_IPV4 = ot_tags.PEER_HOST_IPV4
 _PEER_IPV6 = ot_tags.PEER_HOST_IPV6
 _PEER_PORT = ot_tags.PEER_PORT
@@ -194,14 +195,18 @@ class TracingMiddleware:
         self._url = build_url_builder(config.redact_query, config.record_query)
         names = _semconv.names(config.effective_http_semconv)
         self._stable_tags = build_stable_tagger(config.redact_query, config.record_query,
-                                                config.http_known_methods)
+                                                config.http_known_methods,
+                                                config.attribute_value_length_limit)
+        self._stable_values = build_stable_values(config.redact_query, config.record_query,
+                                                  config.http_known_methods,
+                                                  config.attribute_value_length_limit)
         # PERF: the scheme is decided here; a request calls one writer and stores under
         # precomputed keys (see on_finish), never testing the scheme.
         self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
             self._request_tags_old if names.scheme == _semconv.OLD
             else self._request_tags_stable if names.scheme == _semconv.STABLE
             else self._request_tags_dup)
-        # The status goes under one key; 'dup' adds the stable one in _finish_stable.
+        # The status goes under one key; 'dup' adds the stable one in on_finish.
         self._status_key = names.status_code[0]
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
@@ -209,6 +214,8 @@ class TracingMiddleware:
         # PERF: with OpenTracing's names (the default) our tracer's server span holds its
         # standard tags as fields (ServerSpan); the other schemes write a tag dict.
         self._server_fields = names.scheme == _semconv.OLD
+        # ... and with the stable names alone a StableServerSpan.
+        self._stable_fields = names.scheme == _semconv.STABLE
         self._known_methods = frozenset(config.http_known_methods)
         #: The compiled redaction names, also applied to recorded exception texts.
         self.redact_names = compile_names(config.redact_query)
@@ -395,10 +402,11 @@ class TracingMiddleware:
         """Add the request's tags, OpenTelemetry's stable names."""
         tags[_COMPONENT] = self._component
         self._stable_tags(environ, method, tags)
+        limit = self._value_length
         for key, tag, redacted in self._capture_request:
             value = environ.get(key)
             if value is not None:
-                tags[tag] = REDACTED if redacted else value
+                tags[tag] = REDACTED if redacted else value[:limit]
 
     def _request_tags_dup(self, environ: dict[str, Any], method: str,
                           tags: dict[str, Any]) -> None:
@@ -474,7 +482,7 @@ class TracingMiddleware:
         kind = type(span)
         if route:
             name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
-            if kind is ServerSpan:
+            if kind is ServerSpan or kind is StableServerSpan:
                 # PERF: Span.set_operation_name inlined (the name is a str).
                 span_limit = span._tracer._value_length
                 span.operation_name = name if len(name) <= span_limit else name[:span_limit]
@@ -484,29 +492,23 @@ class TracingMiddleware:
         extra = environ.get(ENVIRON_ROUTE_TAGS)
         # not an outer wrapper's span
         route_tags = extra[1] if extra is not None and extra[0] is span else None
-        if kind is ServerSpan and not span.merged:
-            # PERF: the outcome goes into the fields (OpenTracing's names only, so
-            # nothing of _finish_stable applies).
+        if (kind is ServerSpan or kind is StableServerSpan) and not span.merged:
+            # PERF: the outcome goes into the fields.
             span.status_code = response.status_code
             span.response_size = response.sent_bytes
             span.aborted = not response.exhausted
             span.route = route or None
             span.route_tags = route_tags
+            if kind is StableServerSpan:
+                span.error_type = self._stable_outcome(response, response.status_code,
+                                                       route)
             return
         # PERF: our own span's tag dict is written directly (no set_tags calls).
-        own = kind is Span or kind is ServerSpan
+        own = kind is Span or kind is ServerSpan or kind is StableServerSpan
         tags: dict[str, Any] = span.tags if own else {}
         code = response.status_code
-        if code:
-            tags[self._status_key] = code
-            if code >= 500:
-                tags[_ERROR] = True
-        if response.sent_bytes:
-            tags[TAG_RESPONSE_SIZE] = response.sent_bytes
-        if not response.exhausted:
-            tags[TAG_ABORTED] = True
-        if route:
-            tags[TAG_ROUTE] = route
+        add_outcome_tags(tags, self._status_key, code, response.sent_bytes,
+                         not response.exhausted, route)
         if route_tags is not None:
             for key, value in route_tags.items():
                 # What the app set itself wins, as when these were set before it ran
@@ -515,26 +517,27 @@ class TracingMiddleware:
                     tags[key] = value[:limit] if type(value) is str else value
         # PERF: the OpenTracing names (the default) cost one test more, nothing else.
         if self._stable_finish:
-            self._finish_stable(response, code, tags, route)
+            error_type = self._stable_outcome(response, code, route)
+            if code and self._stable_status_key is not None:
+                tags[self._stable_status_key] = code  # dup: the second status key
+            if error_type is not None:
+                tags[_semconv.ERROR_TYPE] = error_type
         if not own:
             set_tags(span, tags)
 
-    def _finish_stable(self, response: TracedResponse, code: int, tags: dict[str, Any],
-                       route: Any) -> None:
-        """What only the stable names have: the second status key of ``dup``,
-        ``error.type`` (see the module docstring), and the span name ``HTTP [route]`` for
-        a method outside the known list, as the conventions require (a client must not
-        be able to mint span names)."""
+    def _stable_outcome(self, response: TracedResponse, code: int, route: Any
+                        ) -> Optional[str]:
+        """What only the stable names have: the span name ``HTTP [route]`` for a method
+        outside the known list, as the conventions require (a client must not be able to
+        mint span names), set here; and ``error.type`` (see the module docstring),
+        returned."""
         method = response.environ.get('REQUEST_METHOD') or 'GET'
         if method not in self._known_methods:
             response.span.set_operation_name(f'HTTP {route}' if route else 'HTTP')
-        if code and self._stable_status_key is not None:
-            tags[self._stable_status_key] = code
         error_type = response.error_type
         if error_type is None and code >= 500:
             error_type = response.environ.get(ENVIRON_ERROR_TYPE) or str(code)
-        if error_type is not None:
-            tags[_semconv.ERROR_TYPE] = error_type
+        return error_type
 
     @staticmethod
     def _call_hook(hook: Callable[..., Any], *args: Any) -> None:
@@ -582,8 +585,10 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
     start_trace = tracer._start_trace  # a friend: this is the tracer's own fast path
     request_tags = middleware._request_tags
     request_hook = middleware._request_hook
-    fields = middleware._server_fields
-    span_class = ServerSpan if fields else Span
+    span_class = (ServerSpan if middleware._server_fields
+                  else StableServerSpan if middleware._stable_fields else Span)
+    fields = span_class is not Span  # the kind is a field: no tag dict to make
+    stable_values = middleware._stable_values
     component = middleware._component
     url_of = middleware._url
     limit = middleware._value_length
@@ -641,16 +646,28 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = None
-            if capture:
-                own = span._tags
-                for key, tag, redacted in capture:
-                    value = environ.get(key)
-                    if value is not None:
-                        own[tag] = REDACTED if redacted else value[:limit]
+        elif type(span) is StableServerSpan:
+            # PERF: the request's tags as fields (see StableServerSpan).
+            span.component = component
+            (span.method, span.method_original, span.scheme, span.path, span.query,
+             span.server_address, span.server_port, span.peer_address, span.peer_port,
+             span.client_address, span.protocol_version, span.user_agent
+             ) = stable_values(environ, method)
+            span.status_code = span.response_size = 0
+            span.aborted = span.merged = False
+            span.route = span.route_tags = span.error_type = None
         elif type(span) is Span:
             request_tags(environ, method, span._tags)
         else:
             return span, False
+        if capture and fields:
+            # The field spans' captured headers are tags of their own, cut here (they
+            # are written past Span.set_tag's limits).
+            own = span._tags
+            for key, tag, redacted in capture:
+                value = environ.get(key)
+                if value is not None:
+                    own[tag] = REDACTED if redacted else value[:limit]
         if request_hook is not None:
             middleware._call_hook(request_hook, span, environ)
         return span, True

@@ -94,7 +94,8 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from .._types import PartialSuccess
-from ..tracer.span import SERVER_FIELD_TAGS, ServerSpan
+from .. import _semconv as semconv
+from ..tracer.span import SERVER_FIELD_TAGS, STABLE_FIELD_TAGS, ServerSpan, StableServerSpan
 from ._framing import join_bytes, join_text
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
@@ -143,6 +144,10 @@ Pairs = list[tuple[str, Value]]
 #: (route tags, name field or None: not usable, component and method, status code,
 #: route, route tags, kind and status); see ProtobufEncoder._server_shape.
 _ServerShape = tuple[Any, Optional[bytes], bytes, bytes, bytes]
+#: StableServerSpan's fields written as groups (see ProtobufEncoder._encode_stable).
+_SERVER_GROUP = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT, semconv.NETWORK_PEER_ADDRESS)
+_CLIENT_GROUP = (semconv.CLIENT_ADDRESS, semconv.NETWORK_PROTOCOL_VERSION,
+                 semconv.USER_AGENT)
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -511,6 +516,16 @@ class ProtobufEncoder:
         self._peer_fields: dict[str, bytes] = {}
         self._port_fields: dict[int, bytes] = {}
         self._size_fields: dict[int, bytes] = {}
+        # StableServerSpan (see _encode_stable): the keys of its per-request attributes
+        # written per span, and per key a bounded cache of the fields of its values.
+        self._path_key, self._query_key = (
+            _field(b'\x0a', _utf8(_cut(key, max_value_length))) + b'\x12'
+            for key in (semconv.URL_PATH, semconv.URL_QUERY))
+        self._peer_port_key = (_field(b'\x0a', _utf8(_cut(semconv.NETWORK_PEER_PORT,
+                                                       max_value_length))) + b'\x12')
+        self._server_groups: dict[tuple[Any, ...], bytes] = {}
+        self._client_groups: dict[tuple[Any, ...], bytes] = {}
+        self._stable_ports: dict[int, bytes] = {}
         self._build_resource(None if process_id is None else process_id())
 
     def _build_resource(self, pid: Optional[int]) -> None:
@@ -548,21 +563,27 @@ class ProtobufEncoder:
             not hex of their wire width (the span is then dropped, not sent; the
             wrapper's server span is trusted, see :meth:`_encode_server`).
         """
-        if type(span) is ServerSpan and not span.merged and not span._tags \
-                and not span.logs and not span.references:
+        kind = type(span)
+        if (kind is ServerSpan or kind is StableServerSpan) and not span.merged \
+                and not span._tags and not span.logs and not span.references:
             # PERF: the wrapper's server span with nothing set through the API: what a
             # route's requests share is bytes made once per shape (see _server_shape).
+            stable = kind is StableServerSpan
             try:
-                key: Any = (span.operation_name, span.method, span.component,
-                            span.status_code, span.route)
+                key: Any = ((span.operation_name, span.method, span.component,
+                             span.status_code, span.route, span.scheme, span.error_type,
+                             span.method_original) if stable
+                            else (span.operation_name, span.method, span.component,
+                                  span.status_code, span.route))
                 shape = self._server_shapes.get(key)
             except TypeError:  # an unhashable value set by hand: no cache
                 key = shape = None
             if shape is None or shape[0] is not span.route_tags:
-                shape = self._server_shape(span, key)
+                shape = self._server_shape(span, key, stable)
             name_field = shape[1]
             if name_field is not None:
-                encoded = self._encode_server(span, shape, name_field)
+                encoded = (self._encode_stable if stable else self._encode_server)(
+                    span, shape, name_field)
                 if encoded is not None:
                     return encoded
         context = span.context
@@ -734,30 +755,7 @@ class ProtobufEncoder:
         """The bytes :meth:`encode` makes of a ServerSpan without tags set through the
         API, logs or references, the same bytes in the same order, made with the shape's
         shared parts (``None``: a value the generic path must map, such as a port out
-        of range).
-
-        The ids are not checked: a ServerSpan is made only by the WSGI wrapper, from
-        the tracer's id generator and ``extract()``, whose ids the tracer guarantees
-        (see ``tracer/context.py``); ``bytes.fromhex`` still turns them into bytes.
-        """
-        context = span._context
-        trace_id = context.trace_id
-        if len(trace_id) == 16:
-            trace_id = '0000000000000000' + trace_id
-        parent_id = context.parent_id
-        start = round(span.start_time * 1e6) * 1000
-        duration = round(span.duration * 1e9)
-        limit = self.max_value_length
-        url = span.url
-        if len(url) > limit:
-            url = url[:limit]
-        try:
-            data = url.encode()
-        except UnicodeEncodeError:  # a lone surrogate: see _utf8
-            data = url.encode('utf-8', 'replace')
-        size = len(data)
-        key_field = self._url_key
-        total = len(key_field) + size + 3
+        of range)."""
         address = span.peer_address
         if address:
             # PERF: a peer's field is made once per address (bounded).
@@ -766,19 +764,70 @@ class ProtobufEncoder:
                 peer = self._peer_field(address)
         else:
             peer = b''
-        # PERF: a port's and a response size's fields are looked up, as the general
-        # path's pair cache does (a varint made in Python costs several calls).
-        port = span.peer_port
-        port_field: Optional[bytes]
-        size_field: Optional[bytes]
+        port_field = self._port(self._port_fields, self._port_key, span.peer_port)
+        if port_field is None:
+            return None
+        return self._field_span(span, shape, name_field, b''.join((
+            self._text_field(self._url_key, span.url, self.max_value_length), peer,
+            port_field)))
+
+    def _encode_stable(self, span: Any, shape: _ServerShape, name_field: bytes
+                       ) -> Optional[bytes]:
+        """:meth:`_encode_server` for a StableServerSpan."""
+        limit = self.max_value_length
+        query = span.query
+        # PERF: what repeats between one client's requests (the host, the peer, the
+        # client, the protocol, the user agent) is bytes made once per combination, in
+        # two groups around the peer's port, which changes per connection (bounded
+        # caches: the client sends most of these).
+        server = (span.server_address, span.server_port, span.peer_address)
+        front = self._server_groups.get(server)
+        if front is None:
+            front = self._value_fields(self._server_groups, server, _SERVER_GROUP)
+            if front is None:
+                return None
+        client = (span.client_address, span.protocol_version, span.user_agent)
+        back = self._client_groups.get(client)
+        if back is None:
+            back = self._value_fields(self._client_groups, client, _CLIENT_GROUP)
+            if back is None:
+                return None
+        port_field = self._port(self._stable_ports, self._peer_port_key, span.peer_port)
+        if port_field is None:
+            return None
+        return self._field_span(span, shape, name_field, b''.join((
+            self._text_field(self._path_key, span.path, limit),
+            b'' if query is None else self._text_field(self._query_key, query, limit),
+            front, port_field, back)))
+
+    def _port(self, cache: dict[int, bytes], key_field: bytes, port: Any
+              ) -> Optional[bytes]:
+        """A port's attribute (``b''`` for none; ``None``: the general path must map it).
+
+        PERF: looked up, as the general path's pair cache does; a new client port per
+        connection misses and is made in one C call (see _int_field)."""
         if port is None:
-            port_field = b''
-        else:
-            port_field = self._port_fields.get(port)
-            if port_field is None:
-                port_field = self._int_field(self._port_fields, self._port_key, port)
-                if port_field is None:
-                    return None
+            return b''
+        field = cache.get(port)
+        return self._int_field(cache, key_field, port) if field is None else field
+
+    def _field_span(self, span: Any, shape: _ServerShape, name_field: bytes,
+                    request: bytes) -> Optional[bytes]:
+        """The ``spans`` field of a span of the wrapper's written from its fields: the
+        ids, the name, the times, the shape's parts around the ``request`` attributes
+        and the outcome's, in the general path's order.
+
+        The ids are not checked: the wrapper makes its server spans only from the
+        tracer's id generator and ``extract()``, whose ids the tracer guarantees (see
+        ``tracer/context.py``); ``bytes.fromhex`` still turns them into bytes.
+        """
+        context = span._context
+        trace_id = context.trace_id
+        if len(trace_id) == 16:
+            trace_id = '0000000000000000' + trace_id
+        parent_id = context.parent_id
+        start = round(span.start_time * 1e6) * 1000
+        duration = round(span.duration * 1e9)
         sent = span.response_size
         if sent:
             size_field = self._size_fields.get(sent)
@@ -789,23 +838,59 @@ class ProtobufEncoder:
         else:
             size_field = b''
         tracestate = context.tracestate
-        # PERF: one join of every part, in the general path's order; absent ones empty.
+        # PERF: one join of every part; absent ones are empty.
         body = b''.join((
             bytes.fromhex(f'0a10{trace_id}1208{context.span_id}' if parent_id is None
                           else f'0a10{trace_id}1208{context.span_id}2208{parent_id}'),
             name_field,
             _pack_times(0x39, start, 0x41, start + (duration if duration > 0 else 0)),
             _field(b'\x1a', _utf8(tracestate)) if tracestate else b'',
-            shape[2],
-            b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
-            else _attribute(key_field, b'\n' + _varint(size) + data),
-            peer, port_field, shape[3], size_field,
+            shape[2], request, shape[3], size_field,
             self._aborted_field if span.aborted else b'',
             shape[4],
             _dropped_fields(span) if span.dropped_attributes_count
             or span.dropped_events_count else b''))
         size = len(body)
         return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
+
+    @staticmethod
+    def _text_field(key_field: bytes, value: Any, limit: int) -> bytes:
+        """A str attribute's field, as the general path writes it."""
+        if type(value) is not str:
+            value = _value(value)
+            if type(value) is not str:
+                return _attribute(key_field, _pb_any(value))
+        if len(value) > limit:
+            value = value[:limit]
+        try:
+            data = value.encode()
+        except UnicodeEncodeError:  # a lone surrogate: see _utf8
+            data = value.encode('utf-8', 'replace')
+        size = len(data)
+        total = len(key_field) + size + 3
+        return (b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
+                else _attribute(key_field, b'\n' + _varint(size) + data))
+
+    def _value_fields(self, cache: dict[Any, bytes], values: tuple[Any, ...],
+                      keys: tuple[str, ...]) -> Optional[bytes]:
+        """The attributes of a group of str or int fields (``None``: no attribute),
+        cached (bounded); None for a value the general path must map (an int that is
+        negative or past int64, another type)."""
+        fields = []
+        for key, value in zip(keys, values):
+            if value is None:
+                continue
+            if type(value) is int:
+                if not 0 <= value <= _INT64_MAX:
+                    return None
+            elif type(value) is not str:
+                return None
+            fields.append(_pb_key_value(b'\x4a', key, value, self.max_value_length))
+        joined = b''.join(fields)
+        if len(cache) >= _INT_FIELDS_SIZE:
+            cache.clear()
+        cache[values] = joined
+        return joined
 
     @staticmethod
     def _int_field(cache: dict[int, bytes], key_field: bytes, value: Any
@@ -835,16 +920,19 @@ class ProtobufEncoder:
         self._peer_fields[address] = field
         return field
 
-    def _server_shape(self, span: Any, key: Any) -> _ServerShape:
-        """The bytes a ServerSpan shares with the other requests of its shape.
+    def _server_shape(self, span: Any, key: Any, stable: bool = False) -> _ServerShape:
+        """The bytes a ServerSpan (or, ``stable``, a StableServerSpan) shares with the
+        other requests of its shape.
 
-        Returns ``(route_tags, name field, the attributes before http.url (component,
-        http.method), the ones between the peer and the response size
-        (http.status_code), and the rest (http.route, the route's tags, the kind and
-        flags, an ERROR status for a 5xx))``, in the order :meth:`encode` writes them
-        for the same span; the name field is ``None`` when a route tag has the name of a
-        field (then the generic path maps the merged tags). Cached by ``key`` (bounded;
-        the route tags compared by identity, as in the Zipkin encoder).
+        Returns ``(route_tags, name field, the attributes before the request's own
+        (component, the method; with the stable names also the original method and
+        url.scheme), the status code, and the rest (http.route, the route's tags,
+        error.type, the kind and flags, an ERROR status for a 5xx))``, in the order
+        :meth:`encode` writes them for the same span; the name field is ``None`` when a
+        route tag has the name of a field (then the generic path maps the merged tags).
+        Cached by ``key`` (bounded; the route tags compared by identity, as in the
+        Zipkin encoder), except for a method outside the known list, whose original text
+        is the client's.
         """
         limit = self.max_value_length
         route_tags = span.route_tags
@@ -854,20 +942,33 @@ class ProtobufEncoder:
             name_field = self._name_field(name)
         code = span.status_code
         route = span.route
-        usable = not route_tags or all(type(tag) is str for tag in route_tags) and \
-            route_tags.keys().isdisjoint(SERVER_FIELD_TAGS)
+        usable = type(code) is int and (not route_tags or (
+            all(type(tag) is str for tag in route_tags)
+            and route_tags.keys().isdisjoint(STABLE_FIELD_TAGS if stable
+                                             else SERVER_FIELD_TAGS)))
+        original = span.method_original if stable else None
+        error_type = span.error_type if stable else None
+        method = _pb_key_value(b'\x4a', semconv.REQUEST_METHOD if stable else 'http.method',
+                               _value(span.method), limit)
+        if stable:
+            method += ((_pb_key_value(b'\x4a', semconv.METHOD_ORIGINAL, _value(original), limit)
+                        if original is not None else b'')
+                       + _pb_key_value(b'\x4a', semconv.URL_SCHEME, _value(span.scheme),
+                                       limit))
         shape: _ServerShape = (
             route_tags, name_field if usable else None,
-            _pb_key_value(b'\x4a', 'component', _value(span.component), limit)
-            + _pb_key_value(b'\x4a', 'http.method', _value(span.method), limit),
-            _pb_key_value(b'\x4a', 'http.status_code', _value(code), limit) if code else b'',
+            _pb_key_value(b'\x4a', 'component', _value(span.component), limit) + method,
+            _pb_key_value(b'\x4a', semconv.RESPONSE_STATUS_CODE if stable
+                          else 'http.status_code', _value(code), limit) if code else b'',
             (_pb_key_value(b'\x4a', TAG_ROUTE, _value(route), limit) if route else b'')
             + (b''.join(_pb_key_value(b'\x4a', tag, _value(value), limit)
                         for tag, value in route_tags.items()) if route_tags and usable
                else b'')
+            + (_pb_key_value(b'\x4a', semconv.ERROR_TYPE, _value(error_type), limit)
+               if error_type is not None else b'')
             + _KIND_FIELDS['server']
-            + (_STATUS_FIELDS[_STATUS_ERROR] if type(code) is int and code >= 500 else b''))
-        if key is not None:
+            + (_STATUS_FIELDS[_STATUS_ERROR] if usable and code >= 500 else b''))
+        if key is not None and original is None:
             if len(self._server_shapes) >= _SERVER_SHAPES_SIZE:
                 self._server_shapes.clear()
             self._server_shapes[key] = shape

@@ -57,7 +57,7 @@ from .._keys import (
     ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS, ENVIRON_SPAN,
 )
 from .._wsgi import record_exception, set_tags
-from ..tracer.span import ServerSpan, Span
+from ..tracer.span import ServerSpan, Span, StableServerSpan
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 
@@ -129,7 +129,7 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
-        if type(span) is ServerSpan or type(span) is Span:
+        if type(span) is ServerSpan or type(span) is StableServerSpan or type(span) is Span:
             # PERF: handed to the wrapper, which adds them when the span finishes, with
             # its other tags, straight into our span's dict (a set_tags call cost more
             # than the rest of this hook). A tag the app sets meanwhile is kept.

@@ -48,12 +48,14 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 import opentracing
 from opentracing import tags as ot_tags
 
+from .. import _semconv as semconv
 from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from ..propagation.baggage import MAX_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
 from .context import SpanContext
 from .limits import _INT_BOUND, bounded_event, bounded_value, is_error_event
 
-__all__ = ['Span', 'ServerSpan', 'UnsampledSpan', 'SpanOwner', 'SERVER_FIELD_TAGS']
+__all__ = ['Span', 'ServerSpan', 'StableServerSpan', 'UnsampledSpan', 'SpanOwner',
+           'SERVER_FIELD_TAGS', 'STABLE_FIELD_TAGS', 'add_outcome_tags']
 
 _log = logging.getLogger(__name__)
 
@@ -296,6 +298,23 @@ class Span(opentracing.Span):
                 f'duration={self.duration!r}>')
 
 
+def add_outcome_tags(tags: dict[str, Any], status_key: str, code: Any, size: Any,
+                     aborted: bool, route: Any) -> None:
+    """Add a server span's outcome tags: the status under ``status_key`` (and ``error``
+    for a 5xx), the response size, ``http.aborted`` and the route; a zero, false or
+    empty value is no tag. (The wrapper's tag dicts and the field spans' ``tags``.)"""
+    if code:
+        tags[status_key] = code
+        if code >= 500:
+            tags[_ERROR] = True
+    if size:
+        tags[TAG_RESPONSE_SIZE] = size
+    if aborted:
+        tags[TAG_ABORTED] = True
+    if route:
+        tags[TAG_ROUTE] = route
+
+
 class ServerSpan(Span):
     """The server span of one WSGI request, whose standard HTTP tags are fields.
 
@@ -366,17 +385,8 @@ class ServerSpan(Span):
         if self.peer_port is not None:
             tags[_PEER_PORT] = self.peer_port
         tags.update(own)
-        code = self.status_code
-        if code:
-            tags[_HTTP_STATUS_CODE] = code
-            if code >= 500:
-                tags[_ERROR] = True
-        if self.response_size:
-            tags[TAG_RESPONSE_SIZE] = self.response_size
-        if self.aborted:
-            tags[TAG_ABORTED] = True
-        if self.route:
-            tags[TAG_ROUTE] = self.route
+        add_outcome_tags(tags, _HTTP_STATUS_CODE, self.status_code, self.response_size,
+                         self.aborted, self.route)
         route_tags = self.route_tags
         if route_tags:
             for key, value in route_tags.items():
@@ -396,6 +406,104 @@ SERVER_FIELD_TAGS = frozenset((
     _SPAN_KIND, _COMPONENT, _HTTP_METHOD, _HTTP_URL, _PEER_IPV4, _PEER_IPV6, _PEER_PORT,
     _HTTP_STATUS_CODE, _ERROR, TAG_RESPONSE_SIZE, TAG_ABORTED, TAG_ROUTE,
     ot_tags.PEER_SERVICE))
+
+
+class StableServerSpan(Span):
+    """The server span of one WSGI request under OpenTelemetry's stable HTTP names.
+
+    What :class:`ServerSpan` is for OpenTracing's names: the wrapper starts one per
+    sampled request with this package's tracer when the names are ``stable`` (the
+    default for the OTLP reporter), fills the request's fields when the span starts
+    and the outcome's when the request ends, and :attr:`tags` gives every tag in the
+    order the wrapper used to write them into one dict: ``span.kind``, ``component``,
+    ``http.request.method`` (``_OTHER`` and ``http.request.method_original`` for a
+    method outside the known list), ``url.scheme``, ``url.path``, ``url.query``,
+    ``server.address``, ``server.port``, ``network.peer.address``,
+    ``network.peer.port``, ``client.address``, ``network.protocol.version``,
+    ``user_agent.original``; the tags set through the API (captured request headers
+    first); then ``http.response.status_code``, ``error`` for a 5xx,
+    ``http.response_size``, ``http.aborted``, ``http.route``, the route's tags (a name
+    already there is kept) and ``error.type``. A field that is ``None`` (or a zero
+    status or size, a false ``aborted``) is no tag. Assigning ``tags`` replaces them
+    all, as for :class:`ServerSpan`.
+
+    Why: the OTLP encoder writes these fields with bytes shared per route instead of
+    mapping a seventeen-tag dict tag by tag (see ``export/otlp.py``).
+    """
+
+    __slots__ = ('component', 'method', 'method_original', 'scheme', 'path', 'query',
+                 'server_address', 'server_port', 'peer_address', 'peer_port',
+                 'client_address', 'protocol_version', 'user_agent', 'status_code',
+                 'response_size', 'aborted', 'route', 'route_tags', 'error_type', 'merged')
+
+    component: str
+    #: ``http.request.method``: the method, or ``_OTHER`` (then ``method_original``).
+    method: str
+    method_original: Optional[str]
+    scheme: str
+    path: str
+    query: Optional[str]
+    server_address: Optional[str]
+    server_port: Optional[int]
+    peer_address: Optional[str]
+    peer_port: Optional[int]
+    client_address: Optional[str]
+    protocol_version: Optional[str]
+    user_agent: Optional[str]
+    #: 0 while unknown (no tag).
+    status_code: int
+    response_size: int
+    aborted: bool
+    route: Optional[str]
+    route_tags: Optional[Mapping[str, Any]]
+    error_type: Optional[str]
+    merged: bool
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """Every tag, in the wrapper's order (a new dict; see the class docstring)."""
+        if self.merged:
+            return self._tags
+        tags: dict[str, Any] = {_SPAN_KIND: _SERVER, _COMPONENT: self.component,
+                                semconv.REQUEST_METHOD: self.method}
+        for key, value in ((semconv.METHOD_ORIGINAL, self.method_original),
+                           (semconv.URL_SCHEME, self.scheme), (semconv.URL_PATH, self.path),
+                           (semconv.URL_QUERY, self.query),
+                           (semconv.SERVER_ADDRESS, self.server_address),
+                           (semconv.SERVER_PORT, self.server_port),
+                           (semconv.NETWORK_PEER_ADDRESS, self.peer_address),
+                           (semconv.NETWORK_PEER_PORT, self.peer_port),
+                           (semconv.CLIENT_ADDRESS, self.client_address),
+                           (semconv.NETWORK_PROTOCOL_VERSION, self.protocol_version),
+                           (semconv.USER_AGENT, self.user_agent)):
+            if value is not None:
+                tags[key] = value
+        tags.update(self._tags)
+        add_outcome_tags(tags, semconv.RESPONSE_STATUS_CODE, self.status_code,
+                         self.response_size, self.aborted, self.route)
+        route_tags = self.route_tags
+        if route_tags:
+            for key, value in route_tags.items():
+                if key not in tags:
+                    tags[key] = value
+        if self.error_type is not None:
+            tags[semconv.ERROR_TYPE] = self.error_type
+        return tags
+
+    @tags.setter
+    def tags(self, tags: dict[str, Any]) -> None:
+        self._tags = tags
+        self.merged = True
+
+
+#: The tag names StableServerSpan's fields stand for (see SERVER_FIELD_TAGS).
+STABLE_FIELD_TAGS = frozenset((
+    _SPAN_KIND, _COMPONENT, semconv.REQUEST_METHOD, semconv.METHOD_ORIGINAL,
+    semconv.URL_SCHEME, semconv.URL_PATH, semconv.URL_QUERY, semconv.SERVER_ADDRESS,
+    semconv.SERVER_PORT, semconv.NETWORK_PEER_ADDRESS, semconv.NETWORK_PEER_PORT,
+    semconv.CLIENT_ADDRESS, semconv.NETWORK_PROTOCOL_VERSION, semconv.USER_AGENT,
+    semconv.RESPONSE_STATUS_CODE, _ERROR, TAG_RESPONSE_SIZE, TAG_ABORTED, TAG_ROUTE,
+    semconv.ERROR_TYPE))
 
 
 class UnsampledSpan(opentracing.Span):

@@ -141,3 +141,158 @@ def test_the_caches_are_bounded(vary, cache):
         varied = _with(span, **vary(index))
         assert encoder.encode(varied) == encoder.encode(_Record(varied))
     assert 0 < len(getattr(encoder, cache)) <= 1024
+
+
+# -- OpenTelemetry's stable names: StableServerSpan --------------------------------------
+
+def _run_stable(app: Any, *, environ: dict[str, Any] | None = None, iterate: bool = True,
+                fields: bool = True, **options: Any) -> Any:
+    """The finished server span of one request with the stable names; ``fields=False``
+    takes the tag-dict path the wrapper used before StableServerSpan (for comparison)."""
+    from falcon_tracing_wsgi import TracingMiddleware
+    from falcon_tracing_wsgi.propagation import build_propagator
+    from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+    from tests.harness import call
+    from tests.tracer.fakes import RecordingReporter
+    reporter = RecordingReporter()
+    tracer = Tracer(reporter, ConstSampler(True), build_propagator(('w3c',)))
+    middleware = TracingMiddleware(app, tracer, http_semconv='stable',
+                                   attribute_value_length_limit=64, **options)
+    middleware._stable_fields = fields  # read when the first request binds the tracer
+    call(middleware, environ or make_environ('/items/7', query='q=1'), iterate=iterate)
+    (span,) = reporter.spans
+    return span
+
+
+class _Hook:
+    def __call__(self, span: Any, environ: Any) -> None:
+        span.set_tag('hooked', True)
+
+
+#: (app, environ, middleware options): the stable names' request shapes.
+STABLE_CASES = [
+    pytest.param(lambda: (_falcon(_Hello()), None, {}), id='falcon-route'),
+    pytest.param(lambda: (_falcon(_Tags()), None, {}), id='app-tags-and-log'),
+    pytest.param(lambda: (apps.list_body, make_environ(
+        '/p', query='token=secret&x=1'), {'redact_query': ('token',)}), id='redacted-query'),
+    pytest.param(lambda: (apps.list_body, make_environ('/p', query='q=1'),
+                          {'record_query': False}), id='query-not-recorded'),
+    pytest.param(lambda: (_falcon(_Hello()), make_environ('/items/7', method='PURGE'), {}),
+                 id='unknown-method'),
+    pytest.param(lambda: (apps.list_body, make_environ('/p', method='PR\u00d6PFIND' * 20), {}),
+                 id='long-unknown-method'),
+    pytest.param(lambda: (apps.list_body, {
+        k: v for k, v in make_environ('/p', **{'wsgi.url_scheme': 'https'}).items()
+        if k != 'HTTP_HOST'}, {}), id='no-host-https'),
+    pytest.param(lambda: (apps.list_body, make_environ(
+        '/p', HTTP_HOST='[2001:db8::1]:8443', REMOTE_ADDR='2001:db8::2', REMOTE_PORT='443',
+        HTTP_X_FORWARDED_FOR='203.0.113.9, 10.0.0.1'), {}), id='ipv6-forwarded'),
+    pytest.param(lambda: (apps.list_body, make_environ(
+        '/p', REMOTE_ADDR='', REMOTE_PORT='', SERVER_PROTOCOL='HTTP/2'), {}), id='no-peer'),
+    pytest.param(lambda: (apps.list_body, make_environ(
+        '/p', REMOTE_PORT='-1', SERVER_PROTOCOL='SPDY/3',
+        HTTP_USER_AGENT='agent/' + 'x' * 100, HTTP_HOST='h' * 100 + ':99999'), {}),
+        id='odd-values'),
+    pytest.param(lambda: (apps.status_app('503 Service Unavailable'), None, {}), id='5xx'),
+    pytest.param(lambda: (apps.status_app('404 Not Found'), None, {}), id='4xx'),
+    pytest.param(lambda: (apps.generator_body, None, {}), id='aborted'),
+    pytest.param(lambda: (_falcon(_Hello()), make_environ(
+        '/items/7', headers={'X-Request-Id': 'r' * 100, 'Authorization': 'secret'}),
+        {'capture_request_headers': ('x-request-id', 'authorization')}),
+        id='captured-headers'),
+    pytest.param(lambda: (_falcon(_Hello()), None, {'request_hook': _Hook()}),
+                 id='request-hook'),
+]
+
+
+@pytest.mark.parametrize('case', STABLE_CASES)
+def test_the_stable_fields_give_the_tags_of_the_tag_dict_path(case):
+    from falcon_tracing_wsgi.tracer.span import Span, StableServerSpan
+    app, environ, options = case()
+    iterate = app is not apps.generator_body
+    spans = [_run_stable(app, environ=copy.deepcopy(environ) if environ else None,
+                         iterate=iterate, fields=fields, **options)
+             for fields in (True, False)]
+    assert [type(span) for span in spans] == [StableServerSpan, Span]
+    fields, plain = spans
+    # the same tags in the same order, and the same name
+    assert list(fields.tags.items()) == list(plain.tags.items())
+    assert fields.operation_name == plain.operation_name
+    assert [fields for _, fields in fields.logs or ()] == \
+        [fields for _, fields in plain.logs or ()]  # (their times differ)
+
+
+@pytest.mark.parametrize('variant', VARIANTS[:1] + VARIANTS[2:-1] + [
+    pytest.param({'error_type': 'TimeoutError'}, id='error-type'),
+    pytest.param({'route_tags': {'url.path': '/x'}}, id='route-tag-named-as-a-field'),
+    pytest.param({'server_port': -1}, id='negative-server-port'),
+    pytest.param({'dropped_attributes_count': 2}, id='dropped-counts'),
+])
+@pytest.mark.parametrize('case', STABLE_CASES)
+def test_the_stable_fields_give_the_bytes_of_the_merged_tags(case, variant):
+    app, environ, options = case()
+    span = _run_stable(app, environ=environ, iterate=app is not apps.generator_body,
+                       **options)
+    span = _with(span, **{('path' if name == 'url' else name): value
+                          for name, value in variant.items()})
+    encoder = _encoder()
+    for _ in range(2):  # the second one takes the shape the first cached
+        assert encoder.encode(span) == encoder.encode(_Record(span))
+
+
+def test_the_usual_stable_span_is_encoded_from_its_fields(monkeypatch):
+    from falcon_tracing_wsgi.tracer.span import StableServerSpan
+    span = _run_stable(_falcon(_Hello()))
+    reads: list[int] = []
+    merged = StableServerSpan.tags
+    monkeypatch.setattr(StableServerSpan, 'tags', property(
+        lambda span: reads.append(1) or merged.fget(span), merged.fset))
+    encoded = _encoder().encode(span)
+    assert not reads
+    monkeypatch.undo()
+    assert encoded == _encoder().encode(_Record(span))
+
+
+def test_stable_spans_of_one_shape_share_bytes_but_not_their_own_values():
+    encoder = _encoder()
+    spans = [_run_stable(_falcon(_Hello()), environ=make_environ(
+        f'/items/{index}', query=f'n={index}', REMOTE_ADDR=f'10.0.0.{index + 1}',
+        REMOTE_PORT=str(40000 + index), HTTP_USER_AGENT=f'agent/{index % 2}'))
+        for index in range(4)]
+    spans += [_run_stable(apps.list_body, environ=make_environ(f'/p/{index}', method=method))
+              for index, method in enumerate(('GET', 'PURGE', 'PATCH', 'PURGE'))]
+    for span in [*spans, *reversed(spans)]:
+        assert encoder.encode(span) == encoder.encode(_Record(span))
+
+
+def test_an_unknown_method_is_never_a_cache_key():
+    # the client picks it: a shape per method would let clients fill the cache
+    encoder = _encoder()
+    for index in range(50):
+        span = _run_stable(apps.list_body, environ=make_environ('/p', method=f'X{index}'))
+        assert encoder.encode(span) == encoder.encode(_Record(span))
+    assert len(encoder._server_shapes) == 0
+
+
+@pytest.mark.parametrize('name, cache', [
+    ('user_agent', '_client_groups'), ('client_address', '_client_groups'),
+    ('server_address', '_server_groups'), ('peer_address', '_server_groups'),
+    ('peer_port', '_stable_ports')])
+def test_the_stable_value_caches_are_bounded(name, cache):
+    span = _run_stable(apps.list_body)
+    encoder = _encoder()
+    for index in range(3000):
+        varied = _with(span, **{name: 20000 + index if name == 'peer_port'
+                                else f'value-{index}'})
+        assert encoder.encode(varied) == encoder.encode(_Record(varied))
+    assert 0 < len(getattr(encoder, cache)) <= 1024
+
+
+def test_a_group_of_values_is_its_own_cache_entry():
+    # the host, peer and client groups hold values of the same types in places that
+    # differ: equal tuples from two groups must not share bytes
+    encoder = _encoder()
+    first = _with(_run_stable(apps.list_body), server_address='a', server_port=None,
+                  peer_address='b', client_address='a', protocol_version=None,
+                  user_agent='b')
+    assert encoder.encode(first) == encoder.encode(_Record(first))

@@ -197,8 +197,16 @@ def test_the_streamed_response_lasts_until_its_body_is_sent(scenarios, path, api
     # Backends show whole microseconds, each start and duration rounded on its own: a child
     # that ends within a microsecond or two of its parent may show up to that much later.
     slack = ROUNDING_SLACK_US
+    # The frontend's own spans (its calls) end inside its server span. The backend's
+    # start inside it (each call is made while the body streams) but may end after it:
+    # a server finishes its span when it closes its response, which can come after the
+    # frontend has read the whole body (seen once in CI on a loaded machine).
     assert all(server.start <= span.start and span.end <= server.end + slack
-               for span in others), _explain(path, outcome, seen)
+               for span in others if span.service == 'frontend'), \
+        _explain(path, outcome, seen)
+    assert all(server.start <= span.start <= server.end
+               for span in others if span.service == 'backend'), \
+        _explain(path, outcome, seen)
     calls = sorted((span for span in others if span.kind == 'CLIENT'), key=lambda s: s.start)
     # The same rounding applies between siblings: one call's shown end may pass the next
     # call's shown start by a microsecond or two.
