@@ -19,7 +19,8 @@ from falcon_tracing_wsgi.export.otlp import ProtobufEncoder
 from falcon_tracing_wsgi.tracer.span import ServerSpan
 from tests import apps
 from tests.export.test_zipkin_server_span import (
-    CASES, _count_tag_reads, _falcon, _Hello, _Plain, _run, _same_shape_spans, _Tags,
+    CASES, _count_tag_reads, _falcon, _Fails, _Hello, _Overrides, _Plain, _run,
+    _same_shape_spans, _Tags,
 )
 from tests.harness import make_environ
 
@@ -202,6 +203,14 @@ STABLE_CASES = [
         id='captured-headers'),
     pytest.param(lambda: (_falcon(_Hello()), None, {'request_hook': _Hook()}),
                  id='request-hook'),
+    pytest.param(lambda: (_falcon(_Fails()), None, {}), id='exception'),
+    # tags set through the API with a field's name: where and which value wins
+    *[pytest.param(lambda name=name, value=value: (_falcon(_Overrides(name, value)), None, {}),
+                   id=f'app-sets-{name}')
+      for name, value in (('url.path', '/mine'), ('span.kind', 'client'),
+                          ('http.response.status_code', 299), ('error.type', 'Mine'),
+                          ('http.route', '/mine'), ('falcon.resource', 'Mine'),
+                          ('client.address', '192.0.2.1'))],
 ]
 
 
