@@ -305,3 +305,19 @@ def test_a_group_of_values_is_its_own_cache_entry():
                   peer_address='b', client_address='a', protocol_version=None,
                   user_agent='b')
     assert encoder.encode(first) == encoder.encode(_Record(first))
+
+
+@pytest.mark.parametrize('fields', [True, False], ids=['fields', 'tag-dict'])
+def test_what_a_client_sends_is_cut_to_the_value_length_limit(fields):
+    # Written past Span.set_tag, so the wrapper cuts them (the limit is 64 here); with
+    # the stable names they used to be written whole.
+    long = 'x' * 200
+    span = _run_stable(apps.list_body, fields=fields, environ=make_environ(
+        '/' + long, method='M' * 200, query='q=' + long, HTTP_HOST=long,
+        HTTP_USER_AGENT=long, HTTP_X_FORWARDED_FOR=long[:60], HTTP_X_REQUEST_ID=long),
+        capture_request_headers=('x-request-id',))
+    tags = span.tags
+    for key in ('url.path', 'url.query', 'server.address', 'user_agent.original',
+                'http.request.method_original', 'http.request.header.x-request-id'):
+        assert len(tags[key]) == 64, key
+    assert tags['client.address'] == long[:60]
