@@ -477,7 +477,7 @@ def finish_unclosed() -> None:
         try:
             if response._claim():
                 response.span.set_tag(TAG_UNCLOSED, True)
-                response._complete(collected)
+                response._middleware.complete(response, collected)
         except Exception:
             _log.warning('tracing failed to finish an unclosed response', exc_info=True)
 
@@ -744,7 +744,7 @@ class TracedResponse:
             if not self._finished and (not self.recording
                                        or IN_FLIGHT.pop(id(self), None) is not None):
                 self._finished = True
-                self._complete()
+                self._middleware.complete(self)
 
     # -- outcome ------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
@@ -815,7 +815,7 @@ class TracedResponse:
     def finish(self) -> None:
         """Finish the span exactly once (tags that depend on the outcome go on here)."""
         if self._claim():
-            self._complete()
+            self._middleware.complete(self)
 
     def abort(self, reason: str) -> bool:
         """Finish an unfinished span as failed because the process is going away."""
@@ -838,29 +838,8 @@ class TracedResponse:
             self.exhausted = False
         except Exception:
             _log.warning('tracing failed to tag an aborted span', exc_info=True)
-        self._complete()
+        self._middleware.complete(self)
         return True
-
-    def _complete(self, finish_time: Optional[float] = None) -> None:
-        if self.recording:
-            try:
-                if self._plain:
-                    # PERF: _count_plain() inlined when the list was iterated.
-                    iterator = self._iterator
-                    if iterator is not None:
-                        body = self._iterable
-                        left = iterator.__length_hint__()  # type: ignore[attr-defined]
-                        self.exhausted = left == 0
-                        # += : bytes the app passed to write() were counted already.
-                        self.sent_bytes += sum(map(len, body if not left
-                                                   else body[:len(body) - left]))
-                self._middleware.on_finish(self)
-            except Exception:
-                _log.warning('tracing failed while finishing a span', exc_info=True)
-        try:
-            self.span.finish(finish_time)
-        except Exception:
-            _log.warning('tracer failed to finish a span', exc_info=True)
 
     @property
     def finished(self) -> bool:
