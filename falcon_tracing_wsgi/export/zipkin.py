@@ -425,7 +425,7 @@ class JsonV2Encoder:
                     port = close = ''
                 url = span.url
                 size = span.response_size
-                duration = round(span.duration * 1_000_000)
+                duration = round(span.duration * 1_000_000)  # type: ignore[operator]  # finished
                 if span.dropped_attributes_count or span.dropped_events_count:
                     tail = _with_dropped_counts(span.dropped_attributes_count,
                                                 span.dropped_events_count,
