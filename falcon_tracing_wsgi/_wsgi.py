@@ -275,6 +275,10 @@ _PROTOCOL_VERSIONS = {'HTTP/1.1': '1.1', 'HTTP/1.0': '1.0', 'HTTP/2': '2', 'HTTP
                       'HTTP/3': '3', 'HTTP/3.0': '3', 'HTTP/0.9': '0.9'}
 #: A forwarded client address longer than this is not an address (IPv6 with a zone fits).
 _MAX_ADDRESS = 64
+#: build_stable_values keeps at most this many Host values, each at most this long
+#: (the client sends them: the cache is bounded in entries and in bytes).
+_HOST_CACHE_SIZE = 256
+_MAX_CACHED_HOST = 256
 
 
 #: The stable request tags, in the order :func:`build_stable_values` gives their values.
@@ -306,6 +310,10 @@ def build_stable_values(redact: tuple[str, ...], record_query: bool,
     """
     secret = compile_names(redact)
     known = frozenset(known_methods)
+    # PERF: (Host header, scheme) -> (server.address, server.port): a service sees few
+    # Host values, so the split and the port's parse are made once per value (bounded,
+    # see _HOST_CACHE_SIZE: the client sends the header).
+    servers: dict[tuple[str, str], tuple[Optional[str], Optional[int]]] = {}
 
     def values(environ: Mapping[str, Any], method: str) -> StableValues:
         scheme = environ.get('wsgi.url_scheme') or 'http'
@@ -314,14 +322,18 @@ def build_stable_values(redact: tuple[str, ...], record_query: bool,
         address: Optional[str]
         port: Optional[str]
         if host:
-            address, port = _split_host(host)
+            server = servers.get((host, scheme))
+            if server is None:
+                address, port = _split_host(host)
+                server = _server(address, port, scheme, limit)
+                if len(host) <= _MAX_CACHED_HOST:
+                    if len(servers) >= _HOST_CACHE_SIZE:
+                        servers.clear()
+                    servers[(host, scheme)] = server
+            address, server_port = server
         else:
-            address, port = environ.get('SERVER_NAME'), environ.get('SERVER_PORT')
-        server_port = None
-        if address:
-            server_port = _port(port) if port else _DEFAULT_PORTS.get(scheme)
-        else:
-            address = None
+            address, server_port = _server(environ.get('SERVER_NAME'),
+                                           environ.get('SERVER_PORT'), scheme, limit)
         peer = environ.get('REMOTE_ADDR') or None
         peer_port = _port(environ.get('REMOTE_PORT')) if peer else None
         client = peer
@@ -344,7 +356,7 @@ def build_stable_values(redact: tuple[str, ...], record_query: bool,
                 ((environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', ''))
                  or '/')[:limit],
                 redact_query(query, secret)[:limit] if query and record_query else None,
-                address and address[:limit], server_port, peer and peer[:limit], peer_port,
+                address, server_port, peer and peer[:limit], peer_port,
                 client and client[:limit], version or None,
                 agent[:limit] if agent else None)
 
@@ -366,6 +378,16 @@ def build_stable_tagger(redact: tuple[str, ...], record_query: bool,
                 tags[key] = value
 
     return tag
+
+
+def _server(address: Optional[str], port: Optional[str], scheme: str, limit: int
+            ) -> tuple[Optional[str], Optional[int]]:
+    """``(server.address, server.port)`` of a request's host and port text: the
+    address cut to ``limit``, the port parsed, else the scheme's default (none without
+    an address)."""
+    if not address:
+        return None, None
+    return address[:limit], _port(port) if port else _DEFAULT_PORTS.get(scheme)
 
 
 def _split_host(host: str) -> tuple[str, Optional[str]]:
@@ -477,7 +499,7 @@ def finish_unclosed() -> None:
         try:
             if response._claim():
                 response.span.set_tag(TAG_UNCLOSED, True)
-                response._complete(collected)
+                response._middleware.complete(response, collected)
         except Exception:
             _log.warning('tracing failed to finish an unclosed response', exc_info=True)
 
@@ -744,7 +766,7 @@ class TracedResponse:
             if not self._finished and (not self.recording
                                        or IN_FLIGHT.pop(id(self), None) is not None):
                 self._finished = True
-                self._complete()
+                self._middleware.complete(self)
 
     # -- outcome ------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
@@ -815,7 +837,7 @@ class TracedResponse:
     def finish(self) -> None:
         """Finish the span exactly once (tags that depend on the outcome go on here)."""
         if self._claim():
-            self._complete()
+            self._middleware.complete(self)
 
     def abort(self, reason: str) -> bool:
         """Finish an unfinished span as failed because the process is going away."""
@@ -838,29 +860,8 @@ class TracedResponse:
             self.exhausted = False
         except Exception:
             _log.warning('tracing failed to tag an aborted span', exc_info=True)
-        self._complete()
+        self._middleware.complete(self)
         return True
-
-    def _complete(self, finish_time: Optional[float] = None) -> None:
-        if self.recording:
-            try:
-                if self._plain:
-                    # PERF: _count_plain() inlined when the list was iterated.
-                    iterator = self._iterator
-                    if iterator is not None:
-                        body = self._iterable
-                        left = iterator.__length_hint__()  # type: ignore[attr-defined]
-                        self.exhausted = left == 0
-                        # += : bytes the app passed to write() were counted already.
-                        self.sent_bytes += sum(map(len, body if not left
-                                                   else body[:len(body) - left]))
-                self._middleware.on_finish(self)
-            except Exception:
-                _log.warning('tracing failed while finishing a span', exc_info=True)
-        try:
-            self.span.finish(finish_time)
-        except Exception:
-            _log.warning('tracer failed to finish a span', exc_info=True)
 
     @property
     def finished(self) -> bool:

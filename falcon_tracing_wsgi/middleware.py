@@ -78,7 +78,7 @@ tags as the OpenTracing-API path every other tracer takes (a test compares the t
 With OpenTracing's tag names (the default) the sampled span is a
 :class:`~falcon_tracing_wsgi.tracer.span.ServerSpan`, and with the stable names alone (the
 OTLP reporter's default) a :class:`~falcon_tracing_wsgi.tracer.span.StableServerSpan`:
-its standard tags are fields set here and in :meth:`TracingMiddleware.on_finish`, never
+its standard tags are fields set here and in :meth:`TracingMiddleware.complete`, never
 a dict the encoders read back key by key (``span.tags`` still gives them all, in the
 order the tag-dict path writes them; ``dup`` keeps the dict). A new trace's headers are written
 by a function compiled once per header shape (the bare trace id, the bare span id, a
@@ -99,6 +99,7 @@ import os
 import re
 import string
 import sys
+import time
 import weakref
 from typing import Any, Callable, Final, Optional, Tuple
 
@@ -127,6 +128,7 @@ __all__ = ['TracingMiddleware', 'abort_in_flight', 'ENVIRON_SPAN', 'ENVIRON_ROUT
            'ENVIRON_INCOMING', 'ENVIRON_EXCEPTION']
 
 _log = logging.getLogger(__name__)
+_perf_counter = time.perf_counter
 
 #: Trace-context headers of every format we know; stale ones are moved out of the environ.
 _CONTEXT_KEYS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_PARENTSPANID',
@@ -201,12 +203,12 @@ class TracingMiddleware:
                                                   config.http_known_methods,
                                                   config.attribute_value_length_limit)
         # PERF: the scheme is decided here; a request calls one writer and stores under
-        # precomputed keys (see on_finish), never testing the scheme.
+        # precomputed keys (see complete), never testing the scheme.
         self._request_tags: Callable[[dict[str, Any], str, dict[str, Any]], None] = (
             self._request_tags_old if names.scheme == _semconv.OLD
             else self._request_tags_stable if names.scheme == _semconv.STABLE
             else self._request_tags_dup)
-        # The status goes under one key; 'dup' adds the stable one in on_finish.
+        # The status goes under one key; 'dup' adds the stable one in complete.
         self._status_key = names.status_code[0]
         self._stable_status_key = (names.status_code[1] if names.scheme == _semconv.DUP
                                    else None)
@@ -465,44 +467,85 @@ class TracingMiddleware:
         if self._response_hook is not None:
             self._call_hook(self._response_hook, span, response.environ, status, headers)
 
-    def on_finish(self, response: TracedResponse) -> None:
-        """Tag the outcome just before the span finishes (called once)."""
-        if not response.recording:
-            return
+    def complete(self, response: TracedResponse, finish_time: Optional[float] = None
+                 ) -> None:
+        """Tag the outcome and finish the span (called once, by the response object).
+
+        PERF: one call for the whole end of a request (the body's size, the outcome
+        tags, the span's finish and report): the response calls it straight from
+        ``close()``, and the finish of this package's server spans is
+        :meth:`Span.finish` inlined (one Python call fewer each).
+        """
         span = response.span
-        environ = response.environ
-        route = environ.get(ENVIRON_ROUTE)
-        if route is None and self._operation_name is not None:
+        kind = type(span)
+        if response.recording:
             try:
-                route = self._operation_name(environ)
+                if response._plain:
+                    # PERF: a list body is iterated by its own C iterator (see
+                    # TracedResponse.__iter__): how far it got is its length hint.
+                    iterator = response._iterator
+                    if iterator is not None:
+                        body = response._iterable
+                        left = iterator.__length_hint__()  # type: ignore[attr-defined]
+                        response.exhausted = left == 0
+                        # += : bytes the app passed to write() were counted already.
+                        response.sent_bytes += sum(map(len, body if not left
+                                                       else body[:len(body) - left]))
+                environ = response.environ
+                route = environ.get(ENVIRON_ROUTE)
+                if route is None and self._operation_name is not None:
+                    try:
+                        route = self._operation_name(environ)
+                    except Exception:
+                        _log.warning('operation_name hook failed; keeping the method '
+                                     'name', exc_info=True)
+                limit = self._value_length
+                if route:
+                    name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
+                    if kind is ServerSpan or kind is StableServerSpan:
+                        # PERF: Span.set_operation_name inlined (the name is a str).
+                        span_limit = span._tracer._value_length
+                        span.operation_name = (name if len(name) <= span_limit
+                                               else name[:span_limit])
+                    else:
+                        span.set_operation_name(name)
+                    route = route[:limit] if type(route) is str else route
+                extra = environ.get(ENVIRON_ROUTE_TAGS)
+                # not an outer wrapper's span
+                route_tags = extra[1] if extra is not None and extra[0] is span else None
+                if (kind is ServerSpan or kind is StableServerSpan) and not span.merged:
+                    # PERF: the outcome goes into the fields.
+                    span.status_code = response.status_code
+                    span.response_size = response.sent_bytes
+                    span.aborted = not response.exhausted
+                    span.route = route or None
+                    span.route_tags = route_tags
+                    if kind is StableServerSpan:
+                        span.error_type = self._stable_outcome(
+                            response, response.status_code, route)
+                else:
+                    self._tag_outcome(span, response, route, route_tags)
             except Exception:
-                _log.warning('operation_name hook failed; keeping the method name',
-                             exc_info=True)
+                _log.warning('tracing failed while finishing a span', exc_info=True)
+        if ((kind is ServerSpan or kind is StableServerSpan) and finish_time is None
+                and span.duration is None and span._perf_start is not None):
+            # PERF: Span.finish inlined: the same duration and the same guarded report.
+            span.duration = _perf_counter() - span._perf_start
+            try:
+                span._tracer._report(span)
+            except Exception:
+                _log.warning('the reporter failed to take a span', exc_info=True)
+            return
+        try:
+            span.finish(finish_time)
+        except Exception:
+            _log.warning('tracer failed to finish a span', exc_info=True)
+
+    def _tag_outcome(self, span: Any, response: TracedResponse, route: Any,
+                     route_tags: Any) -> None:
+        """The outcome as tags: a span whose outcome has no fields."""
         limit = self._value_length
         kind = type(span)
-        if route:
-            name = f'{environ.get("REQUEST_METHOD") or "GET"} {route}'
-            if kind is ServerSpan or kind is StableServerSpan:
-                # PERF: Span.set_operation_name inlined (the name is a str).
-                span_limit = span._tracer._value_length
-                span.operation_name = name if len(name) <= span_limit else name[:span_limit]
-            else:
-                span.set_operation_name(name)
-            route = route[:limit] if type(route) is str else route
-        extra = environ.get(ENVIRON_ROUTE_TAGS)
-        # not an outer wrapper's span
-        route_tags = extra[1] if extra is not None and extra[0] is span else None
-        if (kind is ServerSpan or kind is StableServerSpan) and not span.merged:
-            # PERF: the outcome goes into the fields.
-            span.status_code = response.status_code
-            span.response_size = response.sent_bytes
-            span.aborted = not response.exhausted
-            span.route = route or None
-            span.route_tags = route_tags
-            if kind is StableServerSpan:
-                span.error_type = self._stable_outcome(response, response.status_code,
-                                                       route)
-            return
         # PERF: our own span's tag dict is written directly (no set_tags calls).
         own = kind is Span or kind is ServerSpan or kind is StableServerSpan
         tags: dict[str, Any] = span.tags if own else {}

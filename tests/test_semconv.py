@@ -140,6 +140,28 @@ def test_stable_server_edge_cases(tracer, environ, expected):
     assert {key: tags.get(key) for key in expected} == expected
 
 
+def test_server_values_stay_right_across_requests_of_one_middleware(tracer):
+    """The host is split once per (Host, scheme) value: later requests with the same or
+    another host, another scheme or an over-long Host get their own right values."""
+    middleware = TracingMiddleware(apps.list_body, tracer,
+                                   config=TracingConfig(http_semconv='stable'))
+    long_host = 'h' * 300 + '.example:8080'
+    requests = [
+        ({'Host': 'shop.example'}, 'http', ('shop.example', 80)),
+        ({'Host': 'shop.example'}, 'https', ('shop.example', 443)),
+        ({'Host': 'shop.example'}, 'http', ('shop.example', 80)),
+        ({'Host': 'shop.example:99999'}, 'http', ('shop.example', None)),
+        ({'Host': '[::1]:8080'}, 'http', ('::1', 8080)),
+        ({'Host': long_host}, 'http', (long_host[:-5], 8080)),
+        ({'Host': long_host}, 'http', (long_host[:-5], 8080)),
+    ]
+    for headers, scheme, _ in requests:
+        call(middleware, make_environ('/', headers=headers, **{'wsgi.url_scheme': scheme}))
+    got = [(span.tags.get('server.address'), span.tags.get('server.port'))
+           for span in tracer.finished_spans()]
+    assert got == [expected for _, _, expected in requests]
+
+
 @pytest.mark.parametrize('env, method, server, client', [
     pytest.param({}, 'PURGE', ('_OTHER', 'PURGE'), ('_OTHER', 'PURGE'), id='default-list'),
     pytest.param({'OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS': 'GET,PURGE'}, 'PURGE',

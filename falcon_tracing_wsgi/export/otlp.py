@@ -526,6 +526,10 @@ class ProtobufEncoder:
         self._server_groups: dict[tuple[Any, ...], bytes] = {}
         self._client_groups: dict[tuple[Any, ...], bytes] = {}
         self._stable_ports: dict[int, bytes] = {}
+        # Per text key (URL, path, query): a value's field head (everything before its
+        # UTF-8 bytes) by the value's size, made once per size (see _text_field).
+        self._url_heads, self._path_heads, self._query_heads = (
+            _text_heads(key) for key in (self._url_key, self._path_key, self._query_key))
         self._build_resource(None if process_id is None else process_id())
 
     def _build_resource(self, pid: Optional[int]) -> None:
@@ -768,7 +772,8 @@ class ProtobufEncoder:
         if port_field is None:
             return None
         return self._field_span(span, shape, name_field, b''.join((
-            self._text_field(self._url_key, span.url, self.max_value_length), peer,
+            self._text_field(self._url_key, self._url_heads, span.url,
+                             self.max_value_length), peer,
             port_field)))
 
     def _encode_stable(self, span: Any, shape: _ServerShape, name_field: bytes
@@ -796,8 +801,9 @@ class ProtobufEncoder:
         if port_field is None:
             return None
         return self._field_span(span, shape, name_field, b''.join((
-            self._text_field(self._path_key, span.path, limit),
-            b'' if query is None else self._text_field(self._query_key, query, limit),
+            self._text_field(self._path_key, self._path_heads, span.path, limit),
+            b'' if query is None else self._text_field(self._query_key, self._query_heads,
+                                                       query, limit),
             front, port_field, back)))
 
     def _port(self, cache: dict[int, bytes], key_field: bytes, port: Any
@@ -854,8 +860,9 @@ class ProtobufEncoder:
         return b'\x12' + (_BYTE[size] if size < 0x80 else _varint(size)) + body
 
     @staticmethod
-    def _text_field(key_field: bytes, value: Any, limit: int) -> bytes:
-        """A str attribute's field, as the general path writes it."""
+    def _text_field(key_field: bytes, heads: list[bytes], value: Any, limit: int) -> bytes:
+        """A str attribute's field, as the general path writes it; ``heads`` are
+        ``key_field``'s field heads by value size (:func:`_text_heads`)."""
         if type(value) is not str:
             value = _value(value)
             if type(value) is not str:
@@ -867,8 +874,8 @@ class ProtobufEncoder:
         except UnicodeEncodeError:  # a lone surrogate: see _utf8
             data = value.encode('utf-8', 'replace')
         size = len(data)
-        total = len(key_field) + size + 3
-        return (b'J%c%b%c\n%c%b' % (total, key_field, size + 2, size, data) if total < 0x80
+        # PERF: a short value's head (lengths and key) is ready: one concatenation.
+        return (heads[size] + data if size < len(heads)
                 else _attribute(key_field, b'\n' + _varint(size) + data))
 
     def _value_fields(self, cache: dict[Any, bytes], values: tuple[Any, ...],
@@ -992,6 +999,18 @@ class ProtobufEncoder:
             if len(self._pair_cache) < _PAIR_CACHE_KEYS:
                 self._pair_cache[key] = {}
         return field
+
+
+def _text_heads(key_field: bytes) -> list[bytes]:
+    """The head of a str attribute's field (``KeyValue`` tag and length, ``key_field``,
+    the ``AnyValue`` tag and length, the string's tag and length) for each value size
+    whose whole field still has a one-byte length: the field is ``heads[size] + data``.
+    """
+    heads = []
+    for size in range(0x80 - len(key_field) - 3):
+        heads.append(b'J%c%b%c\n%c' % (len(key_field) + size + 3, key_field, size + 2,
+                                         size))
+    return heads
 
 
 def _dropped_fields(span: Any) -> bytes:

@@ -137,7 +137,7 @@ _ADDRESS_CACHE_SIZE = 1024
 #: see JsonV2Encoder._server_shape).
 _SERVER_SHAPES_SIZE = 1024
 _UNPRINTABLE = '<unprintable>'
-# Fixed text of a server span (see JsonV2Encoder._encode_server).
+# Fixed text of a server span (see JsonV2Encoder.encode).
 _PARENT_HEAD = ',"parentId":"'
 _RESPONSE_SIZE_HEAD = ',"http.response_size":"'
 _ABORTED = ',"http.aborted":"true"'
@@ -407,7 +407,46 @@ class JsonV2Encoder:
             else:
                 shape = None
             if shape is not None and shape[1]:
-                return self._encode_server(span, shape, limit)
+                # PERF: the wrapper's server span, written here (no call). The ids are
+                # not checked: a ServerSpan is made only by the WSGI wrapper, from the
+                # tracer's id generator and extract(), whose ids the tracer guarantees
+                # (see tracer/context.py). The usual peer (a valid address, a valid
+                # port) is a prefix made once per address, then the port.
+                context = span._context
+                parent_id = context.parent_id
+                port: Any = span.peer_port
+                prefix = self._peer_prefixes.get(span.peer_address)
+                if prefix is not None and type(port) is int and 0 < port < 65536:
+                    close = '}'
+                    invalid = ''
+                else:
+                    # the whole remoteEndpoint (or none) in ``prefix``, nothing after it
+                    prefix, invalid = self._server_peer(span.peer_address, port, limit)
+                    port = close = ''
+                url = span.url
+                size = span.response_size
+                duration = round(span.duration * 1_000_000)  # type: ignore[operator]  # finished
+                if span.dropped_attributes_count or span.dropped_events_count:
+                    tail = _with_dropped_counts(span.dropped_attributes_count,
+                                                span.dropped_events_count,
+                                                shape[3]) + shape[4]
+                else:
+                    tail = shape[2]
+                logs = span.logs
+                # PERF: one f-string for the whole span, the per-request values first
+                # and all that the shape fixes as one string at the end (JSON members
+                # have no order).
+                return (f'{{"traceId":"{context.trace_id}","id":"{context.span_id}"'
+                        f'{"" if parent_id is None else _PARENT_HEAD + parent_id + _QUOTE},'
+                        f'"timestamp":{round(span.start_time * 1_000_000)},'
+                        f'"duration":{duration if duration > 0 else 1}'
+                        f'{_DEBUG if context.debug else ""}{prefix}{port}{close}'
+                        f',"tags":{{"http.url":'
+                        f'{_c_escape(url if len(url) <= limit else url[:limit])}{invalid}'
+                        f'{_RESPONSE_SIZE_HEAD if size else ""}{size or ""}'
+                        f'{_QUOTE if size else ""}'
+                        f'{_ABORTED if span.aborted else ""}{tail}'
+                        f'{self._annotations(logs, limit) if logs else ""}}}')
         context = span.context
         trace_id = context.trace_id
         span_id = context.span_id
@@ -549,45 +588,6 @@ class JsonV2Encoder:
             annotations_json = self._annotations(logs, limit)
         return (f'{head}{debug}{kind_json}{remote_json}{tags_json}{self._local_fragment}'
                 f'{annotations_json}}}')
-
-    def _encode_server(self, span: Any, shape: _ServerShape, limit: int) -> str:
-        """The JSON of a ServerSpan whose shape text is ``shape`` (see :meth:`encode`).
-
-        The ids are not checked: a ServerSpan is made only by the WSGI wrapper, from the
-        tracer's id generator and ``extract()``, whose ids the tracer guarantees (see
-        ``tracer/context.py``).
-        """
-        context = span._context
-        parent_id = context.parent_id
-        # PERF: the usual peer (a valid address, a valid port) is a prefix made once per
-        # address and the port.
-        port = span.peer_port
-        prefix = self._peer_prefixes.get(span.peer_address)
-        if prefix is not None and type(port) is int and 0 < port < 65536:
-            remote_json = f'{prefix}{port}}}'
-            invalid = ''
-        else:
-            remote_json, invalid = self._server_peer(span.peer_address, port, limit)
-        url = span.url
-        size = span.response_size
-        duration = round(span.duration * 1_000_000)
-        if span.dropped_attributes_count or span.dropped_events_count:
-            tail = _with_dropped_counts(span.dropped_attributes_count,
-                                        span.dropped_events_count, shape[3]) + shape[4]
-        else:
-            tail = shape[2]
-        logs = span.logs
-        # PERF: one f-string for the whole span, the per-request values first and all
-        # that the shape fixes as one string at the end (JSON members have no order).
-        return (f'{{"traceId":"{context.trace_id}","id":"{context.span_id}"'
-                f'{"" if parent_id is None else _PARENT_HEAD + parent_id + _QUOTE},'
-                f'"timestamp":{round(span.start_time * 1_000_000)},'
-                f'"duration":{duration if duration > 0 else 1}'
-                f'{_DEBUG if context.debug else ""}{remote_json},"tags":{{"http.url":'
-                f'{_c_escape(url if len(url) <= limit else url[:limit])}{invalid}'
-                f'{_RESPONSE_SIZE_HEAD + str(size) + _QUOTE if size else ""}'
-                f'{_ABORTED if span.aborted else ""}{tail}'
-                f'{self._annotations(logs, limit) if logs else ""}}}')
 
     def _server_peer(self, address: Optional[str], port: Optional[int], limit: int
                      ) -> tuple[str, str]:

@@ -67,8 +67,9 @@ class CompositePropagator:
     Extraction rules, in order:
 
     1. Every format is asked. The winner is the first context that names a span
-       (``has_ids``); failing that, the first that carries a sampling decision; failing
-       that, the first context at all (baggage only).
+       (``has_ids``); failing that, the first that names a trace to join (X-Ray's
+       ``Root`` without ``Parent``); failing that, the first that carries a sampling
+       decision; failing that, the first context at all (baggage only).
     2. Baggage is merged from every context; for a key found by several formats, the
        earlier format wins.
     3. ``tracestate`` is kept from a context (in practice the W3C one) whose trace id is
@@ -126,11 +127,16 @@ class CompositePropagator:
                 break
         else:
             for context in contexts:
-                if context.sampled is not None:
+                if context.trace_id is not None:
                     winner = context
                     break
             else:
-                winner = contexts[0]
+                for context in contexts:
+                    if context.sampled is not None:
+                        winner = context
+                        break
+                else:
+                    winner = contexts[0]
         return self._merge(winner, contexts)
 
     @staticmethod

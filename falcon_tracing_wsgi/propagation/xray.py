@@ -22,11 +22,12 @@ Decisions:
   either case (it is lower-cased). ``Sampled`` must be ``0``, ``1`` or ``?``. Any other
   value of these three fields, a field without ``=`` or a repeated one makes the header
   invalid: no context, a new trace.
-* **Root without Parent** (a load balancer or API Gateway started the trace and no
-  instrumented caller exists): the span context contract has no "trace id without a
-  span id", so the context carries only the sampling decision and the new span starts
-  a new trace. (The X-Ray SDKs would keep the root; doing the same here needs the
-  tracer to adopt a trace id from a context without a span id.)
+* **Root without Parent** (an Application Load Balancer or API Gateway started the trace
+  and no instrumented caller exists): the context has the trace id and no span id (see
+  :class:`~falcon_tracing_wsgi.tracer.context.SpanContext`), so the server span joins
+  the balancer's trace as its root span, with the balancer's ``Sampled`` decision or,
+  without one, the sampler's; the other fields (``Lineage``) go on with it. This is what
+  the X-Ray SDKs do: the service's segment appears under the balancer's trace id.
 * **Other fields** are kept in order, as one ``;``-joined text, in
   ``SpanContext.extra[EXTRA_KEY]`` and written back after ours, so ``Lineage`` reaches
   the next service unchanged. ``Self`` (the load balancer's own id for its hop) is
@@ -142,10 +143,11 @@ def _parse(value: str) -> Optional[SpanContext]:
         else:
             _log.debug('X-Ray extract: dropping field %.80r', field)
     extra = {EXTRA_KEY: ';'.join(others)} if others else None
-    if trace_id is not None and parent is not None:
+    if trace_id is not None:
+        # With a Root alone (no Parent) the span id is None: a trace to join, no caller.
         return SpanContext(trace_id, parent, None, sampled, False, None, None, extra)
     if sampled is not None:
-        # A decision without a caller's span (a Root alone, or no Root): a new trace.
+        # A decision without a trace (no Root): a new trace that keeps it.
         return SpanContext(None, None, None, sampled, False, None, None, extra)
     return None
 
@@ -177,9 +179,10 @@ class XRayPropagator(HeaderNames):
             carrier: a header view answering lower-case names.
 
         Returns:
-            The caller's context; a context without ids when the header carries only a
-            decision; ``None`` when the header is absent or invalid. Never raises on bad
-            header values.
+            The caller's context; a context without a span id when the header has a
+            ``Root`` and no ``Parent``, without ids when it carries only a decision;
+            ``None`` when the header is absent or invalid. Never raises on bad header
+            values.
         """
         try:
             raw = carrier.get(_FIELD)

@@ -60,9 +60,11 @@ def valid_span_id(value: Any) -> bool:
 
 def valid_ids(context: SpanContext) -> bool:
     """Whether a context names a span with valid ids (and a valid parent id, if any),
-    or names none (ids both ``None``: a decision or baggage only)."""
-    if context.trace_id is None and context.span_id is None:
-        return context.parent_id is None
+    a trace to join with a valid trace id and no span, or neither (ids both ``None``:
+    a decision or baggage only)."""
+    if context.span_id is None:
+        return context.parent_id is None and (context.trace_id is None
+                                              or valid_trace_id(context.trace_id))
     return (valid_trace_id(context.trace_id) and valid_span_id(context.span_id)
             and (context.parent_id is None or valid_span_id(context.parent_id)))
 
@@ -73,7 +75,10 @@ class SpanContext(opentracing.SpanContext):
     Args:
         trace_id: 16 or 32 lower-case hex characters, or ``None`` for a context that
             carries only a sampling decision or baggage.
-        span_id: 16 lower-case hex characters, or ``None`` (as above).
+        span_id: 16 lower-case hex characters, or ``None``: with a ``trace_id``, a trace
+            to join without a caller's span (X-Ray's ``Root`` without ``Parent``, sent
+            by load balancers: a span started from it is a root span of that trace);
+            without one, as above.
         parent_id: the parent span's 16-hex id, or ``None`` for a root span.
         sampled: the sampling decision; ``None`` means "not decided yet" (defer).
         debug: a debug trace is always sampled and reported with ``debug: true``.

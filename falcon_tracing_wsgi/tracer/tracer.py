@@ -288,6 +288,15 @@ class Tracer(opentracing.Tracer):
                 context = SpanContext(trace_id, span_id, parent.span_id, sampled,
                                       parent.debug, parent.baggage, parent.tracestate,
                                       parent.extra, parent.random_trace_id)
+            elif parent.trace_id is not None:
+                # A trace to join without a caller's span (X-Ray's Root alone, from a
+                # load balancer): a root span of that trace, keeping what came with it.
+                trace_id = parent.trace_id
+                if sampled is None:
+                    sampled = self._decide(trace_id, name)
+                context = SpanContext(trace_id, span_id, None, sampled, parent.debug,
+                                      parent.baggage, parent.tracestate, parent.extra,
+                                      parent.random_trace_id)
             else:
                 # A decision and/or baggage without ids: a new trace that keeps them.
                 trace_id = self._new_trace_id()

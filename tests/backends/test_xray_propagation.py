@@ -36,8 +36,16 @@ def extract(value):
 @pytest.mark.parametrize('value, expected', [
     pytest.param(f'Root={ROOT};Parent={PARENT};Sampled=1',
                  SpanContext(TRACE, PARENT, None, True), id='docs-with-parent'),
-    pytest.param(f'Root={ROOT};Sampled=1', SpanContext(None, None, None, True),
-                 id='docs-root-only-keeps-the-decision'),
+    pytest.param(f'Root={ROOT};Sampled=1', SpanContext(TRACE, None, None, True),
+                 id='docs-root-only-is-a-trace-to-join'),
+    pytest.param(f'Root={ROOT}', SpanContext(TRACE, None, None, None),
+                 id='alb-root-alone-no-decision'),
+    pytest.param(f'Root={ROOT};Sampled=0;Lineage=a87bd80c:1',
+                 SpanContext(TRACE, None, None, False,
+                             extra={EXTRA_KEY: 'Lineage=a87bd80c:1'}),
+                 id='root-alone-keeps-decision-and-lineage'),
+    pytest.param(f'Parent={PARENT};Sampled=1', SpanContext(None, None, None, True),
+                 id='parent-without-root-keeps-only-the-decision'),
     pytest.param(f'Root={ROOT};Parent={PARENT};Sampled=0',
                  SpanContext(TRACE, PARENT, None, False), id='not-sampled'),
     pytest.param(f'Root={ROOT};Parent={PARENT};Sampled=?',
@@ -55,8 +63,10 @@ def extract(value):
                              extra={EXTRA_KEY: 'Lineage=a87bd80c:1|68fd508a:5'}),
                  id='lineage-is-kept'),
     pytest.param('Self=1-67891234-12456789abcdef012345678;'
-                 'Root=1-67891233-abcdef012345678912345678;CalledFrom=app', None,
-                 id='elb-docs-self-dropped-no-decision'),
+                 'Root=1-67891233-abcdef012345678912345678;CalledFrom=app',
+                 SpanContext('67891233abcdef012345678912345678', None, None, None,
+                             extra={EXTRA_KEY: 'CalledFrom=app'}),
+                 id='elb-docs-self-dropped-trace-joined'),
     pytest.param('Self=1-67891234-12456789abcdef0123456789;'
                  'Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1',
                  SpanContext('67891233abcdef012345678912345678', PARENT, None, True),
@@ -68,7 +78,7 @@ def extract(value):
 def test_extract(value, expected):
     context = extract(value)
     assert context == expected
-    assert_valid_context(context)
+    assert_valid_context(context, trace_only=True)
 
 
 @pytest.mark.parametrize('value', [
@@ -86,7 +96,7 @@ def test_extract(value, expected):
     pytest.param(f'Root={ROOT};Parent={PARENT};Sampled=1;' + 'x' * MAX_HEADER_LENGTH,
                  id='too-long'),
     pytest.param('', id='empty'),
-    pytest.param(f'Root={ROOT}', id='root-without-decision'),
+    pytest.param(f'Parent={PARENT}', id='parent-without-root-or-decision'),
     pytest.param('Lineage=a87bd80c:1', id='nothing-we-use'),
 ])
 def test_malformed_or_useless_gives_none(value):
@@ -163,8 +173,8 @@ def test_trace_id_mapping_round_trips(number):
 @given(st.text(max_size=300))
 @PROPERTY_SETTINGS
 def test_any_text_gives_a_valid_context_or_none(value):
-    assert_valid_context(extract(value))
-    assert_valid_context(extract(f'Root={ROOT};Parent={PARENT};{value}'))
+    assert_valid_context(extract(value), trace_only=True)
+    assert_valid_context(extract(f'Root={ROOT};Parent={PARENT};{value}'), trace_only=True)
 
 
 def test_extract_is_bounded_on_huge_values():
@@ -204,3 +214,45 @@ def test_tracer_follows_an_unsampled_xray_caller():
                             {'x-amzn-trace-id': f'Root={ROOT};Parent={PARENT};Sampled=0'})
     tracer.start_span('GET /', child_of=parent).finish()
     assert reporter.spans == []
+
+
+@pytest.mark.parametrize('header, sampled, others', [
+    pytest.param(f'Root={ROOT}', True, '', id='alb-root-alone-the-sampler-decides'),
+    pytest.param(f'Root={ROOT};Sampled=1', True, '', id='api-gateway-sampled'),
+    pytest.param(f'Root={ROOT};Sampled=0;Lineage=a87bd80c:1', False, ';Lineage=a87bd80c:1',
+                 id='unsampled-with-lineage'),
+    pytest.param('Self=1-67891234-12456789abcdef0123456789;'
+                 f'Root={ROOT};CalledFrom=app', True, ';CalledFrom=app',
+                 id='elb-docs-self-dropped'),
+])
+def test_a_load_balancers_root_is_joined_by_the_server_span(header, sampled, others):
+    """A Root without Parent (what an ALB sends): the wrapper's server span is a root span
+    of that trace (no parent), and the app's outbound calls carry the trace on."""
+    from falcon_tracing_wsgi import TracingConfig, TracingMiddleware
+
+    from ..harness import call, make_environ
+
+    tracer, reporter = make_tracer(('xray',))
+    seen = {}
+
+    def app(environ, start_response):
+        seen['header'] = environ.get('HTTP_X_AMZN_TRACE_ID')
+        seen['span'] = environ['falcon_tracing_wsgi.span']
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [b'ok']
+
+    wrapped = TracingMiddleware(app, tracer=tracer, config=TracingConfig())
+    call(wrapped, make_environ('/', headers={'X-Amzn-Trace-Id': header}))
+    context = seen['span'].context
+    assert (context.trace_id, context.parent_id, context.sampled) == (TRACE, None, sampled)
+    assert seen['header'] == (f'Root={ROOT};Parent={context.span_id};'
+                              f'Sampled={int(sampled)}{others}')
+    assert [span.context.trace_id for span in reporter.spans] == ([TRACE] if sampled else [])
+
+
+def test_a_root_to_join_wins_over_a_bare_decision_in_a_composite():
+    composite = build_propagator('b3,xray')
+    context = composite.extract({'x-b3-sampled': '1', 'x-amzn-trace-id': f'Root={ROOT}'})
+    # No format names a span: the trace to join beats B3's decision (rule 1); the
+    # decision of the winner stands (rule 4), so the sampler decides.
+    assert (context.trace_id, context.span_id, context.sampled) == (TRACE, None, None)

@@ -26,13 +26,20 @@ def _check_id(value: Optional[str], widths: tuple[int, ...]) -> None:
     assert value.strip('0'), value
 
 
-def assert_valid_context(context: Optional[SpanContext]) -> None:
-    """``None`` or a context whose ids are exact-width, lower-case, non-zero hex."""
+def assert_valid_context(context: Optional[SpanContext], trace_only: bool = False) -> None:
+    """``None`` or a context whose ids are exact-width, lower-case, non-zero hex.
+
+    ``trace_only``: the format may give a trace id without a span id (X-Ray's ``Root``
+    alone); no other format may."""
     if context is None:
         return
     assert isinstance(context, SpanContext)
     if context.trace_id is None:
         assert context.span_id is None and context.parent_id is None
+    elif context.span_id is None:
+        assert trace_only, 'a trace id without a span id'
+        _check_id(context.trace_id, (16, 32))
+        assert context.parent_id is None
     else:
         _check_id(context.trace_id, (16, 32))
         _check_id(context.span_id, (16,))

@@ -365,7 +365,11 @@ class _GivenContext:
     pytest.param(SpanContext(TRACE_128.upper(), SPAN), False, id='upper-case-trace-id'),
     pytest.param(SpanContext(TRACE_128, 'x' * 16), False, id='span-id-not-hex'),
     pytest.param(SpanContext(TRACE_128, SPAN, 'abc'), False, id='short-parent-id'),
-    pytest.param(SpanContext(TRACE_128, None, None, True), False, id='trace-id-alone'),
+    pytest.param(SpanContext(TRACE_128, None, None, True), True,
+                 id='trace-id-alone-is-a-trace-to-join'),
+    pytest.param(SpanContext('x' * 32, None, None, True), False, id='trace-id-alone-not-hex'),
+    pytest.param(SpanContext(TRACE_128, None, SPAN, True), False,
+                 id='trace-id-and-parent-without-span-id'),
     pytest.param(SpanContext(12, SPAN), False, id='trace-id-as-int'),
 ])
 def test_a_given_propagator_s_context_with_invalid_ids_is_not_extracted(context, kept):
