@@ -47,11 +47,10 @@ Figures:
   the pipeline; the spans-per-second budget stays judged on the wall-time run.
 
 * ``--repeat N`` (for information, never judged): after those runs, the defaults N more
-  times in the same process, each with its user and system CPU per span. A fresh
-  process has run the same spans with 35-40 % more user CPU in its first seconds than
-  later (one measurement: 4.54, 3.99, 3.21 µs per span in the first three runs; with a
-  4 s CPU burn before them, 3.39, 2.51, 2.51): this shows how much of a judged first run
-  is that warm-up.
+  times in the same process, each with its user and system CPU per span. Some
+  processes have run the same spans with 35-40 % more user CPU in their first seconds
+  than later (4.54, 3.99, 3.21 µs per span in the first three runs of one), others not
+  at all: this shows whether a judged first run paid such a warm-up.
 
 Run: ``python benchmarks/bench_reporter.py [--spans 200000] [--quick] [--instructions]
 [--repeat N]``.
