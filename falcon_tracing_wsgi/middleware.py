@@ -489,8 +489,12 @@ class TracingMiddleware:
                         left = iterator.__length_hint__()  # type: ignore[attr-defined]
                         response.exhausted = left == 0
                         # += : bytes the app passed to write() were counted already.
-                        response.sent_bytes += sum(map(len, body if not left
-                                                       else body[:len(body) - left]))
+                        # PERF: Falcon's body is one chunk: len() of it is ~1,000
+                        # instructions less than sum(map(len, ...)).
+                        response.sent_bytes += (
+                            len(body[0]) if not left and len(body) == 1
+                            else sum(map(len, body if not left
+                                         else body[:len(body) - left])))
                 environ = response.environ
                 route = environ.get(ENVIRON_ROUTE)
                 if route is None and self._operation_name is not None:
