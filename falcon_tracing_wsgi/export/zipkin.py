@@ -629,8 +629,8 @@ class JsonV2Encoder:
         of the tags (component, method, status, route, route tags, API tags, process
         tags and the closing brace) and the rest of the object (name, kind, local
         endpoint))``. The route tags are kept in the entry and compared by identity: a
-        framework hands the same dict for every request of a route
-        (``ENVIRON_ROUTE_TAGS``, never changed once handed over); another dict makes
+        framework hands the same dict for every request of a route (the span's
+        ``route_tags``, never changed once handed over); another dict makes
         the entry again. The cache is bounded (cleared when full): names set by an app
         through the API could otherwise grow it without end.
         """

@@ -129,7 +129,12 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
-        if type(span) is ServerSpan or type(span) is StableServerSpan or type(span) is Span:
+        if type(span) is ServerSpan or type(span) is StableServerSpan:
+            # PERF: a field (see ServerSpan): a tag of the same name set through the API
+            # wins, whenever it is set.
+            span.route_tags = tags
+            return
+        if type(span) is Span:
             # PERF: handed to the wrapper, which adds them when the span finishes, with
             # its other tags, straight into our span's dict (a set_tags call cost more
             # than the rest of this hook). A tag the app sets meanwhile is kept.
