@@ -332,8 +332,8 @@ _LONG_ROUTE = '/r/' + 'x' * 40
 ])
 def test_span_names_stay_right_across_routes_of_one_middleware(monkeypatch, tracer,
                                                                own_tracer):
-    """The name and the cut route are kept per (method, route): repeated, new and
-    unhashable routes, a route past the value limit and a full cache all give each
+    """The name and the cut route are kept per (method, route): repeated, new,
+    unhashable and equal-but-different routes, a route past the value limit and a full cache all give each
     request its own right name and route."""
     import falcon_tracing_wsgi.middleware as middleware_module
     from falcon_tracing_wsgi.config import TracingConfig
@@ -347,7 +347,8 @@ def test_span_names_stay_right_across_routes_of_one_middleware(monkeypatch, trac
 
     def app(environ, start_response):
         route = environ.get('HTTP_X_ROUTE')
-        environ[ENVIRON_ROUTE] = ['unhashable'] if route == 'list' else route
+        environ[ENVIRON_ROUTE] = {'list': ['unhashable'], 'one': 1, 'true': True}.get(
+            route, route)
         return apps.list_body(environ, start_response)
 
     wrapped = TracingMiddleware(app, tracer,
@@ -361,6 +362,8 @@ def test_span_names_stay_right_across_routes_of_one_middleware(monkeypatch, trac
         ('GET', '/d', 'GET /d', '/d'),  # the cache was full: cleared, then kept
         ('POST', '/a', 'POST /a', '/a'),
         ('GET', 'list', "GET ['unhashable']", ['unhashable']),
+        ('GET', 'one', 'GET 1', 1),
+        ('GET', 'true', 'GET True', True),  # equal to 1 as a key: never cached
         # the tracer's limit (30) cuts our own span's name; the route is cut to 20
         ('GET', _LONG_ROUTE, ('GET ' + _LONG_ROUTE)[:30] if own_tracer
          else 'GET ' + _LONG_ROUTE, _LONG_ROUTE[:20]),
