@@ -17,7 +17,8 @@ ENVIRON_SPAN = 'falcon_tracing_wsgi.span'
 #: environ key a framework sets to the matched route template (names the span).
 ENVIRON_ROUTE = 'falcon_tracing_wsgi.route'
 #: environ key of span tags a framework knows once the route is (Falcon's resource and
-#: responder) for one of this package's own spans: ``(span, {tag: value})``, added to
+#: responder) for one of this package's own plain spans (a ServerSpan or
+#: StableServerSpan takes them as its ``route_tags`` field): ``(span, {tag: value})``, added to
 #: that span (not to an outer wrapper's) when it finishes, except tags the app set. The
 #: dict is never changed once handed over (one per route: encoders keep its text).
 ENVIRON_ROUTE_TAGS = 'falcon_tracing_wsgi.route_tags'

@@ -323,6 +323,61 @@ def test_operation_name_option(tracer):
     assert only_span(tracer).operation_name == 'GET /items/{id}'
 
 
+_LONG_ROUTE = '/r/' + 'x' * 40
+
+
+@pytest.mark.parametrize('own_tracer', [
+    pytest.param(True, id='own-tracer-field-spans'),
+    pytest.param(False, id='mock-tracer'),
+])
+def test_span_names_stay_right_across_routes_of_one_middleware(monkeypatch, tracer,
+                                                               own_tracer):
+    """The name and the cut route are kept per (method, route): repeated, new,
+    unhashable and equal-but-different routes, a route past the value limit and a full cache all give each
+    request its own right name and route."""
+    import falcon_tracing_wsgi.middleware as middleware_module
+    from falcon_tracing_wsgi.config import TracingConfig
+    from falcon_tracing_wsgi.testing import make_tracer
+    from falcon_tracing_wsgi.tracer.limits import SpanLimits
+
+    monkeypatch.setattr(middleware_module, '_ROUTE_NAMES_SIZE', 3)
+    reporter = None
+    if own_tracer:
+        tracer, reporter = make_tracer(span_limits=SpanLimits(value_length=30))
+
+    def app(environ, start_response):
+        route = environ.get('HTTP_X_ROUTE')
+        environ[ENVIRON_ROUTE] = {'list': ['unhashable'], 'one': 1, 'true': True}.get(
+            route, route)
+        return apps.list_body(environ, start_response)
+
+    wrapped = TracingMiddleware(app, tracer,
+                                config=TracingConfig(attribute_value_length_limit=20))
+    requests = [  # (method, route, expected name, expected http.route)
+        ('GET', '/a', 'GET /a', '/a'),
+        ('POST', '/a', 'POST /a', '/a'),
+        ('GET', '/a', 'GET /a', '/a'),
+        ('GET', '/b', 'GET /b', '/b'),
+        ('GET', '/c', 'GET /c', '/c'),
+        ('GET', '/d', 'GET /d', '/d'),  # the cache was full: cleared, then kept
+        ('POST', '/a', 'POST /a', '/a'),
+        ('GET', 'list', "GET ['unhashable']", ['unhashable']),
+        ('GET', 'one', 'GET 1', 1),
+        ('GET', 'true', 'GET True', True),  # equal to 1 as a key: never cached
+        # the tracer's limit (30) cuts our own span's name; the route is cut to 20
+        ('GET', _LONG_ROUTE, ('GET ' + _LONG_ROUTE)[:30] if own_tracer
+         else 'GET ' + _LONG_ROUTE, _LONG_ROUTE[:20]),
+        ('GET', _LONG_ROUTE, ('GET ' + _LONG_ROUTE)[:30] if own_tracer
+         else 'GET ' + _LONG_ROUTE, _LONG_ROUTE[:20]),
+    ]
+    for method, route, _, _ in requests:
+        call(wrapped, make_environ('/p', method=method, headers={'X-Route': route}))
+    spans = reporter.spans if own_tracer else tracer.finished_spans()
+    got = [(span.operation_name, span.tags.get('http.route')) for span in spans]
+    assert got == [(name, route) for _, _, name, route in requests]
+    assert len(wrapped._route_names) <= 3
+
+
 def test_raw_path_is_never_the_name(tracer):
     call(TracingMiddleware(apps.list_body, tracer), make_environ('/users/42'))
     assert only_span(tracer).operation_name == 'GET'

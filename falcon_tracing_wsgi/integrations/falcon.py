@@ -57,7 +57,7 @@ from .._keys import (
     ENVIRON_ERROR_TYPE, ENVIRON_EXCEPTION, ENVIRON_ROUTE, ENVIRON_ROUTE_TAGS, ENVIRON_SPAN,
 )
 from .._wsgi import record_exception, set_tags
-from ..tracer.span import ServerSpan, Span, StableServerSpan
+from ..tracer.span import ServerSpan, Span, StableServerSpan, UnsampledSpan
 
 __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_handler']
 
@@ -113,7 +113,12 @@ class TracingComponent:
         if env.get(_ENVIRON_COMPONENT) is not self:
             return
         span = env[ENVIRON_SPAN]
-        if getattr(span.context, 'sampled', True) is False:
+        kind = type(span)
+        # PERF: our own spans are told by their type (getattr is a builtin call): a
+        # field span always records, an UnsampledSpan never does.
+        fields = kind is ServerSpan or kind is StableServerSpan
+        if not fields and (kind is UnsampledSpan
+                           or getattr(span.context, 'sampled', True) is False):
             return  # PERF: nothing here matters to a span that records nothing
         template = req.uri_template
         if template:
@@ -129,7 +134,12 @@ class TracingComponent:
             if len(self._responder_tags) >= _RESPONDER_TAGS_SIZE:
                 self._responder_tags.clear()
             self._responder_tags[key] = tags
-        if type(span) is ServerSpan or type(span) is StableServerSpan or type(span) is Span:
+        if fields:
+            # PERF: a field (see ServerSpan): a tag of the same name set through the API
+            # wins, whenever it is set.
+            span.route_tags = tags
+            return
+        if kind is Span:
             # PERF: handed to the wrapper, which adds them when the span finishes, with
             # its other tags, straight into our span's dict (a set_tags call cost more
             # than the rest of this hook). A tag the app sets meanwhile is kept.

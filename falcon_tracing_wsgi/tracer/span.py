@@ -320,9 +320,10 @@ class ServerSpan(Span):
 
     The WSGI wrapper starts one per sampled request with this package's tracer and
     OpenTracing's tag names (the default): it fills the request's fields when the span
-    starts (``component``, ``method``, ``url``, ``peer_address``, ``peer_port``) and the
-    outcome's when the request ends (``status_code``, ``response_size``, ``aborted``,
-    ``route``, ``route_tags``). Tags set through the OpenTracing API (``set_tag``,
+    starts (``component``, ``method``, ``url``, ``peer_address``, ``peer_port``), the
+    framework integration sets ``route_tags`` once the route is known, and the wrapper
+    fills the outcome's when the request ends (``status_code``, ``response_size``,
+    ``aborted``, ``route``). Tags set through the OpenTracing API (``set_tag``,
     ``set_tags``, also by the app on ``req.context.span``) go to the span's own dict.
 
     Why: the same tags written into a dict at request time and read back key by key by
