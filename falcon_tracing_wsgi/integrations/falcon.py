@@ -10,10 +10,11 @@ adds what Falcon knows, through Falcon's public API (composition, no patching):
     ``req.context['span'].log_kv(...)`` keep working;
   - after routing, records ``req.uri_template`` as the route (the wrapper renames the span
     ``METHOD {uri_template}`` and tags ``http.route``) and the tags ``falcon.resource``
-    (the resource class) and ``falcon.responder``; on this package's own spans the
-    wrapper adds these two when the span finishes (a tag of the same name the app set
-    itself is kept, as when they were set before the responder ran). An unrouted request (404) keeps the name
-    ``METHOD``: never the raw path.
+    (the resource class) and ``falcon.responder``; on this package's own spans they
+    are the span's route tags at once (the wrapper's server spans) or added by the
+    wrapper when the span finishes (a plain span); either way a tag of the same name the
+    app set itself is kept, as when they were set before the responder ran. An unrouted
+    request (404) keeps the name ``METHOD``: never the raw path.
   The component never fails a request: a ``context_type`` that cannot hold the span (a
   slotted or frozen class) leaves it at ``req.env['falcon_tracing_wsgi.span']`` only.
 * exception capture. Falcon 3+ turns an unhandled responder exception into a 500 *inside*
