@@ -19,6 +19,16 @@ carries no trace headers (a new trace):
   package's own: the same Zipkin JSON to the same sink);
 * one Falcon hook (``process_resource``) that gives ``req.context.span`` and the route.
 
+``wrap_floor(app, tracer, kept=True)`` (the ``floor_kept`` variant) adds, written as
+cheaply as the rest, what the package keeps on that path beyond the job itself: the
+in-flight registry (a weak reference per response, for worker aborts), ``__del__`` on
+the response (a response the server never closed), the response size from the list
+iterator's length hint and the aborted flag, the span name's and URL's value limits, the
+empty ``incoming`` dict in the environ, and a second Falcon hook (``process_request``)
+so that ``req.context.span`` is there for a request without a route. That variant is
+what the package's default path could cost with every behaviour kept and none of its
+generality (other tracers, propagators, options, failures).
+
 What it leaves out is everything the package adds to that job: other tracers and
 propagators, options (exclusions, hooks, captured headers, limits, redaction, stable
 names), incoming trace headers, failures (an app that raises, a server that never calls
@@ -32,6 +42,7 @@ from __future__ import annotations
 import contextvars
 from random import getrandbits
 from time import perf_counter, time
+from weakref import ref as _weakref
 from typing import Any, Callable
 
 from falcon_tracing_wsgi.tracer.context import SpanContext
@@ -49,6 +60,11 @@ _WATCHED = frozenset({
 _SPAN_KEY = 'floor.span'
 _ROUTE_KEY = 'floor.route'
 _STATUS_CODES: dict[str, int] = {}
+_INCOMING_KEY = 'floor.incoming'
+_LIMIT = 4096
+#: floor_kept's in-flight registry (id -> weak reference) and unclosed responses.
+_IN_FLIGHT: dict[int, Any] = {}
+_UNCLOSED: list[Any] = []
 
 
 class _Response:
@@ -77,6 +93,37 @@ class _Response:
             span.route = route
         span.status_code = self.code
         span.response_size = sum(map(len, self.result))
+        self.report(span)
+
+
+class _KeptResponse(_Response):
+    """floor_kept's response: the registry, ``__del__``, size, aborted, the name limit."""
+
+    __slots__ = ('iterator', 'finished', '__weakref__')
+
+    def __iter__(self) -> Any:
+        self.iterator = iterator = iter(self.result)
+        return iterator
+
+    def __del__(self) -> None:
+        if not self.finished:
+            _UNCLOSED.append(self)
+
+    def close(self) -> None:
+        if self.finished or _IN_FLIGHT.pop(id(self), None) is None:
+            return
+        self.finished = True
+        span = self.span
+        span.duration = perf_counter() - span._perf_start
+        route = self.environ.get(_ROUTE_KEY)
+        if route:
+            name = f'{span.method} {route}'
+            span.operation_name = name if len(name) <= _LIMIT else name[:_LIMIT]
+            span.route = route
+        span.status_code = self.code
+        left = self.iterator.__length_hint__()
+        span.response_size = sum(map(len, self.result))
+        span.aborted = left != 0
         self.report(span)
 
 
@@ -153,7 +200,82 @@ class FloorComponent:
         span.route_tags = tags
 
 
-def wrap_floor(app: Any, tracer: Any) -> FloorMiddleware:
-    """``app`` (a Falcon app) behind the floor, reporting to ``tracer``'s reporter."""
+class KeptFloorMiddleware(FloorMiddleware):
+    """floor_kept's WSGI wrapper: the floor's, plus the behaviours the package keeps."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.keys().isdisjoint(_WATCHED):
+            raise NotImplementedError('the floor starts new traces only')
+        trace_id = getrandbits(128).to_bytes(16, 'big').hex()
+        span_id = getrandbits(64).to_bytes(8, 'big').hex()
+        environ['HTTP_X_B3_TRACEID'] = trace_id
+        environ['HTTP_X_B3_SPANID'] = span_id
+        environ['HTTP_X_B3_SAMPLED'] = '1'
+        environ['HTTP_TRACEPARENT'] = f'00-{trace_id}-{span_id}-03'
+        environ[_INCOMING_KEY] = {}
+        context = _new(SpanContext)
+        context.trace_id = trace_id
+        context.span_id = span_id
+        context.parent_id = context.tracestate = context.extra = None
+        context.sampled = context.random_trace_id = True
+        context.debug = False
+        context._baggage = None
+        span = _new(ServerSpan)
+        span._tracer = self.tracer
+        span._context = context
+        span.operation_name = span.method = environ['REQUEST_METHOD']
+        span.start_time = time()
+        span._perf_start = perf_counter()
+        span.duration = span.logs = span.references = span.route = span.route_tags = None
+        span._tags = {}
+        span.dropped_attributes_count = span.dropped_events_count = 0
+        span.component = 'falcon'
+        url = f"{environ['wsgi.url_scheme']}://{environ['HTTP_HOST']}{environ['PATH_INFO']}"
+        span.url = url if len(url) <= _LIMIT else url[:_LIMIT]
+        span.peer_address = environ.get('REMOTE_ADDR')
+        span.peer_port = int(environ['REMOTE_PORT'])
+        span.status_code = span.response_size = 0
+        span.aborted = span.merged = False
+        environ[_SPAN_KEY] = span
+        response = _KeptResponse()
+        response.span = span
+        response.environ = environ
+        response.server_start_response = start_response
+        response.report = self.report
+        response.finished = False
+        _IN_FLIGHT[id(response)] = _weakref(response)
+        token = _ACTIVE.set(span)
+        try:
+            response.result = self.app(environ, response.start_response)
+        finally:
+            _ACTIVE.reset(token)
+        return response
+
+
+class KeptFloorComponent(FloorComponent):
+    """floor_kept's Falcon hooks: ``req.context.span`` in ``process_request``."""
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        span = req.env.get(_SPAN_KEY)
+        if span is not None:
+            req.context.span = span
+
+    def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        env = req.env
+        env[_ROUTE_KEY] = req.uri_template
+        key = (type(resource), req.method)
+        tags = self._responder_tags.get(key)
+        if tags is None:
+            tags = self._responder_tags[key] = {'falcon.resource': key[0].__qualname__,
+                                                'falcon.responder': f'on_{key[1].lower()}'}
+        env[_SPAN_KEY].route_tags = tags
+
+
+def wrap_floor(app: Any, tracer: Any, kept: bool = False) -> FloorMiddleware:
+    """``app`` (a Falcon app) behind the floor, reporting to ``tracer``'s reporter;
+    ``kept``: with the behaviours the package keeps (the ``floor_kept`` variant)."""
+    if kept:
+        app.add_middleware(KeptFloorComponent())
+        return KeptFloorMiddleware(app, tracer)
     app.add_middleware(FloorComponent())
     return FloorMiddleware(app, tracer)
