@@ -203,6 +203,9 @@ class FloorComponent:
 class KeptFloorMiddleware(FloorMiddleware):
     """floor_kept's WSGI wrapper: the floor's, plus the behaviours the package keeps."""
 
+    # NOTE: FloorMiddleware.__call__ written again with the additions, not shared through
+    # a helper or super(): each yardstick must be the cheapest form of its job, and a
+    # shared step would put a Python call into both.
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not environ.keys().isdisjoint(_WATCHED):
             raise NotImplementedError('the floor starts new traces only')

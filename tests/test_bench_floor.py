@@ -17,9 +17,7 @@ import falcon
 import pytest
 
 from falcon_tracing_wsgi import TracingMiddleware
-from falcon_tracing_wsgi.propagation import build_propagator
-from falcon_tracing_wsgi.tracer.sampler import ConstSampler
-from falcon_tracing_wsgi.tracer.tracer import Tracer
+from falcon_tracing_wsgi.testing import make_tracer
 from falcon_tracing_wsgi.zipkin import Endpoint, JsonV2Encoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
@@ -28,20 +26,6 @@ from floor import wrap_floor  # noqa: E402
 #: What differs between any two requests, whoever traces them.
 _PER_REQUEST = ('traceId', 'id', 'timestamp', 'duration')
 _HEADERS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_SAMPLED', 'HTTP_TRACEPARENT')
-
-
-class _Keep:
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-
-    def report(self, span: Any) -> None:
-        self.spans.append(span)
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self, timeout: float = 0) -> bool:
-        return True
 
 
 class _Users:
@@ -56,8 +40,7 @@ class _Users:
 def _serve(kind: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(the span's JSON without per-request values, the app's environ, the span the app
     saw is the one reported) for one ``GET /users/42`` traced by ``kind``."""
-    keep = _Keep()
-    tracer = Tracer(keep, ConstSampler(True), build_propagator(('b3', 'w3c', 'baggage')))
+    tracer, keep = make_tracer(('b3', 'w3c', 'baggage'))
     users = _Users()
     app = falcon.App()
     app.add_route('/users/{user_id}', users)
