@@ -23,7 +23,7 @@ import falcon
 
 #: name -> one-line description, in table order.
 VARIANTS = {
-    'bare': 'bare Falcon app (the floor)',
+    'bare': 'bare Falcon app (no tracing)',
     'traced': 'wrap(): sampled, Zipkin v2 export to the sink',
     'traced_otlp': 'wrap(): sampled, OTLP/HTTP protobuf export to the sink',
     'traced_otlp_json': 'wrap(): sampled, OTLP/HTTP JSON export to the sink',
@@ -46,6 +46,10 @@ OTLP_VARIANTS = ('traced_otlp', 'traced_otlp_json', 'traced_otlp_old_names')
 EXTRA_VARIANTS = {
     'otel_otlp': 'OpenTelemetry WSGI middleware + SDK + BatchSpanProcessor, OTLPSpanExporter '
                  '(HTTP, protobuf) to the sink',
+    'floor': 'the floor yardstick (floor.py): the same headers, span and Zipkin export to the '
+             'sink, none of the package\'s options or safety (issue 15)',
+    'floor_kept': 'floor + the behaviours the package keeps on that path (floor.py), written '
+                  'as cheaply',
     'bare_plain': 'the bare app called from a plain Python WSGI function',
     'span_only': 'bare_plain + one span started and finished per request through the '
                  'OpenTracing API (our tracer, no reporter work)',
@@ -64,6 +68,8 @@ EXTRA_VARIANTS = {
 #: FALCON_TRACING_ZIPKIN_URL (the sink).
 VARIANT_ENV = {
     'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    'floor': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    'floor_kept': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
     # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
     'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
@@ -134,10 +140,29 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
         return _build_otel(app, variant)
     if variant == 'traced_children':
         return _build_children()
+    if variant in ('floor', 'floor_kept'):
+        return _build_floor(app, variant == 'floor_kept')
     if variant in EXTRA_VARIANTS:
         return _build_stage(app, variant)
     raise ValueError(f'unknown variant {variant!r}; choose from '
                      f'{", ".join([*VARIANTS, *EXTRA_VARIANTS])}')
+
+
+def _build_floor(app: falcon.App[Any, Any], kept: bool
+                 ) -> tuple[Callable[..., Any], Finish]:
+    """The floor yardstick (``floor.py``) with the reporter ``wrap()`` would build."""
+    from floor import wrap_floor
+
+    from falcon_tracing_wsgi.bootstrap import build_tracer
+    from falcon_tracing_wsgi.config import TracingConfig
+
+    tracer: Any = build_tracer(TracingConfig.from_env())
+    reporter = tracer.reporter
+
+    def finish(timeout: float) -> Optional[int]:
+        reporter.flush(timeout)
+        return int(reporter.stats()['sent'])
+    return wrap_floor(app, tracer, kept), finish
 
 
 def _plain(app: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,7 +17,8 @@ Figures:
   and POSTs batches (when the worker falls behind, ``report()`` encodes too, as it does
   on a busy request thread); timed from the first ``report()`` until every span was
   sent (a ``flush()`` sends the last partial batch, as ``close()`` would). ``CPU/span``
-  is process CPU (both threads) over the same interval. Once more with the old fixed
+  is process CPU (both threads) over the same interval, ``page faults`` the process's
+  minor page faults over it (``getrusage``), for information. Once more with the old fixed
   batches of 256 spans for comparison (that variant may drop spans: it is the old
   behaviour, shown, not judged). The CPU per span minus encoding alone is what the
   pipeline itself costs (report, queue, batches, framing, POST). (A variant with the
@@ -204,6 +205,7 @@ def _worker(sink: Sink, encoder: Any, batch: list[Any],
     reporter = BatchReporter(HttpSender(sink.url), encoder, **options)
     report = reporter.report
     stats = reporter.stats
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     cpu0 = time.process_time()
     start = time.perf_counter()
     for item in batch:
@@ -214,11 +216,13 @@ def _worker(sink: Sink, encoder: Any, batch: list[Any],
     reporter.flush(120.0)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     final = stats()
     reporter.close(5.0)
     received = sink.wait_for(before + spans, 10.0)['spans'] - before
     return {'per_s': final['sent'] / elapsed, 'cpu_us': cpu / spans * 1e6,
-            'report_us': reported / spans * 1e6, 'received': received, 'stats': final}
+            'report_us': reported / spans * 1e6, 'received': received, 'stats': final,
+            'faults': faults}
 
 
 #: (short, long) spans per callgrind run of the instruction count; quick: smoke sizes.
@@ -302,23 +306,24 @@ def format_instructions(counted: dict[str, Any]) -> str:
 def format_repeats(repeats: list[dict[str, Any]]) -> str:
     """The ``--repeat`` runs, one row each, in order."""
     rows = [[str(number), f'{figures["per_s"]:,.0f}', f'{figures["user_us"]:.2f}',
-             f'{figures["sys_us"]:.2f}']
+             f'{figures["sys_us"]:.2f}', f'{figures["faults"]:,}']
             for number, figures in enumerate(repeats, len(VARIANTS) + 1)]
     return ('\nThe defaults again in the same process (--repeat; for information, never '
             'judged):\n\n' + table(['run in process', 'spans/s', 'user CPU us/span',
-                                     'sys CPU us/span'], rows))
+                                     'sys CPU us/span', 'page faults'], rows))
 
 
 def format_summary(result: dict[str, Any], judge_budgets: bool = True) -> str:
-    rows = [['encode only', '-', result['encode_per_s'], result['encode_us'], '-']]
+    rows = [['encode only', '-', result['encode_per_s'], result['encode_us'], '-', '-']]
     for name, figures in result['worker'].items():
         rows.append([f'worker: report + encode + POST', name, figures['per_s'],
-                     1e6 / figures['per_s'], figures['cpu_us']])
+                     1e6 / figures['per_s'], figures['cpu_us'], f'{figures["faults"]:,}'])
     default = result['worker']['defaults']
     out = [f'Reporter capacity: {result["spans"]:,} real server spans ({result["tags"]} tags, '
            f'{result["span_bytes"]:.0f} bytes of JSON each), one process, to the loopback '
            f'sink', '',
-           table(['path', 'settings', 'spans/s', 'us/span (wall)', 'CPU us/span'], rows), '',
+           table(['path', 'settings', 'spans/s', 'us/span (wall)', 'CPU us/span',
+                  'page faults'], rows), '',
            f'  report() on the request thread: {default["report_us"]:.2f} us/span '
            f'(encoding included when it helps); worker stats (defaults) {default["stats"]}',
            f'  the pipeline without encoding (report, queue, batches, framing, POST): '

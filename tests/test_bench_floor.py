@@ -1,0 +1,80 @@
+"""The floor yardstick (``benchmarks/floor.py``) does the package's job, nothing less.
+
+Its instruction count is compared with the package's (``bench_instructions.py``), so it
+must make what the package makes for the same request: the same Zipkin JSON (but for
+the ids and the times), the same trace headers in the environ for the app's outgoing
+calls, ``req.context.span`` during the request, and one span reported per request.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import falcon
+import pytest
+
+from falcon_tracing_wsgi import TracingMiddleware
+from falcon_tracing_wsgi.testing import make_tracer
+from falcon_tracing_wsgi.zipkin import Endpoint, JsonV2Encoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
+from floor import wrap_floor  # noqa: E402
+
+#: What differs between any two requests, whoever traces them.
+_PER_REQUEST = ('traceId', 'id', 'timestamp', 'duration')
+_HEADERS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_SAMPLED', 'HTTP_TRACEPARENT')
+
+
+class _Users:
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: str) -> None:
+        self.seen.append((req.context.span, dict(req.env)))
+        resp.media = {'user_id': user_id}
+
+
+def _serve(kind: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(the span's JSON without per-request values, the app's environ, the span the app
+    saw is the one reported) for one ``GET /users/42`` traced by ``kind``."""
+    tracer, keep = make_tracer(('b3', 'w3c', 'baggage'))
+    users = _Users()
+    app = falcon.App()
+    app.add_route('/users/{user_id}', users)
+    wrapped = (TracingMiddleware(app, tracer=tracer) if kind == 'package'
+               else wrap_floor(app, tracer, kept=kind == 'floor_kept'))
+    environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/users/42', 'QUERY_STRING': '',
+               'SERVER_NAME': 'localhost', 'SERVER_PORT': '8000', 'HTTP_HOST': 'localhost:8000',
+               'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1',
+               'REMOTE_PORT': '54321', 'wsgi.url_scheme': 'http', 'wsgi.input': None,
+               'wsgi.errors': sys.stderr, 'wsgi.version': (1, 0), 'wsgi.multithread': False,
+               'wsgi.multiprocess': False, 'wsgi.run_once': False}
+    result = wrapped(environ, lambda status, headers, exc_info=None: None)
+    body = b''.join(result)
+    result.close()
+    assert json.loads(body) == {'user_id': '42'}
+    [span] = keep.spans
+    [(seen, env)] = users.seen
+    encoded = json.loads(JsonV2Encoder(Endpoint('bench', '10.0.0.7')).encode(span))
+    return ({key: value for key, value in encoded.items() if key not in _PER_REQUEST},
+            {key: env.get(key) for key in _HEADERS}, {'same span': seen is span,
+                                                      'ids': (encoded['traceId'], encoded['id'])})
+
+
+@pytest.mark.parametrize('kind', ['floor', 'floor_kept'])
+def test_the_floor_makes_the_packages_span_and_headers(kind: str) -> None:
+    package_json, package_headers, package_span = _serve('package')
+    floor_json, floor_headers, floor_span = _serve(kind)
+
+    assert floor_json == package_json
+    assert package_json['name'] == 'GET /users/{user_id}'  # the route came through
+    assert package_json['tags']['falcon.responder'] == 'on_get'
+    assert package_span['same span'] and floor_span['same span']
+    for headers, span in ((package_headers, package_span), (floor_headers, floor_span)):
+        trace_id, span_id = span['ids']
+        assert headers == {'HTTP_X_B3_TRACEID': trace_id, 'HTTP_X_B3_SPANID': span_id,
+                           'HTTP_X_B3_SAMPLED': '1',
+                           'HTTP_TRACEPARENT': f'00-{trace_id}-{span_id}-03'}
