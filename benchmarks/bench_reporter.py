@@ -26,8 +26,9 @@ Figures:
   sink: the 16 MiB of encoded spans the queue may hold fill up and spans are dropped,
   as they should be; a real producer is slowed by the encoding it helps with.)
   The defaults run twice, each with a new reporter. The first run of a process has
-  been 5-15 % slower than the next ones in every measurement (more user CPU per span;
-  the page faults were about the same, so the cause is not pinned down). The first
+  been 5-15 % slower than later ones in every measurement: its page faults (about one
+  per 4 KiB of the bodies sent, each 4 MiB body a fresh mapping) fall to almost none
+  once glibc keeps such blocks, a few runs later (README, issue 12). The first
   run is the one judged against the budget (the worse case, and what the benchmark
   always judged); the second is printed next to it for information.
 * ``encode pieces``: where the encode time goes, on the same span: the fixed part (ids,
