@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ from typing import Any, Optional
 
 from apps import CHILD_SPANS, EXTRA_VARIANTS, OTLP_VARIANTS, VARIANT_ENV, VARIANTS
 from _common import HERE, PYTHON, ROOT, Sink, median, otel_available, table, verdict
+
+from falcon_tracing_wsgi.demo.processes import free_port
 
 #: The variants run by default (any name from apps.VARIANTS can be asked for).
 DEFAULT_VARIANTS = ('bare', 'traced', 'traced_otlp', 'unsampled', 'otel_zipkin')
@@ -63,12 +64,6 @@ BUDGET_SAMPLED_RATIO = 0.90
 BUDGET_THROUGHPUT = 0.95
 BUDGET_RSS_MB = 2.0
 _TICK = os.sysconf('SC_CLK_TCK')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -201,7 +196,7 @@ class Gunicorn:
         self._dir = ''
 
     def __enter__(self) -> Gunicorn:
-        self.port = _free_port()
+        self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix='bench-gunicorn-')
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(('FALCON_TRACING_', 'OTEL_'))}

@@ -40,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from time import monotonic as _monotonic
 from typing import IO, Any, Optional
@@ -47,6 +48,10 @@ from typing import IO, Any, Optional
 __all__ = ['ChildProcess', 'GunicornProcess', 'ServerError', 'free_port']
 
 _HOST = '127.0.0.1'
+#: (socket kind, port) of every port :func:`free_port` returned in this process.
+_handed_out: set[tuple[int, int]] = set()
+_handed_out_lock = threading.Lock()
+_PROBES = 64
 
 
 class ServerError(RuntimeError):
@@ -55,10 +60,23 @@ class ServerError(RuntimeError):
 
 def free_port(host: str = _HOST, kind: int = socket.SOCK_STREAM) -> int:
     """A port that is free on ``host`` right now (the OS picks it), for TCP or, with
-    ``kind=socket.SOCK_DGRAM``, UDP."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    ``kind=socket.SOCK_DGRAM``, UDP; never one this process was given before.
+
+    The probe socket is closed before the server binds, and the OS may then offer the
+    same port to the next probe: servers picked one after another before any of them
+    binds (Jaeger's fifteen endpoints, the demo's two services) would then collide.
+    Remembering what was handed out rules that out; the remembered set is bounded by
+    the ephemeral range and stays small (one entry per server port).
+    """
+    with _handed_out_lock:
+        for _ in range(_PROBES):
+            with socket.socket(socket.AF_INET, kind) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if (kind, port) not in _handed_out:
+                _handed_out.add((kind, port))
+                return port
+    raise OSError(f'no free port on {host} that this process was not given before')
 
 
 def _control_socket_option() -> list[str]:

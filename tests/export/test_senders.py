@@ -15,6 +15,7 @@ from falcon_tracing_wsgi._types import SendError
 from falcon_tracing_wsgi.zipkin.collector import ZipkinCollector
 from falcon_tracing_wsgi.export.zipkin import Endpoint, JsonV2Encoder
 from falcon_tracing_wsgi.export.file import FileSender, frame_json_lines
+from falcon_tracing_wsgi.demo.processes import free_port
 from falcon_tracing_wsgi.export.http import HttpSender, frame_json_array
 
 from tests.spans import make_span
@@ -177,14 +178,8 @@ def test_an_empty_url_path_means_the_v2_spans_endpoint(collector: ZipkinCollecto
     assert len(collector.spans()) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        return probe.getsockname()[1]
-
-
 def test_connection_refused_is_retryable() -> None:
-    sender = HttpSender(f'http://127.0.0.1:{_free_port()}/api/v2/spans')
+    sender = HttpSender(f'http://127.0.0.1:{free_port()}/api/v2/spans')
     with pytest.raises(SendError) as info:
         sender.send(_body(1), 1)
     assert info.value.retryable is True
@@ -349,7 +344,7 @@ def test_bad_options_are_refused_with_a_named_message(kwargs: dict[str, Any],
 
 
 def test_messages_do_not_show_the_query_string() -> None:
-    sender = HttpSender(f'http://127.0.0.1:{_free_port()}/api/v2/spans?token=secret')
+    sender = HttpSender(f'http://127.0.0.1:{free_port()}/api/v2/spans?token=secret')
     with pytest.raises(SendError) as info:
         sender.send(_body(1), 1)
     assert 'secret' not in str(info.value)

@@ -50,6 +50,15 @@ def _server(what, get, make):
 
 
 @pytest.fixture(scope='session')
+def jaeger_binary_path():
+    """The cached (or freshly built) Jaeger binary, for tests that start their own."""
+    try:
+        return jaeger_binary()
+    except (BackendUnavailable, BackendError) as exc:
+        _unavailable('Jaeger', exc)
+
+
+@pytest.fixture(scope='session')
 def zipkin_server():
     """Zipkin (in-memory storage) on a free 127.0.0.1 port."""
     server = _server('Zipkin', zipkin_jar, ZipkinServer)

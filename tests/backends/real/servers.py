@@ -32,7 +32,10 @@ Decisions:
   the query service, health check, sampling, expvar, zpages, Prometheus metrics); each of
   its sixteen endpoints is moved with ``--set`` (``JAEGER_LISTEN_HOST`` moves only some,
   and the query service listens on all interfaces by default). Zipkin's one HTTP port is
-  Armeria's, bound to 127.0.0.1 with ``--armeria.ports[0].*``.
+  Armeria's, bound to 127.0.0.1 with ``--armeria.ports[0].*``. No two ports this process
+  picks are the same (see ``free_port``); a server whose port another process took in
+  the meantime says "address already in use", and is started again on new ports (at most
+  three tries).
 * **Bounded and always stopped**: health is polled with a deadline, pausing by waiting on
   the process so a server that dies at boot is reported at once with its log; stopping is
   SIGTERM, a bounded wait, then SIGKILL of the process group. Output goes to a temporary
@@ -80,6 +83,9 @@ _TOOLCHAIN = 'go1.25.3'
 
 CACHE_ENV = 'TRACING_BACKENDS_CACHE'
 _HOST = '127.0.0.1'
+#: Starts tried when a listener's port was taken between its choice and the bind.
+_BIND_ATTEMPTS = 3
+_IN_USE = 'address already in use'  # Go's and Java's words (lower-cased) for EADDRINUSE
 _BUILD_TIMEOUT = 40 * 60.0
 _FETCH_TIMEOUT = 15 * 60.0
 
@@ -305,14 +311,29 @@ class _ServerProcess(ChildProcess):
         if self.process is not None:
             return self
         started = monotonic()
-        self._spawn(self.command(), env=self.environment())
-        try:
-            self._wait_healthy(started + timeout)
-        except BaseException:
-            self.close()
-            raise
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            self._spawn(self.command(), env=self.environment())
+            try:
+                self._wait_healthy(started + timeout)
+            except BackendError as exc:
+                self.close()
+                # A free port is only free when it is picked: another process may bind
+                # it (a client's ephemeral port) before the server does. New ports then.
+                if attempt == _BIND_ATTEMPTS or _IN_USE not in str(exc).lower():
+                    raise
+                self.process = None
+                self.choose_ports()
+                continue
+            except BaseException:
+                self.close()
+                raise
+            break
         self.started_in = monotonic() - started
         return self
+
+    def choose_ports(self) -> None:
+        """Pick a free port for every listener (again, after a port was taken)."""
+        raise NotImplementedError
 
     def _wait_healthy(self, deadline: float) -> None:
         process = self._running()
@@ -373,6 +394,9 @@ class JaegerServer(_ServerProcess):
     def __init__(self, binary: pathlib.Path) -> None:
         super().__init__()
         self.binary = binary
+        self.choose_ports()
+
+    def choose_ports(self) -> None:
         self.ports = {key: free_port() for key in self.TCP_ENDPOINTS}
         self.ports.update({key: free_port(kind=socket.SOCK_DGRAM) for key in self.UDP_ENDPOINTS})
         self.metrics_port = free_port()
@@ -434,6 +458,9 @@ class ZipkinServer(_ServerProcess):
         super().__init__()
         self.jar = jar
         self.java = java or _tool('java')
+        self.choose_ports()
+
+    def choose_ports(self) -> None:
         self.port = free_port()
 
     def command(self) -> list[str]:

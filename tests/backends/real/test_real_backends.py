@@ -17,6 +17,7 @@ durations that cover a streamed body, the error logs, and 64-bit and 128-bit tra
 from __future__ import annotations
 
 import collections
+import socket
 from typing import Any, Optional
 
 import pytest
@@ -249,3 +250,18 @@ def test_jaeger_shows_the_same_trace_whether_sent_as_zipkin_or_otlp(scenarios, o
 
     otlp_shape = shape(otlp)  # skips first when there is no OTLP reporter
     assert otlp_shape == shape(ZIPKIN_JSON_TO_JAEGER)
+
+
+def test_a_server_whose_port_was_taken_starts_again_on_new_ports(jaeger_binary_path):
+    from .servers import JaegerServer
+    server = JaegerServer(jaeger_binary_path)
+    taken = server.ports['extensions.jaeger_query.http.endpoint']
+    with socket.socket() as squatter:
+        squatter.bind(('127.0.0.1', taken))
+        squatter.listen()
+        server.start(timeout=60.0)
+        try:
+            assert server.ports['extensions.jaeger_query.http.endpoint'] != taken
+            assert server.trace('0' * 31 + '1') is None  # its query API answers: unknown
+        finally:
+            server.close()
