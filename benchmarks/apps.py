@@ -61,6 +61,9 @@ EXTRA_VARIANTS = {
                       'Zipkin v2 JSON) with a sender that discards the bodies',
     'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
     'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
+    'unsampled_health_rule': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0 and an exclusion rule '
+                             'the requests do not match (GET /health): what a rule costs '
+                             'every other request',
     'traced_children': 'wrap(): sampled, Zipkin v2 export to the sink, default settings; every '
                        'request also makes 30 child spans (bench_delivery\'s gunicorn scenario)',
 }
@@ -87,6 +90,8 @@ VARIANT_ENV = {
     'traced_discard': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
     'unsampled_plain': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded_plain': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
+    'unsampled_health_rule': {'FALCON_TRACING_SAMPLE_RATE': '0',
+                              'FALCON_TRACING_EXCLUDE': 'GET /health'},
 }
 
 Finish = Callable[[float], Optional[int]]
@@ -118,7 +123,8 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
     app = make_app()
     if variant == 'bare':
         return app, _no_export
-    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport') + OTLP_VARIANTS:
+    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport',
+                   'unsampled_health_rule') + OTLP_VARIANTS:
         import opentracing
 
         from falcon_tracing_wsgi import wrap
