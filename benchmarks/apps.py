@@ -50,6 +50,9 @@ EXTRA_VARIANTS = {
              'sink, none of the package\'s options or safety (issue 15)',
     'floor_kept': 'floor + the behaviours the package keeps on that path (floor.py), written '
                   'as cheaply',
+    'floor_complete': 'floor_kept + every test the whole default job pays on that path '
+                      '(floor.py): tracer lookup, sampler, URL with query, option tests, '
+                      'the iterable\'s close()',
     'bare_plain': 'the bare app called from a plain Python WSGI function',
     'span_only': 'bare_plain + one span started and finished per request through the '
                  'OpenTracing API (our tracer, no reporter work)',
@@ -73,6 +76,7 @@ VARIANT_ENV = {
     'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor_kept': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    'floor_complete': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
     # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
     'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
@@ -146,15 +150,19 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
         return _build_otel(app, variant)
     if variant == 'traced_children':
         return _build_children()
-    if variant in ('floor', 'floor_kept'):
-        return _build_floor(app, variant == 'floor_kept')
+    if variant in _FLOOR_KINDS:
+        return _build_floor(app, _FLOOR_KINDS[variant])
     if variant in EXTRA_VARIANTS:
         return _build_stage(app, variant)
     raise ValueError(f'unknown variant {variant!r}; choose from '
                      f'{", ".join([*VARIANTS, *EXTRA_VARIANTS])}')
 
 
-def _build_floor(app: falcon.App[Any, Any], kept: bool
+#: The floor yardsticks' variants and their wrap_floor kinds.
+_FLOOR_KINDS = {'floor': 'floor', 'floor_kept': 'kept', 'floor_complete': 'complete'}
+
+
+def _build_floor(app: falcon.App[Any, Any], kind: str
                  ) -> tuple[Callable[..., Any], Finish]:
     """The floor yardstick (``floor.py``) with the reporter ``wrap()`` would build."""
     from floor import wrap_floor
@@ -168,7 +176,7 @@ def _build_floor(app: falcon.App[Any, Any], kept: bool
     def finish(timeout: float) -> Optional[int]:
         reporter.flush(timeout)
         return int(reporter.stats()['sent'])
-    return wrap_floor(app, tracer, kept), finish
+    return wrap_floor(app, tracer, kind), finish
 
 
 def _plain(app: Callable[..., Any]) -> Callable[..., Any]:
