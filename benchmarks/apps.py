@@ -50,6 +50,9 @@ EXTRA_VARIANTS = {
              'sink, none of the package\'s options or safety (issue 15)',
     'floor_kept': 'floor + the behaviours the package keeps on that path (floor.py), written '
                   'as cheaply',
+    'floor_complete': 'floor_kept + every test the whole default job pays on that path '
+                      '(floor.py): tracer lookup, sampler, URL with query, option tests, '
+                      'the iterable\'s close()',
     'bare_plain': 'the bare app called from a plain Python WSGI function',
     'span_only': 'bare_plain + one span started and finished per request through the '
                  'OpenTracing API (our tracer, no reporter work)',
@@ -61,6 +64,9 @@ EXTRA_VARIANTS = {
                       'Zipkin v2 JSON) with a sender that discards the bodies',
     'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
     'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
+    'unsampled_health_rule': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0 and an exclusion rule '
+                             'the requests do not match (GET /health): what a rule costs '
+                             'every other request',
     'traced_children': 'wrap(): sampled, Zipkin v2 export to the sink, default settings; every '
                        'request also makes 30 child spans (bench_delivery\'s gunicorn scenario)',
 }
@@ -70,6 +76,7 @@ VARIANT_ENV = {
     'traced': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor_kept': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    'floor_complete': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
     # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
     'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
@@ -87,6 +94,8 @@ VARIANT_ENV = {
     'traced_discard': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
     'unsampled_plain': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded_plain': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
+    'unsampled_health_rule': {'FALCON_TRACING_SAMPLE_RATE': '0',
+                              'FALCON_TRACING_EXCLUDE': 'GET /health'},
 }
 
 Finish = Callable[[float], Optional[int]]
@@ -118,7 +127,8 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
     app = make_app()
     if variant == 'bare':
         return app, _no_export
-    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport') + OTLP_VARIANTS:
+    if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport',
+                   'unsampled_health_rule') + OTLP_VARIANTS:
         import opentracing
 
         from falcon_tracing_wsgi import wrap
@@ -140,15 +150,19 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
         return _build_otel(app, variant)
     if variant == 'traced_children':
         return _build_children()
-    if variant in ('floor', 'floor_kept'):
-        return _build_floor(app, variant == 'floor_kept')
+    if variant in _FLOOR_KINDS:
+        return _build_floor(app, _FLOOR_KINDS[variant])
     if variant in EXTRA_VARIANTS:
         return _build_stage(app, variant)
     raise ValueError(f'unknown variant {variant!r}; choose from '
                      f'{", ".join([*VARIANTS, *EXTRA_VARIANTS])}')
 
 
-def _build_floor(app: falcon.App[Any, Any], kept: bool
+#: The floor yardsticks' variants and their wrap_floor kinds.
+_FLOOR_KINDS = {'floor': 'floor', 'floor_kept': 'kept', 'floor_complete': 'complete'}
+
+
+def _build_floor(app: falcon.App[Any, Any], kind: str
                  ) -> tuple[Callable[..., Any], Finish]:
     """The floor yardstick (``floor.py``) with the reporter ``wrap()`` would build."""
     from floor import wrap_floor
@@ -162,7 +176,7 @@ def _build_floor(app: falcon.App[Any, Any], kept: bool
     def finish(timeout: float) -> Optional[int]:
         reporter.flush(timeout)
         return int(reporter.stats()['sent'])
-    return wrap_floor(app, tracer, kept), finish
+    return wrap_floor(app, tracer, kind), finish
 
 
 def _plain(app: Callable[..., Any]) -> Callable[..., Any]:

@@ -100,9 +100,9 @@ BUDGETS = {'traced': 60_000, 'traced_otlp': 60_000, 'unsampled': 20_000, 'exclud
 #: 'none' (the collector received none), 'handed' (the variant's own discarding end
 #: counted one per request). Absent: not checked (the variant reports nothing).
 _SPAN_CHECK = {'traced': 'sink', 'traced_otlp': 'sink', 'traced_otlp_old_names': 'sink',
-               'floor': 'sink', 'floor_kept': 'sink',
+               'floor': 'sink', 'floor_kept': 'sink', 'floor_complete': 'sink',
                'otel_zipkin': 'sink', 'otel_otlp': 'sink',
-               'unsampled': 'none',
+               'unsampled': 'none', 'unsampled_health_rule': 'none',
                'excluded': 'none', 'unsampled_plain': 'none', 'excluded_plain': 'none',
                'otel': 'handed', 'traced_encode': 'handed',
                'traced_discard': 'handed'}

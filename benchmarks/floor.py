@@ -19,7 +19,7 @@ carries no trace headers (a new trace):
   package's own: the same Zipkin JSON to the same sink);
 * one Falcon hook (``process_resource``) that gives ``req.context.span`` and the route.
 
-``wrap_floor(app, tracer, kept=True)`` (the ``floor_kept`` variant) adds, written as
+``wrap_floor(app, tracer, kind='kept')`` (the ``floor_kept`` variant) adds, written as
 cheaply as the rest, what the package keeps on that path beyond the job itself: the
 in-flight registry (a weak reference per response, for worker aborts), ``__del__`` on
 the response (a response the server never closed), the response size from the list
@@ -29,7 +29,22 @@ so that ``req.context.span`` is there for a request without a route. That varian
 what the package's default path could cost with every behaviour kept and none of its
 generality (other tracers, propagators, options, failures).
 
-What it leaves out is everything the package adds to that job: other tracers and
+``wrap_floor(app, tracer, kind='complete')`` (the ``floor_complete`` variant) adds to
+``floor_kept`` what the package must also do on that path for every request, each as a
+test or a store written as cheaply, so that it is the floor of the *whole* default job:
+the per-request tracer lookup (a tracer installed after a fork), the exclusion test, the
+sampler's decision, non-zero ids, ``REQUEST_METHOD`` and ``REMOTE_PORT`` read without
+trusting them (a missing method is ``GET``, a bad port no port), the URL as the package
+writes it (``SCRIPT_NAME``, the ``Host`` fallback, the query with secret values
+redacted), the tests for the options that are off (a request hook, a response trace
+header, captured headers, a response hook), an ``exc_info`` given to ``start_response``,
+the body's type (a list is handed on, anything else would be wrapped), the app
+iterable's own ``close()`` (PEP 3333), and the span name cached per route. Branches the
+benchmark never takes (incoming trace headers, an unsampled decision, a body that is not
+a list, an exception) are present as their tests and raise ``NotImplementedError``: the
+yardstick measures the path a new sampled trace takes, with every test that path pays.
+
+What ``floor`` leaves out is everything the package adds to that job: other tracers and
 propagators, options (exclusions, hooks, captured headers, limits, redaction, stable
 names), incoming trace headers, failures (an app that raises, a server that never calls
 ``close()``, worker aborts), streamed and file bodies, the aborted flag, and
@@ -45,6 +60,10 @@ from time import perf_counter, time
 from weakref import ref as _weakref
 from typing import Any, Callable
 
+import opentracing
+
+from falcon_tracing_wsgi._redact import compile_names, redact_query
+from falcon_tracing_wsgi.config import TracingConfig
 from falcon_tracing_wsgi.tracer.context import SpanContext
 from falcon_tracing_wsgi.tracer.span import ServerSpan
 
@@ -274,11 +293,161 @@ class KeptFloorComponent(FloorComponent):
         env[_SPAN_KEY].route_tags = tags
 
 
-def wrap_floor(app: Any, tracer: Any, kept: bool = False) -> FloorMiddleware:
-    """``app`` (a Falcon app) behind the floor, reporting to ``tracer``'s reporter;
-    ``kept``: with the behaviours the package keeps (the ``floor_kept`` variant)."""
-    if kept:
-        app.add_middleware(KeptFloorComponent())
-        return KeptFloorMiddleware(app, tracer)
-    app.add_middleware(FloorComponent())
-    return FloorMiddleware(app, tracer)
+class _CompleteResponse(_KeptResponse):
+    """floor_complete's response: ``exc_info``, the option tests, the iterable's close."""
+
+    __slots__ = ('watch_response', 'route_names')
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        write = self.server_start_response(status, headers, exc_info)
+        code = _STATUS_CODES.get(status)
+        if code is None:
+            code = _STATUS_CODES[status] = int(status[:3])
+        self.code = code
+        if exc_info is not None or self.watch_response:
+            raise NotImplementedError('the floor records no exc_info and no response hook')
+        return write
+
+    def close(self) -> None:
+        close = getattr(self.result, 'close', None)
+        if close is not None:
+            close()
+        if self.finished or _IN_FLIGHT.pop(id(self), None) is None:
+            return
+        self.finished = True
+        span = self.span
+        span.duration = perf_counter() - span._perf_start
+        environ = self.environ
+        route = environ.get(_ROUTE_KEY)
+        if route:
+            key = (span.method, route)
+            name = self.route_names.get(key)
+            if name is None:
+                name = f'{span.method} {route}'
+                name = self.route_names[key] = name if len(name) <= _LIMIT else name[:_LIMIT]
+            span.operation_name = name
+            span.route = route
+        span.status_code = self.code
+        left = self.iterator.__length_hint__()
+        span.response_size = sum(map(len, self.result))
+        span.aborted = left != 0
+        self.report(span)
+
+
+_ZERO_TRACE = '0' * 32
+_ZERO_SPAN = '0' * 16
+
+
+class CompleteFloorMiddleware(FloorMiddleware):
+    """floor_complete's WSGI wrapper: floor_kept's, plus every test the whole default job
+    pays on a new sampled trace (see the module docstring)."""
+
+    def __init__(self, app: Callable[..., Any], tracer: Any) -> None:
+        super().__init__(app, tracer)
+        self._tracer = tracer  # or None: the global tracer, looked up per request
+        self._bound = tracer
+        self._const = tracer._const_sampler
+        self._secret = compile_names(TracingConfig().redact_query)
+        self._exclusion = None
+        self._request_hook = self._trace_header = None
+        self._capture: tuple[Any, ...] = ()
+        self._watch_response = False
+        self._route_names: dict[tuple[str, str], str] = {}
+
+    # NOTE: written out once more, like KeptFloorMiddleware.__call__ (see there).
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self._exclusion is not None:
+            raise NotImplementedError('no exclusion rules in the floor')
+        tracer = self._tracer or opentracing.tracer
+        if tracer is not self._bound:
+            self._bound = tracer
+        if not environ.keys().isdisjoint(_WATCHED):
+            raise NotImplementedError('the floor starts new traces only')
+        method = environ.get('REQUEST_METHOD') or 'GET'
+        ids = getrandbits(192).to_bytes(24, 'big').hex()
+        trace_id = ids[:32]
+        span_id = ids[32:]
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            raise NotImplementedError('a zero id (probability 2**-64)')
+        const = self._const
+        if not (const.decision if const is not None else tracer._decide(trace_id, method)):
+            raise NotImplementedError('the floor samples every trace')
+        environ['HTTP_X_B3_TRACEID'] = trace_id
+        environ['HTTP_X_B3_SPANID'] = span_id
+        environ['HTTP_X_B3_SAMPLED'] = '1'
+        environ['HTTP_TRACEPARENT'] = f'00-{trace_id}-{span_id}-03'
+        environ[_INCOMING_KEY] = {}
+        context = _new(SpanContext)
+        context.trace_id = trace_id
+        context.span_id = span_id
+        context.parent_id = context.tracestate = context.extra = None
+        context.sampled = context.random_trace_id = True
+        context.debug = False
+        context._baggage = None
+        span = _new(ServerSpan)
+        span._tracer = tracer
+        span._context = context
+        span.operation_name = span.method = method
+        span.start_time = time()
+        span._perf_start = perf_counter()
+        span.duration = span.logs = span.references = span.route = span.route_tags = None
+        span._tags = {}
+        span.dropped_attributes_count = span.dropped_events_count = 0
+        span.component = 'falcon'
+        host = environ.get('HTTP_HOST')
+        if not host:
+            raise NotImplementedError('the floor is always sent a Host header')
+        query = environ.get('QUERY_STRING')
+        url = (f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
+               f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
+        if query:
+            url = f'{url}?{redact_query(query, self._secret)}'
+        span.url = url if len(url) <= _LIMIT else url[:_LIMIT]
+        span.peer_address = environ.get('REMOTE_ADDR') or None
+        port = environ.get('REMOTE_PORT')
+        try:
+            span.peer_port = int(port) if port else None
+        except ValueError:
+            span.peer_port = None
+        span.status_code = span.response_size = 0
+        span.aborted = span.merged = False
+        environ[_SPAN_KEY] = span
+        if self._capture or self._request_hook is not None:
+            raise NotImplementedError('no captured headers and no request hook')
+        if self._trace_header is not None:
+            raise NotImplementedError('no response trace header')
+        response = _CompleteResponse()
+        response.span = span
+        response.environ = environ
+        response.server_start_response = start_response
+        response.report = self.report
+        response.finished = False
+        response.watch_response = self._watch_response
+        response.route_names = self._route_names
+        _IN_FLIGHT[id(response)] = _weakref(response)
+        token = _ACTIVE.set(span)
+        try:
+            result = self.app(environ, response.start_response)
+        finally:
+            _ACTIVE.reset(token)
+        if type(result) is not list:
+            raise NotImplementedError('the floor hands on list bodies only')
+        response.result = result
+        return response
+
+
+#: wrap_floor's kinds: (the WSGI wrapper, the Falcon component).
+_KINDS = {'floor': (FloorMiddleware, FloorComponent),
+          'kept': (KeptFloorMiddleware, KeptFloorComponent),
+          'complete': (CompleteFloorMiddleware, KeptFloorComponent)}
+
+
+def wrap_floor(app: Any, tracer: Any, kind: str = 'floor') -> FloorMiddleware:
+    """``app`` (a Falcon app) behind a floor yardstick, reporting to ``tracer``'s reporter;
+    ``kind``: ``floor``, ``kept`` (with the behaviours the package keeps: the
+    ``floor_kept`` variant) or ``complete`` (and every test of the whole default job:
+    ``floor_complete``)."""
+    middleware, component = _KINDS[kind]
+    app.add_middleware(component())
+    return middleware(app, tracer)

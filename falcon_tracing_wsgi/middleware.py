@@ -253,7 +253,7 @@ class TracingMiddleware:
             method = environ.get('REQUEST_METHOD', '')
             paths, prefixes = exclusion.by_method.get(method) or exclusion.entry(method)
             path = environ.get('PATH_INFO') or '/'
-            if path in paths or path.startswith(prefixes) or (
+            if path in paths or (prefixes is not None and path.startswith(prefixes)) or (
                     exclusion.search is not None and exclusion.search(path) is not None):
                 return self.app(environ, start_response)
         # PERF: the module attribute global_tracer() returns, without the call.

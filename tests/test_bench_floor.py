@@ -23,6 +23,8 @@ from falcon_tracing_wsgi.zipkin import Endpoint, JsonV2Encoder
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
 from floor import wrap_floor  # noqa: E402
 
+#: Each yardstick variant and its wrap_floor kind.
+_KINDS = {'floor': 'floor', 'floor_kept': 'kept', 'floor_complete': 'complete'}
 #: What differs between any two requests, whoever traces them.
 _PER_REQUEST = ('traceId', 'id', 'timestamp', 'duration')
 _HEADERS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_SAMPLED', 'HTTP_TRACEPARENT')
@@ -45,7 +47,7 @@ def _serve(kind: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     app = falcon.App()
     app.add_route('/users/{user_id}', users)
     wrapped = (TracingMiddleware(app, tracer=tracer) if kind == 'package'
-               else wrap_floor(app, tracer, kept=kind == 'floor_kept'))
+               else wrap_floor(app, tracer, _KINDS[kind]))
     environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/users/42', 'QUERY_STRING': '',
                'SERVER_NAME': 'localhost', 'SERVER_PORT': '8000', 'HTTP_HOST': 'localhost:8000',
                'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1',
@@ -64,7 +66,7 @@ def _serve(kind: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
                                                       'ids': (encoded['traceId'], encoded['id'])})
 
 
-@pytest.mark.parametrize('kind', ['floor', 'floor_kept'])
+@pytest.mark.parametrize('kind', list(_KINDS))
 def test_the_floor_makes_the_packages_span_and_headers(kind: str) -> None:
     package_json, package_headers, package_span = _serve('package')
     floor_json, floor_headers, floor_span = _serve(kind)

@@ -854,13 +854,17 @@ class BatchReporter:
                 gunicorn hooks do, in their own line).
 
         Returns:
-            Whether everything was sent within the time.
+            Whether every span queued or in flight at the call was sent within the time
+            (none dropped, and no batch failed meanwhile). Spans lost before the call
+            were counted and logged then; :meth:`stats` and :meth:`summary` tell the
+            whole process's story.
         """
         self._check_process()
         deadline = _monotonic() + max(0.0, self.shutdown_timeout if timeout is None
                                       else timeout)
         with self._lock:
             first = not self._closed
+            failed_before = self._failed
             self._closed = True
             self._update_limits()
             if self._close_deadline is None or deadline < self._close_deadline:
@@ -891,7 +895,11 @@ class BatchReporter:
             done = self._in_flight == 0 and self._encoding == 0
         if first and log_summary:
             self._log_summary()
-        return ok and leftover == 0 and done
+        # A batch the worker was sending when close() began may fail meanwhile: close()
+        # only waits for it, so its outcome is read from the counter, as flush() does.
+        with self._lock:
+            failed_during = self._failed != failed_before
+        return ok and leftover == 0 and done and not failed_during
 
     def _waiting(self) -> int:
         with self._lock:

@@ -390,9 +390,10 @@ class ServerSpan(Span):
                          self.aborted, self.route)
         route_tags = self.route_tags
         if route_tags:
+            limit = self._tracer._value_length  # as set_tag would cut them
             for key, value in route_tags.items():
                 if key not in own:
-                    tags[key] = value
+                    tags[key] = value[:limit] if type(value) is str else value
         return tags
 
     @tags.setter
@@ -511,9 +512,10 @@ class StableServerSpan(Span):
                          self.response_size, self.aborted, self.route)
         route_tags = self.route_tags
         if route_tags:
+            limit = self._tracer._value_length  # as set_tag would cut them
             for key, value in route_tags.items():
                 if key not in tags:
-                    tags[key] = value
+                    tags[key] = value[:limit] if type(value) is str else value
         if self.error_type is not None:
             tags[_ERROR_TYPE] = self.error_type
         return tags

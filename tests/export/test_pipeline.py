@@ -387,6 +387,37 @@ def test_close_waits_for_a_worker_stuck_in_a_send_only_until_its_deadline() -> N
     sender.gate.set()
 
 
+def test_close_says_false_when_the_batch_in_flight_at_close_fails() -> None:
+    # The worker is inside a send when close() begins; that batch is then rejected.
+    sender = GateSender()
+    sender.script = [SendError('payload rejected', retryable=False)]
+    reporter = BatchReporter(sender, ENCODER, batch_size=2, flush_interval=60)
+    for index in range(4):
+        reporter.report(make_span(index))
+    assert sender.entered.wait(5.0)
+
+    def release_once_closing() -> None:
+        while not reporter.closed:
+            threading.Event().wait(0.001)
+        sender.gate.set()
+
+    releaser = threading.Thread(target=release_once_closing)
+    releaser.start()
+    assert reporter.close(5.0) is False
+    releaser.join(5.0)
+    assert counters(reporter) == {'queued': 0, 'sent': 2, 'dropped': 0, 'failed': 2}
+
+
+def test_close_says_true_when_everything_pending_is_sent_after_an_earlier_failure() -> None:
+    sender = RecordingSender([SendError('payload rejected', retryable=False)])
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    reporter.report(make_span(0))
+    assert reporter.flush(5.0) is False  # lost before close, counted and logged then
+    reporter.report(make_span(1))
+    assert reporter.close(5.0) is True
+    assert counters(reporter) == {'queued': 0, 'sent': 1, 'dropped': 0, 'failed': 1}
+
+
 def test_end_to_end_through_the_collector(collector: ZipkinCollector) -> None:
     reporter = BatchReporter(HttpSender(collector.url), ENCODER, batch_size=10)
     for index in range(25):

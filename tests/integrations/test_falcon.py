@@ -11,6 +11,7 @@ from falcon_tracing_wsgi.integrations.falcon import (
 )
 from falcon_tracing_wsgi.middleware import TracingMiddleware
 from falcon_tracing_wsgi.testing import make_tracer
+from falcon_tracing_wsgi.tracer.limits import SpanLimits
 
 
 class HelloResource:
@@ -343,3 +344,23 @@ def test_responder_tags_and_the_apps_own(tracer, ours, own_tags, expected):
     expected = {key: Resource.__qualname__ if value == 'Resource' else value
                 for key, value in expected.items()}
     assert {key: span.tags[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize('semconv', ['', 'stable'], ids=['opentracing-names', 'stable-names'])
+def test_route_tags_read_back_from_a_field_span_are_cut_to_the_value_limit(semconv):
+    """``span.tags`` of the server span gives the responder tags cut as set_tag cuts,
+    like the encoders write them."""
+    class AResourceWhoseClassNameIsLongerThanTheLimit:
+        def on_get(self, req, resp):
+            resp.media = {'ok': True}
+    tracer, reporter = make_tracer(span_limits=SpanLimits(value_length=12))
+    app = falcon.App()
+    app.add_route('/', AResourceWhoseClassNameIsLongerThanTheLimit())
+    options = {'http_semconv': semconv} if semconv else {}
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer, **options))
+    assert client.simulate_get('/').status_code == 200
+    (span,) = reporter.spans
+    assert type(span).__name__ == ('StableServerSpan' if semconv else 'ServerSpan')
+    assert span.tags['falcon.resource'] == \
+        AResourceWhoseClassNameIsLongerThanTheLimit.__qualname__[:12]
+    assert span.tags['falcon.responder'] == 'on_get'
