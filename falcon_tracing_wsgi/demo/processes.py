@@ -64,7 +64,7 @@ def free_port(host: str = _HOST, kind: int = socket.SOCK_STREAM) -> int:
 
     The probe socket is closed before the server binds, and the OS may then offer the
     same port to the next probe: servers picked one after another before any of them
-    binds (Jaeger's fifteen endpoints, the demo's two services) would then collide.
+    binds (Jaeger's sixteen listeners, the demo's two services) would then collide.
     Remembering what was handed out rules that out; the remembered set is bounded by
     the ephemeral range and stays small (one entry per server port).
     """
