@@ -60,11 +60,13 @@ The contract between them
 ``frame(pieces) -> bytes`` (optional)
     Only for a transport with its own framing, which then wins over the format's: the
     file transport writes one piece per line, the UDP transport one datagram per piece.
+``frame_into(pieces, buffer)`` (optional, with ``frame``)
+    As the format's (above), for the transport's own framing.
 ``borrows_body`` (optional, default false)
     True when ``send()`` reads the body only until it returns (keeps no reference) and
     takes any bytes-like object: the body may then be a ``memoryview`` of the
-    pipeline's reused storage, which the next batch overwrites. The HTTP transport
-    does; any other sender keeps getting ``bytes``.
+    pipeline's reused storage, which the next batch overwrites. The HTTP and file
+    transports do; any other sender keeps getting ``bytes``.
 ``destination`` (optional)
     Where the spans go, in log lines (a URL without its query, a path, ``udp://...``).
 

@@ -23,7 +23,8 @@ every page. Given a ``BodyBuffer``, a large body is written chunk by chunk into 
 kept from one batch to the next and handed to the sender as a ``memoryview``: about
 3,000 faults, and 0.4 to 0.8 us less CPU per span (measured in that benchmark; README,
 issue 12). The pipeline passes one only to a sender that declares ``borrows_body``
-(it uses the body only while ``send()`` runs), since the next body overwrites it.
+(it uses the body only while ``send()`` runs: HTTP and file), since the next body
+overwrites it.
 
 Pure functions and one storage object, no format knowledge: the formats and the
 pipeline's default framing share them.

@@ -40,7 +40,7 @@ number of GIL hand-offs per span was. Hence this design:
   per span at 4 MiB against 0.1 us). Even made once, a new 4 MiB block per POST is
   memory glibc takes from the kernel and gives back after the send (about 30,000 page
   faults per 200,000 spans, every page zeroed by the kernel), so for a sender that
-  ``borrows_body`` (HTTP) large bodies are written into storage kept from one batch to
+  ``borrows_body`` (HTTP, file) large bodies are written into storage kept from one batch to
   the next (:class:`~._framing.BodyBuffer`, let go once the load falls): about 4,000
   faults, and the capacity benchmark's first run went from 276,000-360,000 to
   321,000-412,000 spans/s in six interleaved pairs (0.4-0.6 us less CPU per span).
@@ -435,20 +435,22 @@ class BatchReporter:
 
     def _choose_framing(self, sender: Any, encoder: Any) -> Callable[[list[Any]], Body]:
         """The transport's framing, else the format's, else a JSON array; into the
-        reused body storage when the format offers ``frame_into`` and the sender
+        reused body storage when that framing has a ``frame_into`` and the sender
         ``borrows_body`` (see the contract in :mod:`falcon_tracing_wsgi.export`)."""
-        own = getattr(sender, 'frame', None)
-        if own is not None:
-            return own  # type: ignore[no-any-return]
-        frame = getattr(encoder, 'frame', None)
-        frame_into = getattr(encoder, 'frame_into', None) if frame is not None \
-            else _frame_json_array_into
+        frame: Any = getattr(sender, 'frame', None)
+        frame_into: Any
+        if frame is not None:
+            frame_into = getattr(sender, 'frame_into', None)
+        else:
+            frame = getattr(encoder, 'frame', None)
+            frame_into = getattr(encoder, 'frame_into', None) if frame is not None \
+                else _frame_json_array_into
         if frame_into is None or getattr(sender, 'borrows_body', False) is not True:
             return frame or _frame_json_array
         buffer = self._body_buffer
 
         def framing(pieces: list[Any]) -> Body:
-            return frame_into(pieces, buffer)
+            return frame_into(pieces, buffer)  # type: ignore[no-any-return]
         return framing
 
     # -- state that belongs to one process ------------------------------------------------

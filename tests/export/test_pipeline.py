@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import os
@@ -919,3 +920,42 @@ def test_a_forked_child_holds_no_body_storage_of_its_parent() -> None:
     assert run_in_child(child)['body_bytes'] == 0
     assert reporter.stats()['body_bytes'] > 0  # the parent's is untouched
     assert reporter.close(5.0)
+
+
+class KeepingStream(io.RawIOBase):
+    """A binary stream without a descriptor that keeps every object it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[Any] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.given.append(data)
+        return len(data)
+
+    def text(self) -> str:
+        return b''.join(bytes(data) for data in self.given).decode()
+
+
+@pytest.mark.parametrize('destination', ['path', 'text-stream', 'keeping-binary-stream'])
+def test_the_file_transport_writes_large_batches_from_reused_storage(
+        destination: str, tmp_path: Any) -> None:
+    from falcon_tracing_wsgi.export.file import FileSender
+    path = tmp_path / 'spans.jsonl'
+    stream: Any = {'path': None, 'text-stream': io.StringIO(),
+                   'keeping-binary-stream': KeepingStream()}[destination]
+    reporter = BatchReporter(FileSender(path if stream is None else stream), ENCODER,
+                             flush_interval=60)
+    for round_ in range(3):
+        _report_and_flush(reporter, LARGE, round_ * LARGE)
+        assert reporter.stats()['body_bytes'] > 0
+    assert reporter.close(5.0)
+    text = path.read_text() if stream is None else (
+        stream.getvalue() if isinstance(stream, io.StringIO) else stream.text())
+    # Every batch whole and in order, though each was written from the same storage
+    # (a stream that keeps what it is given got copies).
+    assert [json.loads(line)['id'] for line in text.splitlines()] == [
+        f'{index + 1:016x}' for index in range(3 * LARGE)]
