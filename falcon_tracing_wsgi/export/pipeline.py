@@ -42,8 +42,8 @@ number of GIL hand-offs per span was. Hence this design:
   faults per 200,000 spans, every page zeroed by the kernel), so for a sender that
   ``borrows_body`` (HTTP, file) large bodies are written into storage kept from one batch to
   the next (:class:`~._framing.BodyBuffer`, let go once the load falls): about 4,000
-  faults, and the capacity benchmark's first run went from 276,000-360,000 to
-  321,000-412,000 spans/s in six interleaved pairs (0.4-0.6 us less CPU per span).
+  faults, and the capacity benchmark's judged first run went from 279,552-341,782 to
+  297,073-390,156 spans/s in six back-to-back pairs (0.1-0.7 us less CPU per span).
 * **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
   append while fewer than 1,024 spans (or half of ``max_queue_size``) wait to be
   encoded; above that mark (the worker is starved of interpreter time), the report that
