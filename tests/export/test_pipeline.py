@@ -879,9 +879,11 @@ def test_only_a_sender_that_borrows_the_body_gets_the_reused_storage(sender, enc
     assert reporter.stats()['body_bytes'] == 0
 
 
+@pytest.mark.parametrize('gzip', [False, True], ids=['plain', 'gzip'])
 def test_large_batches_are_posted_from_one_reused_storage_over_http(
-        collector: ZipkinCollector) -> None:
-    reporter = BatchReporter(HttpSender(collector.url), ENCODER, flush_interval=60)
+        collector: ZipkinCollector, gzip: bool) -> None:
+    reporter = BatchReporter(HttpSender(collector.url, gzip=gzip), ENCODER,
+                             flush_interval=60)
     held = set()
     for round_ in range(3):
         _report_and_flush(reporter, LARGE, round_ * LARGE)
