@@ -25,10 +25,11 @@ Figures:
   JSON made beforehand would show it directly, but a producer that fast outruns the
   sink: the 16 MiB of encoded spans the queue may hold fill up and spans are dropped,
   as they should be; a real producer is slowed by the encoding it helps with.)
-  The defaults run twice, each with a new reporter. The first run of a process has
-  been 5-15 % slower than later ones in every measurement: its page faults (about one
-  per 4 KiB of the bodies sent, each 4 MiB body a fresh mapping) fall to almost none
-  once glibc keeps such blocks, a few runs later (README, issue 12). The first
+  The defaults run twice, each with a new reporter. The first run of a process was
+  5-15 % slower than later ones while every 4 MiB body was a fresh mapping (about one
+  page fault per 4 KiB of the bodies sent, falling to almost none once glibc kept such
+  blocks, a few runs later); bodies now go into reused storage
+  (``_framing.BodyBuffer``) and a first run takes a few thousand (README, issue 12). The first
   run is the one judged against the budget (the worse case, and what the benchmark
   always judged); the second is printed next to it for information.
 * ``encode pieces``: where the encode time goes, on the same span: the fixed part (ids,

@@ -35,6 +35,11 @@ The contract between them
     ``ExportTraceServiceRequest`` for OTLP. Without it the pieces are joined as a JSON
     array. Framing may add a little per piece and per batch (the pipeline allows 8 bytes
     per piece and 1 KiB per batch when it fills a batch up to ``max_batch_bytes``).
+``frame_into(pieces, buffer) -> bytes | memoryview`` (optional, with ``frame``)
+    ``frame(pieces)``, a large body written into ``buffer`` (a
+    :class:`~._framing.BodyBuffer`: storage the pipeline reuses from batch to batch, so
+    that a busy process does not take every body's pages from the kernel again). Used
+    only for a sender that ``borrows_body``.
 ``content_type`` (optional)
     The media type of the body; ``bootstrap`` hands it to the sender that needs it.
 ``name`` (optional)
@@ -55,6 +60,13 @@ The contract between them
 ``frame(pieces) -> bytes`` (optional)
     Only for a transport with its own framing, which then wins over the format's: the
     file transport writes one piece per line, the UDP transport one datagram per piece.
+``frame_into(pieces, buffer)`` (optional, with ``frame``)
+    As the format's (above), for the transport's own framing.
+``borrows_body`` (optional, default false)
+    True when ``send()`` reads the body only until it returns (keeps no reference) and
+    takes any bytes-like object: the body may then be a ``memoryview`` of the
+    pipeline's reused storage, which the next batch overwrites. The HTTP and file
+    transports do; any other sender keeps getting ``bytes``.
 ``destination`` (optional)
     Where the spans go, in log lines (a URL without its query, a path, ``udp://...``).
 

@@ -41,7 +41,7 @@ from typing import IO, Any, Optional, Union
 
 from .._sync import after_fork_in_child
 from .._types import SendError
-from ._framing import join_text
+from ._framing import Body, BodyBuffer, join_text
 
 __all__ = ['FileSender', 'frame_json_lines']
 
@@ -53,6 +53,11 @@ _DEFAULT_TIMEOUT = 5.0
 def frame_json_lines(encoded: list[str]) -> bytes:
     """Frame a batch as JSON lines: one span object per line, each line ended."""
     return join_text(encoded, '', '\n', '\n') if encoded else b''
+
+
+def frame_json_lines_into(encoded: list[str], buffer: BodyBuffer) -> Body:
+    """:func:`frame_json_lines`, a large body written into ``buffer`` (see ``_framing``)."""
+    return join_text(encoded, '', '\n', '\n', buffer) if encoded else b''
 
 
 class _Timeout(Exception):
@@ -102,6 +107,11 @@ class FileSender:
         after_fork_in_child(self._after_fork_in_child)
 
     frame = staticmethod(frame_json_lines)
+    frame_into = staticmethod(frame_json_lines_into)
+    #: send() has written the body (or given up) when it returns, and keeps no reference:
+    #: the pipeline may hand it a view of storage it reuses (see export._framing). A
+    #: stream without a descriptor gets a copy as bytes.
+    borrows_body = True
 
     @property
     def destination(self) -> str:
@@ -111,7 +121,7 @@ class FileSender:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
 
-    def send(self, body: bytes, span_count: int, timeout: Optional[float] = None) -> None:
+    def send(self, body: Body, span_count: int, timeout: Optional[float] = None) -> None:
         """Write one framed batch (JSON lines) and flush.
 
         Args:
@@ -143,7 +153,7 @@ class FileSender:
             if self._closing:
                 self.close()
 
-    def _write(self, body: bytes, deadline: float) -> None:
+    def _write(self, body: Body, deadline: float) -> None:
         if self._cut:
             body = b'\n' + body
             self._cut = False
@@ -162,10 +172,10 @@ class FileSender:
             stream.flush()  # what the application wrote before goes first
             _write_fd(fd, body, deadline)
         elif _is_binary(stream):
-            stream.write(body)
+            stream.write(bytes(body))  # a stream may keep what it is given
             stream.flush()
         else:
-            stream.write(body.decode('utf-8', 'replace'))
+            stream.write(bytes(body).decode('utf-8', 'replace'))
             stream.flush()
 
     def close(self) -> None:
@@ -195,7 +205,7 @@ class FileSender:
         return f'FileSender({self._describe()})'
 
 
-def _write_fd(fd: int, body: bytes, deadline: float) -> None:
+def _write_fd(fd: int, body: Body, deadline: float) -> None:
     """Write all of ``body`` to ``fd``; waits for room on a pipe only until ``deadline``."""
     view = memoryview(body)
     written = 0

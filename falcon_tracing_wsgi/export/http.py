@@ -61,7 +61,7 @@ from typing import IO, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from .._types import PartialSuccess, SendError
-from ._framing import join_text
+from ._framing import Body, join_text
 
 __all__ = ['HttpSender', 'frame_json_array', 'resolver_host', 'SendError']
 
@@ -228,6 +228,10 @@ class HttpSender:
         ValueError: the URL, a timeout or a header is invalid; the message says which.
     """
 
+    #: send() uses the body only until it returns and takes any bytes-like object, so
+    #: the pipeline may hand it a view of storage it reuses (see export._framing).
+    borrows_body = True
+
     def __init__(self, url: str, *, connect_timeout: float = 2.0, read_timeout: float = 5.0,
                  headers: Optional[dict[str, str]] = None, gzip: bool = False,
                  ssl_context: Optional[ssl.SSLContext] = None,
@@ -296,12 +300,13 @@ class HttpSender:
     def read_timeout(self) -> float:
         return self._read_timeout
 
-    def send(self, body: bytes, span_count: int,
+    def send(self, body: Body, span_count: int,
              timeout: Optional[float] = None) -> Optional[PartialSuccess]:
         """POST one framed batch.
 
         Args:
-            body: the framed batch (framed by the format's encoder).
+            body: the framed batch (framed by the format's encoder): bytes, or a view
+                of the pipeline's reused storage, read only during this call.
             span_count: how many spans ``body`` holds (for messages).
             timeout: the caller's remaining time in seconds; caps both timeouts.
 

@@ -90,13 +90,13 @@ import traceback
 import types
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring_ascii as _c_escape
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union, cast
 
 from .._keys import TAG_ABORTED, TAG_RESPONSE_SIZE, TAG_ROUTE
 from .._types import PartialSuccess
 from .. import _semconv as semconv
 from ..tracer.span import SERVER_FIELD_TAGS, STABLE_FIELD_TAGS, ServerSpan, StableServerSpan
-from ._framing import join_bytes, join_text
+from ._framing import Body, BodyBuffer, join_bytes, join_text
 
 __all__ = ['ProtobufEncoder', 'JsonEncoder', 'PROTOBUF_CONTENT_TYPE', 'JSON_CONTENT_TYPE',
            'DEFAULT_MAX_VALUE_LENGTH', 'SCOPE_NAME', 'RETRYABLE_STATUSES',
@@ -542,6 +542,10 @@ class ProtobufEncoder:
 
     def frame(self, pieces: list[bytes]) -> bytes:
         """One ``ExportTraceServiceRequest`` holding the pieces (a batch's spans)."""
+        return cast(bytes, self.frame_into(pieces, None))  # no buffer: bytes
+
+    def frame_into(self, pieces: list[bytes], buffer: Optional[BodyBuffer]) -> Body:
+        """:meth:`frame`, a large body written into ``buffer`` (see ``_framing``)."""
         if self._process_id is not None:
             pid = self._process_id()
             if pid != self._pid:
@@ -552,7 +556,7 @@ class ProtobufEncoder:
         scope_header = b'\x12' + _varint(scope_payload)
         resource_payload = len(self._resource_bytes) + len(scope_header) + scope_payload
         return join_bytes(b'\x0a' + _varint(resource_payload) + self._resource_bytes
-                          + scope_header + self._scope_field, pieces)
+                          + scope_header + self._scope_field, pieces, buffer)
 
     def encode(self, span: Any) -> Optional[bytes]:
         """Encode one finished span as the ``spans`` field of a ``ScopeSpans`` message.
@@ -1114,11 +1118,15 @@ class JsonEncoder:
 
     def frame(self, pieces: list[str]) -> bytes:
         """One ``ExportTraceServiceRequest`` JSON document holding the pieces."""
+        return cast(bytes, self.frame_into(pieces, None))  # no buffer: bytes
+
+    def frame_into(self, pieces: list[str], buffer: Optional[BodyBuffer]) -> Body:
+        """:meth:`frame`, a large body written into ``buffer`` (see ``_framing``)."""
         if self._process_id is not None:
             pid = self._process_id()
             if pid != self._pid:
                 self._build_prefix(pid)
-        return join_text(pieces, self._prefix, ',', ']}]}]}')
+        return join_text(pieces, self._prefix, ',', ']}]}]}', buffer)
 
     def encode(self, span: Any) -> Optional[str]:
         """Encode one finished span as the text of one OTLP JSON ``Span`` object.

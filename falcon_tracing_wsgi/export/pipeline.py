@@ -37,7 +37,13 @@ number of GIL hand-offs per span was. Hence this design:
   peak RSS over bare +4.8 MB before, +4.1 MB after.
   A body that large is made as its only large buffer (``_framing``): built the obvious
   way it existed three times over, and each copy paid its size in page faults (0.8 us
-  per span at 4 MiB against 0.1 us).
+  per span at 4 MiB against 0.1 us). Even made once, a new 4 MiB block per POST is
+  memory glibc takes from the kernel and gives back after the send (about 30,000 page
+  faults per 200,000 spans, every page zeroed by the kernel), so for a sender that
+  ``borrows_body`` (HTTP, file) large bodies are written into storage kept from one batch to
+  the next (:class:`~._framing.BodyBuffer`, let go once the load falls): about 4,000
+  faults, and the capacity benchmark's judged first run went from 279,552-341,782 to
+  297,073-390,156 spans/s in six back-to-back pairs (0.1-0.7 us less CPU per span).
 * **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
   append while fewer than 1,024 spans (or half of ``max_queue_size``) wait to be
   encoded; above that mark (the worker is starved of interpreter time), the report that
@@ -150,7 +156,7 @@ from time import sleep as _sleep
 from typing import Any, Callable, Optional, Union
 
 from .._sync import after_fork_in_child, lock_factory
-from ._framing import join_text
+from ._framing import Body, BodyBuffer, join_text
 
 __all__ = ['BatchReporter', 'NoopReporter', 'DEFAULT_MAX_QUEUE_SIZE',
            'DEFAULT_MAX_QUEUE_BYTES', 'DEFAULT_MAX_BATCH_BYTES']
@@ -394,9 +400,10 @@ class BatchReporter:
                             'encode()')
         self._sender = sender
         self._encode = encode
-        self._frame: Callable[[list[Any]], bytes] = (
-            getattr(sender, 'frame', None) or getattr(encoder, 'frame', None)
-            or _frame_json_array)
+        #: Reused storage for large bodies (see _framing.BodyBuffer), for a sender that
+        #: borrows the body only while send() runs; one send at a time (_send_lock).
+        self._body_buffer = BodyBuffer()
+        self._frame: Callable[[list[Any]], Body] = self._choose_framing(sender, encoder)
         self._send_with_timeout = _accepts_timeout(sender.send)
         self.name = _describe(encoder, sender)
         self.max_queue_size = max_queue_size
@@ -426,6 +433,26 @@ class BatchReporter:
         self._reset_process_state()
         after_fork_in_child(self._after_fork_in_child)
 
+    def _choose_framing(self, sender: Any, encoder: Any) -> Callable[[list[Any]], Body]:
+        """The transport's framing, else the format's, else a JSON array; into the
+        reused body storage when that framing has a ``frame_into`` and the sender
+        ``borrows_body`` (see the contract in :mod:`falcon_tracing_wsgi.export`)."""
+        frame: Any = getattr(sender, 'frame', None)
+        frame_into: Any
+        if frame is not None:
+            frame_into = getattr(sender, 'frame_into', None)
+        else:
+            frame = getattr(encoder, 'frame', None)
+            frame_into = getattr(encoder, 'frame_into', None) if frame is not None \
+                else _frame_json_array_into
+        if frame_into is None or getattr(sender, 'borrows_body', False) is not True:
+            return frame or _frame_json_array
+        buffer = self._body_buffer
+
+        def framing(pieces: list[Any]) -> Body:
+            return frame_into(pieces, buffer)  # type: ignore[no-any-return]
+        return framing
+
     # -- state that belongs to one process ------------------------------------------------
 
     def _make_primitives(self) -> None:
@@ -453,6 +480,7 @@ class BatchReporter:
 
     def _after_fork_in_child(self) -> None:
         self._reset_process_state()
+        self._body_buffer.release()  # the parent's storage: the child sends nothing yet
         self._warnings = _WarningGate(self._warnings.interval, self.name)
 
     def _check_process(self) -> None:
@@ -670,6 +698,7 @@ class BatchReporter:
         only until ``deadline``.
         """
         ok = True
+        took = False
         left = limit
         while True:
             until = self._deadline(deadline)  # close() may shorten it at any time
@@ -687,7 +716,12 @@ class BatchReporter:
                     self._encode_waiting(need)
                 batch = self._take_batch(left, partial)
                 if batch is None:
+                    if partial and not took:
+                        # Nothing to send at all this round: the load is gone, and so
+                        # is the reason to keep the body storage.
+                        self._body_buffer.release()
                     return ok
+                took = True
                 if left is not None:
                     left -= len(batch)
                 outcome = self._send_pieces(batch, deadline)
@@ -887,6 +921,7 @@ class BatchReporter:
             # that hangs); the worker then settles that batch as failed at once. Waiting
             # briefly for it makes the counters final when close() returns.
             thread.join(_ABORT_GRACE)
+        self._body_buffer.release()  # a body still being sent keeps its storage alive
         with self._lock:
             leftover = len(self._queue) + len(self._encoded)
             self._queue.clear()
@@ -911,14 +946,17 @@ class BatchReporter:
         ``queued``, ``sent``, ``dropped`` and ``failed`` add up to the number of spans
         reported in this process (see the module documentation for each one);
         ``queued_bytes`` is the size of the encoded spans waiting to be sent and
-        ``max_queue_bytes`` its bound. A forked child starts from zero.
+        ``max_queue_bytes`` its bound; ``body_bytes`` is the storage kept for large
+        bodies while the process is busy (see ``_framing.BodyBuffer``; 0 once the load
+        falls). A forked child starts from zero.
         """
         with self._lock:
             return {'queued': len(self._queue) + self._encoding + len(self._encoded)
                     + self._in_flight,
                     'sent': self._sent, 'dropped': self._dropped, 'failed': self._failed,
                     'queued_bytes': self._encoded.bytes,
-                    'max_queue_bytes': self.max_queue_bytes}
+                    'max_queue_bytes': self.max_queue_bytes,
+                    'body_bytes': self._body_buffer.capacity}
 
     def summary(self) -> str:
         """One line: the format, the destination and the counters.
@@ -962,6 +1000,10 @@ def _describe(encoder: Any, sender: Any) -> str:
 
 def _frame_json_array(encoded: list[Any]) -> bytes:
     return join_text(encoded, '[', ',', ']')
+
+
+def _frame_json_array_into(encoded: list[Any], buffer: BodyBuffer) -> Body:
+    return join_text(encoded, '[', ',', ']', buffer)
 
 
 def _worker_main(ref: weakref.ref[BatchReporter], wake: threading.Event,
@@ -1023,7 +1065,7 @@ class NoopReporter:
     def stats(self) -> dict[str, int]:
         """Always zeros: nothing is kept or counted."""
         return {'queued': 0, 'sent': 0, 'dropped': 0, 'failed': 0, 'queued_bytes': 0,
-                'max_queue_bytes': 0}
+                'max_queue_bytes': 0, 'body_bytes': 0}
 
     def summary(self) -> str:
         """Nothing was exported."""

@@ -99,7 +99,7 @@ from typing import Any, Optional
 
 from .._redact import redact_text
 from ..tracer.span import SERVER_FIELD_TAGS, ServerSpan
-from ._framing import join_text
+from ._framing import Body, BodyBuffer, join_text
 
 __all__ = ['Endpoint', 'JsonV2Encoder', 'DEFAULT_MAX_VALUE_LENGTH',
            'DROPPED_ATTRIBUTES_TAG', 'DROPPED_EVENTS_TAG']
@@ -698,6 +698,11 @@ class JsonV2Encoder:
     def frame(pieces: list[str]) -> bytes:
         """The body of one ``POST /api/v2/spans``: the encoded spans as a JSON array."""
         return join_text(pieces, '[', ',', ']')
+
+    @staticmethod
+    def frame_into(pieces: list[str], buffer: BodyBuffer) -> Body:
+        """:meth:`frame`, a large body written into ``buffer`` (see ``_framing``)."""
+        return join_text(pieces, '[', ',', ']', buffer)
 
     def _key_fragment(self, key: Any) -> str:
         """The '"key":' fragment of a tag key, cached while the cache has room."""

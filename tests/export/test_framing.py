@@ -81,3 +81,81 @@ def test_otlp_frames_decode_to_every_span(count):
         (scope_spans,) = resource_spans.scope_spans
         assert scope_spans.scope.version == '1.0'
         assert [span.span_id.hex() for span in scope_spans.spans] == ids
+
+
+# -- the reused body storage (BodyBuffer) ----------------------------------------------------
+
+def test_bodies_written_into_one_reused_buffer_are_the_plain_join():
+    # One buffer through every count, shape and size, in turn: each body is compared while
+    # it is current (the next one may overwrite it), whether it was written into the
+    # storage, made the plain way, grown or released.
+    buffer = _framing.BodyBuffer()
+    shapes = [('[', ',', ']'), ('', '\n', '\n'), ('{"a":[', ', ', ']}'), ('', '', '')]
+    for count in COUNTS + list(reversed(COUNTS)):
+        for head, separator, tail in shapes:
+            pieces = _texts(count)
+            body = _framing.join_text(pieces, head, separator, tail, buffer)
+            assert bytes(body) == (head + separator.join(pieces) + tail).encode()
+        pieces = [bytes([index % 256]) * (index % 5 + 1) for index in range(count)]
+        assert bytes(_framing.join_bytes(b'head', pieces, buffer)) == \
+            b'head' + b''.join(pieces)
+
+
+@pytest.mark.parametrize('count', [CHUNK + 1, 3 * CHUNK])
+@pytest.mark.parametrize('where', [0, -1])
+def test_a_piece_that_is_not_ascii_is_joined_right_without_the_buffer(count, where):
+    # Its length is not its size in UTF-8: the storage's size would be wrong, so the
+    # body is made the plain way, and is right.
+    buffer = _framing.BodyBuffer()
+    pieces = _texts(count)
+    pieces[where] = '{"name":"caf\u00e9 \u2603"}'
+    body = _framing.join_text(pieces, '[', ',', ']', buffer)
+    assert type(body) is bytes
+    assert body == ('[' + ','.join(pieces) + ']').encode()
+
+
+@pytest.mark.parametrize('steps', [
+    # (pieces, width of each) in turn -> whether the body came from the storage, and which
+    # step's body the storage kept after it was sized for (a quarter more), None: none kept
+    pytest.param([(2 * CHUNK, 100, True, 0), (2 * CHUNK, 100, True, 0)],
+                 id='the same size again reuses the storage'),
+    pytest.param([(2 * CHUNK, 100, True, 0), (2 * CHUNK, 110, True, 0)],
+                 id='a little larger still fits'),
+    pytest.param([(2 * CHUNK, 100, True, 0), (4 * CHUNK, 100, True, 1)],
+                 id='a larger body grows it'),
+    pytest.param([(4 * CHUNK, 100, True, 0), (2 * CHUNK, 100, True, 0)],
+                 id='half the size keeps it'),
+    pytest.param([(8 * CHUNK, 100, True, 0), (CHUNK + 1, 100, False, None)],
+                 id='under a quarter of it releases it'),
+    pytest.param([(2 * CHUNK, 100, True, 0), (CHUNK, 100, False, None)],
+                 id='a small batch releases it'),
+    pytest.param([(2 * CHUNK, 100, True, 0), (CHUNK, 100, False, None),
+                  (3 * CHUNK, 100, True, 2)],
+                 id='released, then taken again'),
+])
+def test_the_storage_is_kept_while_bodies_are_large_and_released_when_they_are_not(steps):
+    buffer = _framing.BodyBuffer()
+    sizes = []
+    for count, width, stored, sized_by in steps:
+        body = _framing.join_text(['x' * width] * count, '[', ',', ']', buffer)
+        sizes.append(len(body))
+        assert (type(body) is memoryview) is stored
+        expected = 0 if sized_by is None else sizes[sized_by] + (sizes[sized_by] >> 2)
+        assert buffer.capacity == expected
+
+
+def test_a_body_handed_out_stays_intact_when_the_storage_is_replaced():
+    # A larger body gets new storage (a bytearray with exports cannot be resized): a
+    # body still referenced (a send in progress elsewhere, an exception's frame) keeps
+    # its bytes; release() does not touch it either.
+    buffer = _framing.BodyBuffer()
+    small = _texts(2 * CHUNK)
+    body = _framing.join_text(small, '[', ',', ']', buffer)
+    expected = ('[' + ','.join(small) + ']').encode()
+    larger = _texts(6 * CHUNK)
+    assert bytes(_framing.join_text(larger, '[', ',', ']', buffer)) == \
+        ('[' + ','.join(larger) + ']').encode()
+    assert bytes(body) == expected
+    buffer.release()
+    assert buffer.capacity == 0
+    assert bytes(body) == expected

@@ -345,3 +345,26 @@ def test_a_forked_worker_writes_its_own_process_pid(receiver: OtlpReceiver) -> N
             for item in receiver.received]
     assert pids == [('int_value', os.getpid()), ('int_value', child['pid'])]
     reporter.close(1.0)
+
+
+@pytest.mark.parametrize('gzip', [False, True], ids=['plain', 'gzip'])
+@pytest.mark.parametrize('cls', [ProtobufEncoder, JsonEncoder])
+def test_large_otlp_batches_from_the_reused_storage_decode_whole(receiver: OtlpReceiver,
+                                                                 cls: Any, gzip: bool) -> None:
+    # Batches of more than one framing chunk are written into the pipeline's reused body
+    # storage (export/_framing.py): three in a row, each decoded by the official messages.
+    from falcon_tracing_wsgi.export.pipeline import BatchReporter
+    encoder = cls({'service.name': 's'}, '1')
+    reporter = BatchReporter(HttpSender(receiver.url, content_type=encoder.content_type,
+                                        parse_response=encoder.read_response, gzip=gzip),
+                             encoder, flush_interval=60)
+    for round_ in range(3):
+        for index in range(round_ * 300, round_ * 300 + 300):
+            reporter.report(make_span(index))
+        assert reporter.flush(10.0)
+        assert reporter.stats()['body_bytes'] > 0
+    assert reporter.close(5.0)
+    spans = receiver.wait_for_spans(900)
+    assert sorted(span.span_id.hex() for span in spans) == [
+        f'{index + 1:016x}' for index in range(900)]
+    assert len(receiver.received) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import os
@@ -813,3 +814,150 @@ def test_a_helping_thread_yields_to_the_worker_once_encoded_spans_pile_up(
         sender.gate.set()
         reporter.close(5.0)
     assert _total(reporter.stats()) == 100
+
+
+# -- large bodies from reused storage (borrows_body, frame_into) -----------------------------
+
+#: Spans per flushed batch: more than one framing chunk, so the body is a large one.
+LARGE = 300
+
+
+class BorrowingSender:
+    """No framing of its own; reads each body during send() only (``borrows``)."""
+
+    destination = 'memory'
+
+    def __init__(self, borrows: bool = True, too_large_above: Optional[int] = None) -> None:
+        if borrows:
+            self.borrows_body = True
+        self.too_large_above = too_large_above
+        self.kinds: list[type] = []
+        self.ids: list[str] = []
+
+    def send(self, body: Any, span_count: int, timeout: Optional[float] = None) -> None:
+        if self.too_large_above is not None and span_count > self.too_large_above:
+            raise SendError('HTTP 413', retryable=False, too_large=True)
+        self.kinds.append(type(body))
+        batch = json.loads(bytes(body))  # read now: the next batch may overwrite it
+        assert len(batch) == span_count
+        self.ids += [span['id'] for span in batch]
+
+    def close(self) -> None:
+        pass
+
+
+class FramingOnlyEncoder:
+    """A format with its own ``frame`` and no ``frame_into``."""
+
+    encode = staticmethod(ENCODER.encode)
+    frame = staticmethod(frame_json_array)
+
+
+def _report_and_flush(reporter: BatchReporter, count: int, first: int = 0) -> None:
+    for index in range(first, first + count):
+        reporter.report(make_span(index))
+    assert reporter.flush(10.0)
+
+
+@pytest.mark.parametrize('sender,encoder,kind', [
+    pytest.param(BorrowingSender(), ENCODER, memoryview, id='borrower-zipkin'),
+    pytest.param(BorrowingSender(), ENCODER.encode, memoryview,
+                 id='borrower-default-framing'),
+    pytest.param(BorrowingSender(borrows=False), ENCODER, bytes, id='not-a-borrower'),
+    pytest.param(BorrowingSender(), FramingOnlyEncoder(), bytes, id='format-without-frame-into'),
+    pytest.param(RecordingSender(), ENCODER, bytes, id='transport-framing'),
+])
+def test_only_a_sender_that_borrows_the_body_gets_the_reused_storage(sender, encoder, kind):
+    reporter = BatchReporter(sender, encoder, flush_interval=60)
+    _report_and_flush(reporter, LARGE)
+    received = sender.ids() if isinstance(sender, RecordingSender) else sender.ids
+    assert sorted(received) == [f'{index + 1:016x}' for index in range(LARGE)]
+    if isinstance(sender, BorrowingSender):
+        assert sender.kinds == [kind]
+    assert (reporter.stats()['body_bytes'] > 0) is (kind is memoryview)
+    assert reporter.close(5.0)
+    assert reporter.stats()['body_bytes'] == 0
+
+
+@pytest.mark.parametrize('gzip', [False, True], ids=['plain', 'gzip'])
+def test_large_batches_are_posted_from_one_reused_storage_over_http(
+        collector: ZipkinCollector, gzip: bool) -> None:
+    reporter = BatchReporter(HttpSender(collector.url, gzip=gzip), ENCODER,
+                             flush_interval=60)
+    held = set()
+    for round_ in range(3):
+        _report_and_flush(reporter, LARGE, round_ * LARGE)
+        held.add(reporter.stats()['body_bytes'])
+    assert collector.wait_for_spans(3 * LARGE, 5.0)
+    assert sorted(span['id'] for span in collector.spans()) == [
+        f'{index + 1:016x}' for index in range(3 * LARGE)]  # each once, each whole
+    assert len(held) == 1 and held.pop() > 0  # one storage, kept for the three
+    # A round with nothing to send: the load is gone, and the storage with it.
+    assert reporter.flush(5.0)
+    assert reporter.stats()['body_bytes'] == 0
+    assert reporter.close(5.0)
+
+
+def test_halves_of_a_batch_refused_as_too_large_reuse_the_storage_and_all_arrive() -> None:
+    # Each half is framed into the storage while the refused whole body is still
+    # referenced by the frame that sent it: every span must still arrive once.
+    sender = BorrowingSender(too_large_above=LARGE)
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    _report_and_flush(reporter, 2 * LARGE)
+    assert sorted(sender.ids) == [f'{index + 1:016x}' for index in range(2 * LARGE)]
+    assert sender.kinds == [memoryview, memoryview]  # both halves, from the storage
+    assert counters(reporter) == {'queued': 0, 'sent': 2 * LARGE, 'dropped': 0, 'failed': 0}
+    assert reporter.close(5.0)
+
+
+def test_a_forked_child_holds_no_body_storage_of_its_parent() -> None:
+    sender = BorrowingSender()
+    reporter = BatchReporter(sender, ENCODER, flush_interval=60)
+    _report_and_flush(reporter, LARGE)
+    assert reporter.stats()['body_bytes'] > 0
+
+    def child() -> dict[str, int]:
+        return reporter.stats()
+
+    assert run_in_child(child)['body_bytes'] == 0
+    assert reporter.stats()['body_bytes'] > 0  # the parent's is untouched
+    assert reporter.close(5.0)
+
+
+class KeepingStream(io.RawIOBase):
+    """A binary stream without a descriptor that keeps every object it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[Any] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.given.append(data)
+        return len(data)
+
+    def text(self) -> str:
+        return b''.join(bytes(data) for data in self.given).decode()
+
+
+@pytest.mark.parametrize('destination', ['path', 'text-stream', 'keeping-binary-stream'])
+def test_the_file_transport_writes_large_batches_from_reused_storage(
+        destination: str, tmp_path: Any) -> None:
+    from falcon_tracing_wsgi.export.file import FileSender
+    path = tmp_path / 'spans.jsonl'
+    stream: Any = {'path': None, 'text-stream': io.StringIO(),
+                   'keeping-binary-stream': KeepingStream()}[destination]
+    reporter = BatchReporter(FileSender(path if stream is None else stream), ENCODER,
+                             flush_interval=60)
+    for round_ in range(3):
+        _report_and_flush(reporter, LARGE, round_ * LARGE)
+        assert reporter.stats()['body_bytes'] > 0
+    assert reporter.close(5.0)
+    text = path.read_text() if stream is None else (
+        stream.getvalue() if isinstance(stream, io.StringIO) else stream.text())
+    # Every batch whole and in order, though each was written from the same storage
+    # (a stream that keeps what it is given got copies).
+    assert [json.loads(line)['id'] for line in text.splitlines()] == [
+        f'{index + 1:016x}' for index in range(3 * LARGE)]
