@@ -49,9 +49,9 @@ class BodyBuffer:
     A body written here is valid until the next one is: use it only where one send at a
     time happens (the pipeline frames and sends under its send lock).
 
-    Memory: the storage is a quarter larger than the largest body it held (so the next,
-    slightly larger body fits), at most that of one ``max_batch_bytes`` body and a
-    quarter. It is let go as soon as the load falls: a body of at most ``CHUNK`` pieces,
+    Memory: the storage is a quarter larger than the largest body it was made for (so
+    the next, slightly larger body fits), about one ``max_batch_bytes`` body and a
+    quarter at most. It is let go as soon as the load falls: a body of at most ``CHUNK`` pieces,
     or one that needs less than a quarter of the storage, is made the plain way and
     releases it, and so does :meth:`release` (the pipeline calls it when a round finds
     nothing to send, in a forked child, and on close). A process that is not busy holds
