@@ -555,8 +555,10 @@ class ProtobufEncoder:
         scope_payload = len(self._scope_field) + sum(map(len, pieces))
         scope_header = b'\x12' + _varint(scope_payload)
         resource_payload = len(self._resource_bytes) + len(scope_header) + scope_payload
-        return join_bytes(b'\x0a' + _varint(resource_payload) + self._resource_bytes
-                          + scope_header + self._scope_field, pieces, buffer)
+        prefix = (b'\x0a' + _varint(resource_payload) + self._resource_bytes + scope_header
+                  + self._scope_field)
+        return join_bytes(prefix, pieces, buffer,
+                          len(prefix) + scope_payload - len(self._scope_field))
 
     def encode(self, span: Any) -> Optional[bytes]:
         """Encode one finished span as the ``spans`` field of a ``ScopeSpans`` message.
