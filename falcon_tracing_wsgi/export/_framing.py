@@ -22,9 +22,9 @@ faults per 200,000 spans in ``bench_reporter.py``'s first run, with the kernel z
 every page. Given a ``BodyBuffer``, a large body is written chunk by chunk into storage
 kept from one batch to the next and handed to the sender as a ``memoryview``: about
 4,000 faults, and 0.1 to 0.8 us less CPU per span, about 0.5 in most of twelve paired
-runs of that benchmark (README, issue 12). The pipeline passes one only to a sender that declares ``borrows_body``
-(it uses the body only while ``send()`` runs: HTTP and file), since the next body
-overwrites it.
+runs of that benchmark (README, issue 12). The pipeline passes one only to a sender
+that declares ``borrows_body`` (it uses the body only while ``send()`` runs: HTTP and
+file), since the next body overwrites it.
 
 Pure functions and one storage object, no format knowledge: the formats and the
 pipeline's default framing share them.

@@ -40,10 +40,11 @@ number of GIL hand-offs per span was. Hence this design:
   per span at 4 MiB against 0.1 us). Even made once, a new 4 MiB block per POST is
   memory glibc takes from the kernel and gives back after the send (about 30,000 page
   faults per 200,000 spans, every page zeroed by the kernel), so for a sender that
-  ``borrows_body`` (HTTP, file) large bodies are written into storage kept from one batch to
-  the next (:class:`~._framing.BodyBuffer`, let go once the load falls): about 4,000
-  faults, and the capacity benchmark's judged first run went from 279,552-341,782 to
-  297,073-390,156 spans/s in six back-to-back pairs (0.1-0.7 us less CPU per span).
+  ``borrows_body`` (HTTP, file) large bodies are written into storage kept from one
+  batch to the next (:class:`~._framing.BodyBuffer`, let go once the load falls):
+  about 4,000 faults, and the capacity benchmark's judged first run went from
+  279,552-341,782 to 297,073-390,156 spans/s in six back-to-back pairs (0.1-0.7 us
+  less CPU per span).
 * **Producers help when the worker falls behind.** :meth:`~BatchReporter.report` is an
   append while fewer than 1,024 spans (or half of ``max_queue_size``) wait to be
   encoded; above that mark (the worker is starved of interpreter time), the report that
