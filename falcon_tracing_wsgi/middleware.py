@@ -293,17 +293,16 @@ class TracingMiddleware:
                                   reset, False).wrap(result)
         # PERF: TracedResponse(self, span, environ, start_response, scope_manager, reset,
         # recording) without its __init__ frame: the same fields, every traced request.
+        # The scope manager, the resetter and ``_activate`` matter only to a body that is
+        # not a list, and are set with it below (three stores fewer for Falcon's).
         response = _new_response(TracedResponse)
         response.span = span
         response.environ = environ
         response.recording = recording
         response._middleware = self
         response._start_response = start_response
-        response.scope_manager = scope_manager
-        response._reset = reset
         response._iterable = response._iterator = None
-        response._activate = True
-        response._plain = response._finished = response.exhausted = False
+        response._plain = response._activate = response._finished = response.exhausted = False
         response.status_code = response.sent_bytes = 0
         response.headers = response.error_type = None
         if recording:
@@ -326,8 +325,9 @@ class TracingMiddleware:
             # runs no app code while iterated and is never a wsgi.file_wrapper.
             response._iterable = result
             response._plain = True
-            response._activate = False
             return response
+        response.scope_manager = scope_manager
+        response._reset = reset
         return response.wrap(result)
 
     def _bind(self, tracer: opentracing.Tracer) -> _Bound:
@@ -655,6 +655,13 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                        new_trace_headers.get((True, random_ids, 32)))
     unsampled_headers = (new_trace_headers.get((False, random_ids, 16)),
                          new_trace_headers.get((False, random_ids, 32)))
+    # PERF: this package's own generators draw trace ids of one width, always random:
+    # the writers of a new trace are then known here, (unsampled, sampled), and a
+    # request indexes them by its decision. Any other generator (checked, so its width
+    # may vary) is looked up by the width of each id.
+    width = tracer._trace_id_width
+    fixed_headers = ((unsampled_headers[width == 32], sampled_headers[width == 32])
+                     if width is not None else None)
     watched = _CONTEXT_KEY_SET.union(environ_key(name) for name in propagator.fields)
     extract = tracer.extract
     start_span = tracer.start_span
@@ -676,15 +683,19 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             # PERF: a ServerSpan's kind is a field: no tag dict to make.
             span = start_trace(method, None if fields else {_SPAN_KIND: _SERVER}, None,
                                span_class)
-            context: Any = span.context  # ours: ids set, a definite decision
+            context: Any = span._context  # ours: ids set, a definite decision
             trace_id = context.trace_id
-            # PERF: the tracer's own flag and width, resolved at bind time: no tuple key
-            # to build and hash per request (another width falls back to inject()).
-            size = len(trace_id)
-            headers = ((sampled_headers if context.sampled else unsampled_headers)[size == 32]
-                       if (size == 32 or size == 16) and context.random_trace_id is random_ids
-                       else new_trace_headers.get((context.sampled, context.random_trace_id,
-                                                   size)))
+            if fixed_headers is not None:
+                headers = fixed_headers[context.sampled]
+            else:
+                # PERF: the tracer's own flag and width, resolved at bind time: no tuple
+                # key to build and hash per request (another width falls back to inject()).
+                size = len(trace_id)
+                headers = ((sampled_headers if context.sampled else unsampled_headers)[
+                    size == 32] if (size == 32 or size == 16)
+                    and context.random_trace_id is random_ids
+                    else new_trace_headers.get((context.sampled, context.random_trace_id,
+                                                size)))
             if headers is None:
                 inject(context, environ)
                 environ[ENVIRON_INCOMING] = {}
@@ -817,9 +828,9 @@ def _header_writer(headers: tuple[tuple[str, int, str], ...]
     PERF: a new trace's headers are written by straight-line code, one store per header
     (the trace id, the span id, a constant, or the template's text joined around the
     ids), instead of a loop that tells the four kinds apart per header. The source is
-    made only of ``repr()`` literals (environ keys, constants, template text) and the
-    two argument names; a template with any field other than ``{0}``/``{1}`` (none of
-    ours has one) is kept as a ``str.format`` call.
+    made only of ``repr()`` literals (environ keys, constants, template text, the last
+    as an f-string whose fields are the two argument names); a template with any field
+    other than ``{0}``/``{1}`` (none of ours has one) is kept as a ``str.format`` call.
     """
     lines = ['def write(environ, trace_id, span_id):']
     for key, kind, template in headers:
@@ -830,17 +841,20 @@ def _header_writer(headers: tuple[tuple[str, int, str], ...]
         elif kind == _CONSTANT:
             value = repr(template)
         else:
-            parts = []
+            # PERF: one f-string (a single join), not a chain of ``+`` (a new string per
+            # ``+``): ~600 instructions less for a traceparent.
+            text = ''
             for literal, field, spec, conversion in string.Formatter().parse(template):
-                if literal:
-                    parts.append(repr(literal))
+                text += literal.replace('{', '{{').replace('}', '}}')
                 if field is None:
                     continue
                 if field not in ('0', '1') or spec or conversion:
-                    parts = [f'{template!r}.format(trace_id, span_id)']
+                    text = ''
                     break
-                parts.append('trace_id' if field == '0' else 'span_id')
-            value = ' + '.join(parts) or "''"
+                text += '{trace_id}' if field == '0' else '{span_id}'
+            # repr() of the text is a plain string literal; the prefix makes it an
+            # f-string whose only fields are the two argument names.
+            value = 'f' + repr(text) if text else f'{template!r}.format(trace_id, span_id)'
         lines.append(f'    environ[{key!r}] = {value}')
     lines.append(f'    environ[{ENVIRON_INCOMING!r}] = {{}}')
     namespace: dict[str, Any] = {}

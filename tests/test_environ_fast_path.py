@@ -16,11 +16,14 @@ import functools
 from typing import Any
 
 import pytest
+from opentracing import Format
 
 from falcon_tracing_wsgi import TracingMiddleware
+from falcon_tracing_wsgi._wsgi import environ_key
 from falcon_tracing_wsgi.middleware import ENVIRON_INCOMING, ENVIRON_SPAN
 from falcon_tracing_wsgi.propagation import build_propagator
 from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+from falcon_tracing_wsgi.tracer.ids import RandomIdGenerator, XRayIdGenerator
 from falcon_tracing_wsgi.tracer.span import Span
 from tests import apps
 from tests.harness import call, make_environ
@@ -209,6 +212,8 @@ def test_fast_path_sets_the_random_flag_on_new_random_trace_ids(sampled, flags):
     pytest.param((('HTTP_D', 3, '00-{0}-{1}-01'),), {'HTTP_D': '00-T-S-01'}, id='template'),
     pytest.param((('HTTP_E', 3, '{{x}}{1}:{0}'),), {'HTTP_E': '{x}S:T'},
                  id='template-with-escaped-braces'),
+    pytest.param((('HTTP_G', 3, 'it\'s "\\{0}\n{1}'),), {'HTTP_G': 'it\'s "\\T\nS'},
+                 id='template-with-quotes-and-escapes'),
     pytest.param((('HTTP_F', 3, '{0!r}-{1:>3}'),), {'HTTP_F': "'T'-  S"},
                  id='template-with-conversion-kept-as-format'),
     pytest.param((), {}, id='no-headers'),
@@ -218,3 +223,30 @@ def test_new_trace_header_writer(headers, expected):
     environ: dict[str, Any] = {}
     _header_writer(headers)(environ, 'T', 'S')
     assert environ == {**expected, ENVIRON_INCOMING: {}}
+
+
+@pytest.mark.parametrize('generator', [
+    pytest.param(lambda: RandomIdGenerator(True), id='random-128'),
+    pytest.param(lambda: RandomIdGenerator(False), id='random-64'),
+    pytest.param(XRayIdGenerator, id='xray-ids'),
+])
+@pytest.mark.parametrize('sampled', [pytest.param(True, id='sampled'),
+                                     pytest.param(False, id='unsampled')])
+@pytest.mark.parametrize('formats', FORMATS)
+def test_new_trace_headers_with_the_packages_own_ids(generator, sampled, formats):
+    # The package's generators draw one width, so the fast path picks a new trace's
+    # header writers at bind time: what it writes must be what inject() writes.
+    tracer = Tracer(RecordingReporter(), ConstSampler(sampled), build_propagator(formats),
+                    id_generator=generator())
+    middleware = TracingMiddleware(apps.echo_environ, tracer)
+    for _ in range(3):  # the first request binds, the others reuse the writers
+        environ = make_environ('/p')
+        call(middleware, environ)
+        seen = environ['test.app_environ']
+        injected: dict[str, str] = {}
+        tracer.inject(seen[ENVIRON_SPAN].context, Format.HTTP_HEADERS, injected)
+        assert injected
+        written = {key: value for key, value in seen.items()
+                   if key.startswith('HTTP_') and key != 'HTTP_HOST'}
+        assert written == {environ_key(name): value for name, value in injected.items()}
+        assert seen[ENVIRON_INCOMING] == {}

@@ -175,6 +175,12 @@ class Tracer(opentracing.Tracer):
         self._new_span_id = id_generator.span_id
         self._new_trace_ids = getattr(id_generator, 'trace_ids', None) or self._draw_trace_ids
         self._random_ids = getattr(id_generator, 'random_trace_ids', False) is True
+        # The hex width of every new trace id when the generator is one of this package's
+        # (each draws one width); None for any other (a checked one's may vary).
+        self._trace_id_width: Optional[int] = (
+            len(id_generator.trace_id())
+            if type(id_generator) is RandomIdGenerator or type(id_generator) is XRayIdGenerator
+            else None)
         # PERF: a constant sampler's decision is read, not asked (no call per trace).
         self._const_sampler = sampler if type(sampler) is ConstSampler else None
         # When the propagator reads no header outside its ``fields``, a carrier that can
