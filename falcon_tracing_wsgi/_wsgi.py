@@ -684,10 +684,13 @@ class TracedResponse:
         except Exception:
             _log.warning('tracing failed in start_response; the response goes on',
                          exc_info=True)
-        # PERF: a bound method instead of a new closure per request; apps rarely write.
-        return self._counting_write
+        # PERF: the response itself is the write callable (see __call__): no bound method
+        # or closure made per request for a callable apps rarely use (Falcon never does).
+        return self
 
-    def _counting_write(self, data: bytes) -> Any:
+    def __call__(self, data: bytes) -> Any:
+        """The ``write`` callable ``start_response`` returns (PEP 3333): counts the bytes,
+        then hands them to the server's."""
         self.sent_bytes += len(data)
         return self._write(data)
 

@@ -92,6 +92,7 @@ live in ``_keys.py``, below this module and the Falcon integration.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import logging
@@ -160,6 +161,7 @@ _ROUTE_NAMES_SIZE = 1024
 
 
 _weakref = weakref.ref  # PERF: one global lookup per request instead of two
+_MISSING = contextvars.Token.MISSING
 _new_response = object.__new__
 
 
@@ -268,10 +270,14 @@ class TracingMiddleware:
             span, recording = bound[1](environ)
             if var is not None:
                 # PERF: our scope manager: active without a scope object (see
-                # bare_activation); ``restore`` is what was active before.
-                restore = var.get()
-                var.set((span, restore))
-                undo = var.set
+                # bare_activation), and back with the token ``restore``: reading what
+                # was active before and setting it back costs ~1,300 instructions more.
+                # Usually nothing was: the pair's ``previous`` is then None already.
+                restore = var.set((span, None))
+                previous = restore.old_value
+                if previous is not _MISSING and previous is not None:
+                    var.set((span, previous))
+                undo = var.reset
             else:
                 restore = scope_manager.activate(span, False)
                 undo = reset

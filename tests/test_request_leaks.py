@@ -20,7 +20,7 @@ import pytest
 from opentracing.mocktracer import MockTracer
 from opentracing.scope_managers.contextvars import ContextVarsScopeManager
 
-from falcon_tracing_wsgi.middleware import TracingMiddleware, abort_in_flight
+from falcon_tracing_wsgi.middleware import ENVIRON_SPAN, TracingMiddleware, abort_in_flight
 from falcon_tracing_wsgi.testing import make_tracer
 from falcon_tracing_wsgi.tracer.scope import build_scope_manager
 
@@ -90,6 +90,38 @@ def test_an_outer_scope_is_active_again_after_the_request(make):
         environ['test.tracer'] = tracer
         call(wrapped, environ)
         assert tracer.active_span is outer.span
+
+
+@pytest.mark.parametrize('outer_active', [pytest.param(False, id='nothing-before'),
+                                           pytest.param(True, id='outer-before')])
+# The OpenTelemetry shim's scopes wrap its spans (``scope.span`` is another object).
+@pytest.mark.parametrize('make', [t for t in TRACERS if t.id != 'foreign-otel-shim'])
+def test_closing_the_server_span_scope_in_the_app_restores_what_was_before(make,
+                                                                          outer_active):
+    """Inside the app the server span's scope is the active one; closing it (as the
+    OpenTracing API allows) makes active what was active before the request."""
+    tracer = make()
+    seen = {}
+
+    def app(environ, start_response):
+        scope = tracer.scope_manager.active
+        seen['server'] = scope.span is environ[ENVIRON_SPAN]
+        scope.close()
+        seen['after_close'] = tracer.active_span
+        start_response('200 OK', [])
+        return [b'ok']
+
+    wrapped = TracingMiddleware(app, tracer)
+    if outer_active:
+        with tracer.start_active_span('outer') as outer:
+            call(wrapped, make_environ())
+            assert seen == {'server': True, 'after_close': outer.span}
+            assert tracer.active_span is outer.span
+        assert tracer.active_span is None
+    else:
+        call(wrapped, make_environ())
+        assert seen == {'server': True, 'after_close': None}
+        assert tracer.active_span is None
 
 
 # --------------------------------------------------------------------------- unclosed

@@ -110,6 +110,12 @@ def _trace_ids_drawer(trace_bits: int, redraw_trace_id: Callable[[], str]
 new_trace_ids_128 = _trace_ids_drawer(128, new_trace_id_128)
 #: ``() -> (trace_id, span_id)`` for a new trace: 16 hex each, both non-zero.
 new_trace_ids_64 = _trace_ids_drawer(64, new_trace_id_64)
+#: The one draw of each drawer above, for the tracer, which inlines it for the root span
+#: of every new trace (PERF: ~550 instructions less than the call): drawer -> (bits
+#: drawn, their bytes, the trace id's hex width, the zero trace id). A zero half is
+#: drawn again by calling the drawer.
+ONE_DRAW = {new_trace_ids_128: (192, 24, 32, '0' * 32),
+            new_trace_ids_64: (128, 16, 16, '0' * 16)}
 
 
 def new_xray_trace_id() -> str:

@@ -202,14 +202,19 @@ def bare_activation(manager: opentracing.ScopeManager) -> Optional[ContextVar[An
     span active around someone else's code without a scope object; ``None`` for any
     other manager.
 
-    Protocol: ``previous = var.get(); var.set((span, previous))`` activates ``span``,
-    and ``var.set(previous)`` puts back what was active before, whatever was activated
-    in between (as :func:`scope_resetter` does). The manager's ``active`` turns the pair
-    into a scope (``finish_on_close`` false) the first time someone asks for it, so the
-    OpenTracing API sees the same as after ``activate(span, False)``.
+    Protocol: the variable holds a ``(span, previous)`` pair, ``previous`` being what was
+    active before (``None`` for nothing). The WSGI wrapper sets ``(span, None)`` and
+    keeps the token, sets the pair again with the token's ``old_value`` only when
+    something was active, and ``var.reset(token)`` puts back what was active before,
+    whatever was activated in between (as :func:`scope_resetter` does). The set and the
+    reset happen in one call of the wrapper, so in one context. The manager's ``active``
+    turns the pair into a scope (``finish_on_close`` false) the first time someone asks
+    for it, so the OpenTracing API sees the same as after ``activate(span, False)``.
 
     PERF: the WSGI wrapper does this around every request: two context-variable calls
-    instead of a scope object, its four fields and two Python calls.
+    instead of a scope object, its four fields and two Python calls (and a set and a
+    reset instead of reading the previous value first and setting it back: ~1,300
+    instructions less).
     """
     if type(manager) is ContextVarScopeManager:
         return manager._var

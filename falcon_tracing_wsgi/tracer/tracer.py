@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from random import getrandbits as _getrandbits
 from typing import Any, Optional, Union
 
 import opentracing
@@ -62,7 +63,7 @@ from opentracing import (Format, InvalidCarrierException, Reference, ReferenceTy
 from .._types import Propagator, Reporter, Sampler
 from . import _binary
 from .context import SpanContext, valid_ids
-from .ids import CheckedIdGenerator, RandomIdGenerator, XRayIdGenerator
+from .ids import ONE_DRAW, CheckedIdGenerator, RandomIdGenerator, XRayIdGenerator
 from .limits import DEFAULT_SPAN_LIMITS, SpanLimits, bounded_value
 from .sampler import ConstSampler
 from .scope import ContextVarScopeManager
@@ -80,6 +81,7 @@ _PARENT_REFERENCES = (ReferenceType.CHILD_OF, ReferenceType.FOLLOWS_FROM)
 _AnySpan = Union[Span, UnsampledSpan]
 #: PERF: an instance without its __init__ frame (the hot path fills the slots itself).
 _new_object = object.__new__
+_ZERO_SPAN_ID = '0' * 16
 _time = time.time
 _perf_counter = time.perf_counter
 #: The empty baggage every context without baggage shares (never modified).
@@ -175,6 +177,7 @@ class Tracer(opentracing.Tracer):
         self._new_span_id = id_generator.span_id
         self._new_trace_ids = getattr(id_generator, 'trace_ids', None) or self._draw_trace_ids
         self._random_ids = getattr(id_generator, 'random_trace_ids', False) is True
+        self._one_draw = ONE_DRAW.get(self._new_trace_ids)
         # The hex width of every new trace id when the generator is one of this package's
         # (each draws one width); None for any other (a checked one's may vary).
         self._trace_id_width: Optional[int] = (
@@ -330,7 +333,17 @@ class Tracer(opentracing.Tracer):
         The common case of every server span, kept flat; the middleware's environ fast
         path calls it directly.
         """
-        trace_id, span_id = self._new_trace_ids()
+        draw = self._one_draw
+        if draw is not None:
+            # PERF: the package's generator's trace_ids() inlined (see ids.ONE_DRAW).
+            bits, size, split, zero = draw
+            ids = _getrandbits(bits).to_bytes(size, 'big').hex()
+            trace_id = ids[:split]
+            span_id = ids[split:]
+            if trace_id == zero or span_id == _ZERO_SPAN_ID:
+                trace_id, span_id = self._new_trace_ids()  # probability 2**-64
+        else:
+            trace_id, span_id = self._new_trace_ids()
         const = self._const_sampler
         sampled = const.decision if const is not None else self._decide(trace_id, name)
         # PERF: SpanContext(trace_id, span_id, None, sampled, False, None, None, None,

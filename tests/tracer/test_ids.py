@@ -115,3 +115,33 @@ def test_forked_child_draws_different_ids_than_its_parent():
     child = set(b''.join(chunks).decode('ascii').split())
     assert len(child) == count
     assert parent.isdisjoint(child)
+
+
+@pytest.mark.parametrize('trace_id_128bit, first_draw, expected', [
+    pytest.param(True, 7 << 64, ('5'.rjust(32, '0'), '6'.rjust(16, '0')),
+                 id='128-zero-span-half'),
+    pytest.param(True, 7, ('5'.rjust(32, '0'), '6'.rjust(16, '0')), id='128-zero-trace-half'),
+    pytest.param(False, 7, ('5'.rjust(16, '0'), '6'.rjust(16, '0')), id='64-zero-trace-half'),
+    pytest.param(True, (3 << 64) | 4, ('3'.rjust(32, '0'), '4'.rjust(16, '0')),
+                 id='128-no-zero'),
+    pytest.param(False, (3 << 64) | 4, ('3'.rjust(16, '0'), '4'.rjust(16, '0')),
+                 id='64-no-zero'),
+])
+def test_the_tracers_inlined_draw_of_a_new_trace(monkeypatch, trace_id_128bit, first_draw,
+                                                  expected):
+    """The tracer draws a new trace's ids itself (ids.ONE_DRAW): the same ids as the
+    drawer, and a zero half drawn again by the drawer."""
+    from falcon_tracing_wsgi.propagation import build_propagator
+    from falcon_tracing_wsgi.testing import InMemoryReporter
+    from falcon_tracing_wsgi.tracer import ConstSampler, Tracer
+    from falcon_tracing_wsgi.tracer import tracer as tracer_module
+
+    tracer = Tracer(InMemoryReporter(), ConstSampler(True), build_propagator(('b3',)),
+                    id_generator=RandomIdGenerator(trace_id_128bit))
+    first = iter([first_draw])
+    monkeypatch.setattr(tracer_module, '_getrandbits', lambda bits: next(first))
+    # The drawer's own draw (a zero trace half again), then one id at a time.
+    redraws = iter([7, 5, 6])
+    monkeypatch.setattr(ids, '_getrandbits', lambda bits: next(redraws))
+    context = tracer.start_span('root').context
+    assert (context.trace_id, context.span_id) == expected
