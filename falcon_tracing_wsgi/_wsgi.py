@@ -614,7 +614,8 @@ def _content_length(headers: Optional[list[tuple[str, str]]]) -> Optional[int]:
 class TracedResponse:
     """The per-request state: wraps ``start_response`` and the response iterable.
 
-    One instance per traced request; it is the iterable handed back to the server.
+    One instance per traced request; it is the iterable handed back to the server, and
+    the ``write`` callable its ``start_response`` returns to the app (``__call__``).
     ``recording`` is false for a span that records nothing (our tracer's unsampled
     spans): then only the response trace header and the span's activation matter.
     """
