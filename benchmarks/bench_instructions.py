@@ -104,6 +104,7 @@ _SPAN_CHECK = {'traced': 'sink', 'traced_otlp': 'sink', 'traced_otlp_old_names':
                'otel_zipkin': 'sink', 'otel_otlp': 'sink',
                'unsampled': 'none', 'unsampled_health_rule': 'none',
                'excluded': 'none', 'unsampled_plain': 'none', 'excluded_plain': 'none',
+               'floor_unsampled': 'none', 'floor_excluded': 'none', 'unsampled_rate': 'none',
                'otel': 'handed', 'traced_encode': 'handed',
                'traced_discard': 'handed'}
 #: (warmup, short, long) requests per route. Full: 1,100 requests measured; quick: 100.
