@@ -724,7 +724,8 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 incoming = {}
             environ[ENVIRON_INCOMING] = incoming
         environ[ENVIRON_SPAN] = span
-        if type(span) is ServerSpan:
+        kind = type(span)
+        if kind is ServerSpan:
             # PERF: the request's tags as fields (see ServerSpan), written inline.
             span.component = component
             span.method = method
@@ -739,7 +740,7 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = None
-        elif type(span) is StableServerSpan:
+        elif kind is StableServerSpan:
             # PERF: the request's tags as fields (see StableServerSpan).
             span.component = component
             (span.method, span.method_original, span.scheme, span.path, span.query,
@@ -749,7 +750,7 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = span.error_type = None
-        elif type(span) is Span:
+        elif kind is Span:
             request_tags(environ, method, span._tags)
         else:
             return span, False
