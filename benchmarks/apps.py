@@ -68,8 +68,8 @@ EXTRA_VARIANTS = {
                       'Zipkin v2 JSON) with a sender that discards the bodies',
     'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
     'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
-    'unsampled_rate': 'wrap() with FALCON_TRACING_SAMPLE_RATE=1e-9: the unsampled request '
-                      'of a sampling rate (ProbabilisticSampler), as in production',
+    'unsampled_rate': 'wrap() with FALCON_TRACING_SAMPLE_RATE=1e-9: the unsampled request of '
+                      'a sampling rate (ProbabilisticSampler), as in production',
     'unsampled_health_rule': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0 and an exclusion rule '
                              'the requests do not match (GET /health): what a rule costs '
                              'every other request',
