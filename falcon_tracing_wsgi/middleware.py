@@ -707,6 +707,10 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 environ[ENVIRON_INCOMING] = {}
             else:
                 headers(environ, trace_id, context.span_id)
+            if not context.sampled:
+                # PERF: an unsampled new trace is an UnsampledSpan: no tags, no type tests.
+                environ[ENVIRON_SPAN] = span
+                return span, False
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
             parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))
@@ -724,8 +728,7 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 incoming = {}
             environ[ENVIRON_INCOMING] = incoming
         environ[ENVIRON_SPAN] = span
-        kind = type(span)
-        if kind is ServerSpan:
+        if type(span) is ServerSpan:
             # PERF: the request's tags as fields (see ServerSpan), written inline.
             span.component = component
             span.method = method
@@ -740,7 +743,7 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = None
-        elif kind is StableServerSpan:
+        elif type(span) is StableServerSpan:
             # PERF: the request's tags as fields (see StableServerSpan).
             span.component = component
             (span.method, span.method_original, span.scheme, span.path, span.query,
@@ -750,7 +753,7 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
             span.status_code = span.response_size = 0
             span.aborted = span.merged = False
             span.route = span.route_tags = span.error_type = None
-        elif kind is Span:
+        elif type(span) is Span:
             request_tags(environ, method, span._tags)
         else:
             return span, False
