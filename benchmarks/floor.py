@@ -405,21 +405,24 @@ class CompleteFloorMiddleware(FloorMiddleware):
         if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             raise NotImplementedError('a zero id (probability 2**-64)')
         const = self._const
-        if not (const.decision if const is not None else tracer._decide(trace_id, method)):
-            # An unsampled trace: its headers (sampled 0), a span that records nothing for
-            # req.context.span and the app's child spans, active during the app.
-            environ['HTTP_X_B3_TRACEID'] = trace_id
-            environ['HTTP_X_B3_SPANID'] = span_id
-            environ['HTTP_X_B3_SAMPLED'] = '0'
-            environ['HTTP_TRACEPARENT'] = f'00-{trace_id}-{span_id}-02'
-            environ[_INCOMING_KEY] = {}
-            context = _new(SpanContext)
-            context.trace_id = trace_id
-            context.span_id = span_id
-            context.parent_id = context.tracestate = context.extra = None
-            context.sampled = context.debug = False
-            context.random_trace_id = True
-            context._baggage = None
+        sampled = const.decision if const is not None else tracer._decide(trace_id, method)
+        environ['HTTP_X_B3_TRACEID'] = trace_id
+        environ['HTTP_X_B3_SPANID'] = span_id
+        environ['HTTP_X_B3_SAMPLED'] = '1' if sampled else '0'
+        environ['HTTP_TRACEPARENT'] = (f'00-{trace_id}-{span_id}-03' if sampled
+                                       else f'00-{trace_id}-{span_id}-02')
+        environ[_INCOMING_KEY] = {}
+        context = _new(SpanContext)
+        context.trace_id = trace_id
+        context.span_id = span_id
+        context.parent_id = context.tracestate = context.extra = None
+        context.sampled = sampled
+        context.random_trace_id = True
+        context.debug = False
+        context._baggage = None
+        if not sampled:
+            # An unsampled trace: a span that records nothing, for req.context.span and
+            # the app's child spans, active during the app; no response object.
             unsampled = _new(UnsampledSpan)
             unsampled._tracer = tracer
             unsampled._context = context
@@ -433,18 +436,6 @@ class CompleteFloorMiddleware(FloorMiddleware):
             if type(result) is not list:
                 raise NotImplementedError('the floor hands on list bodies only')
             return result
-        environ['HTTP_X_B3_TRACEID'] = trace_id
-        environ['HTTP_X_B3_SPANID'] = span_id
-        environ['HTTP_X_B3_SAMPLED'] = '1'
-        environ['HTTP_TRACEPARENT'] = f'00-{trace_id}-{span_id}-03'
-        environ[_INCOMING_KEY] = {}
-        context = _new(SpanContext)
-        context.trace_id = trace_id
-        context.span_id = span_id
-        context.parent_id = context.tracestate = context.extra = None
-        context.sampled = context.random_trace_id = True
-        context.debug = False
-        context._baggage = None
         span = _new(ServerSpan)
         span._tracer = tracer
         span._context = context

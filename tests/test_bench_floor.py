@@ -30,6 +30,15 @@ _PER_REQUEST = ('traceId', 'id', 'timestamp', 'duration')
 _HEADERS = ('HTTP_X_B3_TRACEID', 'HTTP_X_B3_SPANID', 'HTTP_X_B3_SAMPLED', 'HTTP_TRACEPARENT')
 
 
+def _environ(path: str) -> dict[str, Any]:
+    return {'REQUEST_METHOD': 'GET', 'PATH_INFO': path, 'QUERY_STRING': '',
+            'SERVER_NAME': 'localhost', 'SERVER_PORT': '8000', 'HTTP_HOST': 'localhost:8000',
+            'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1', 'REMOTE_PORT': '54321',
+            'wsgi.url_scheme': 'http', 'wsgi.input': None, 'wsgi.errors': sys.stderr,
+            'wsgi.version': (1, 0), 'wsgi.multithread': False, 'wsgi.multiprocess': False,
+            'wsgi.run_once': False}
+
+
 class _Users:
     def __init__(self) -> None:
         self.seen: list[Any] = []
@@ -49,12 +58,7 @@ def _serve(kind: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     app.add_route('/users/{user_id}', users)
     wrapped = (TracingMiddleware(app, tracer=tracer) if kind == 'package'
                else wrap_floor(app, tracer, _KINDS[kind]))
-    environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/users/42', 'QUERY_STRING': '',
-               'SERVER_NAME': 'localhost', 'SERVER_PORT': '8000', 'HTTP_HOST': 'localhost:8000',
-               'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1',
-               'REMOTE_PORT': '54321', 'wsgi.url_scheme': 'http', 'wsgi.input': None,
-               'wsgi.errors': sys.stderr, 'wsgi.version': (1, 0), 'wsgi.multithread': False,
-               'wsgi.multiprocess': False, 'wsgi.run_once': False}
+    environ = _environ('/users/42')
     result = wrapped(environ, lambda status, headers, exc_info=None: None)
     body = b''.join(result)
     result.close()
@@ -98,12 +102,7 @@ def _serve_other(kind: str, path: str) -> tuple[Any, dict[str, Any], list[Any], 
     app.add_route('/hello', users)
     wrapped = (TracingMiddleware(app, tracer=tracer) if kind == 'package'
                else wrap_floor(app, tracer, 'complete'))
-    environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': path, 'QUERY_STRING': '',
-               'SERVER_NAME': 'localhost', 'SERVER_PORT': '8000', 'HTTP_HOST': 'localhost:8000',
-               'SERVER_PROTOCOL': 'HTTP/1.1', 'REMOTE_ADDR': '127.0.0.1',
-               'REMOTE_PORT': '54321', 'wsgi.url_scheme': 'http', 'wsgi.input': None,
-               'wsgi.errors': sys.stderr, 'wsgi.version': (1, 0), 'wsgi.multithread': False,
-               'wsgi.multiprocess': False, 'wsgi.run_once': False}
+    environ = _environ(path)
     result = wrapped(environ, lambda status, headers, exc_info=None: None)
     body = b''.join(result)
     getattr(result, 'close', lambda: None)()
