@@ -53,6 +53,10 @@ EXTRA_VARIANTS = {
     'floor_complete': 'floor_kept + every test the whole default job pays on that path '
                       '(floor.py): tracer lookup, sampler, URL with query, option tests, '
                       'the iterable\'s close()',
+    'floor_unsampled': 'floor_complete with FALCON_TRACING_SAMPLE_RATE=0: an unsampled new '
+                       'trace\'s job (floor.py), written as cheaply',
+    'floor_excluded': 'floor_complete, request path excluded (FALCON_TRACING_EXCLUDE): the '
+                      'exclusion test and the Falcon hooks (floor.py)',
     'bare_plain': 'the bare app called from a plain Python WSGI function',
     'span_only': 'bare_plain + one span started and finished per request through the '
                  'OpenTracing API (our tracer, no reporter work)',
@@ -64,6 +68,8 @@ EXTRA_VARIANTS = {
                       'Zipkin v2 JSON) with a sender that discards the bodies',
     'unsampled_plain': 'wrap() of bare_plain (no Falcon component), unsampled',
     'excluded_plain': 'wrap() of bare_plain (no Falcon component), request path excluded',
+    'unsampled_rate': 'wrap() with FALCON_TRACING_SAMPLE_RATE=1e-9: the unsampled request of '
+                      'a sampling rate (ProbabilisticSampler), as in production',
     'unsampled_health_rule': 'wrap() with FALCON_TRACING_SAMPLE_RATE=0 and an exclusion rule '
                              'the requests do not match (GET /health): what a rule costs '
                              'every other request',
@@ -77,6 +83,8 @@ VARIANT_ENV = {
     'floor': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor_kept': {'FALCON_TRACING_SAMPLE_RATE': '1'},
     'floor_complete': {'FALCON_TRACING_SAMPLE_RATE': '1'},
+    'floor_unsampled': {'FALCON_TRACING_SAMPLE_RATE': '0'},
+    'floor_excluded': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
     # The reporter is chosen explicitly (every process also gets the sink's Zipkin URL);
     # the rest is OTEL_* only: the benchmark sets OTEL_EXPORTER_OTLP_ENDPOINT to the sink.
     'traced_otlp': {'FALCON_TRACING_REPORTER': 'otlp'},
@@ -94,6 +102,7 @@ VARIANT_ENV = {
     'traced_discard': {'FALCON_TRACING_SAMPLE_RATE': '1', 'FALCON_TRACING_REPORTER': 'none'},
     'unsampled_plain': {'FALCON_TRACING_SAMPLE_RATE': '0'},
     'excluded_plain': {'FALCON_TRACING_EXCLUDE': 'GET /hello,GET /users/*'},
+    'unsampled_rate': {'FALCON_TRACING_SAMPLE_RATE': '1e-9'},
     'unsampled_health_rule': {'FALCON_TRACING_SAMPLE_RATE': '0',
                               'FALCON_TRACING_EXCLUDE': 'GET /health'},
 }
@@ -128,7 +137,7 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
     if variant == 'bare':
         return app, _no_export
     if variant in ('traced', 'unsampled', 'excluded', 'traced_noexport',
-                   'unsampled_health_rule') + OTLP_VARIANTS:
+                   'unsampled_health_rule', 'unsampled_rate') + OTLP_VARIANTS:
         import opentracing
 
         from falcon_tracing_wsgi import wrap
@@ -159,7 +168,8 @@ def build(variant: str) -> tuple[Callable[..., Any], Finish]:
 
 
 #: The floor yardsticks' variants and their wrap_floor kinds.
-_FLOOR_KINDS = {'floor': 'floor', 'floor_kept': 'kept', 'floor_complete': 'complete'}
+_FLOOR_KINDS = {'floor': 'floor', 'floor_kept': 'kept', 'floor_complete': 'complete',
+                'floor_unsampled': 'complete', 'floor_excluded': 'complete'}
 
 
 def _build_floor(app: falcon.App[Any, Any], kind: str

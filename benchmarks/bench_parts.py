@@ -55,15 +55,23 @@ from _common import HERE, PYTHON, ROOT, table
 ROUTES = ('/hello', '/users/42')
 #: (warmup, short, long) requests per route.
 SIZES = (50, 100, 300)
-VARIANTS = ('bare', 'traced', 'floor_complete')
-#: The parts each variant has (``total`` and ``request`` for all).
+VARIANTS = ('bare', 'traced', 'floor_complete', 'unsampled', 'floor_unsampled', 'excluded',
+            'floor_excluded')
+#: The parts each variant has (``total`` and ``request`` for all). An unsampled or
+#: excluded request of a list body has no response object: the app's own list goes back.
 PARTS = {
     'bare': ('total', 'none', 'request', 'start_response'),
     'traced': ('total', 'none', 'request', 'app', 'start', 'hooks', 'start_response',
                'iter', 'close'),
     'floor_complete': ('total', 'none', 'request', 'app', 'hooks', 'start_response',
                        'iter', 'close'),
+    'unsampled': ('total', 'none', 'request', 'app', 'start', 'hooks'),
+    'floor_unsampled': ('total', 'none', 'request', 'app', 'hooks'),
+    'excluded': ('total', 'none', 'request', 'app', 'hooks'),
+    'floor_excluded': ('total', 'none', 'request', 'app', 'hooks'),
 }
+#: The variants that run this package (the others are bare Falcon or floor.py's).
+PACKAGE = ('traced', 'unsampled', 'excluded')
 #: operator.call (Python 3.11+); None on older versions, where this cannot measure.
 _call: Optional[Callable[..., Any]] = getattr(operator, 'call', None)
 #: Below this many instructions per request a part was not reached (``none``: above it,
@@ -87,7 +95,7 @@ def _measured(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _classes(variant: str) -> dict[str, tuple[type, tuple[str, ...]]]:
     """part -> (class, method names) of the methods that make the part."""
-    if variant == 'traced':
+    if variant in PACKAGE:
         from falcon_tracing_wsgi._wsgi import TracedResponse
         from falcon_tracing_wsgi.integrations.falcon import TracingComponent
         component: type = TracingComponent
@@ -96,7 +104,7 @@ def _classes(variant: str) -> dict[str, tuple[type, tuple[str, ...]]]:
         closing: type = TracedResponse
     else:
         import floor
-        component = floor.KeptFloorComponent
+        component = floor.CompleteFloorComponent
         start_response = closing = floor._CompleteResponse
         iterable = floor._KeptResponse
     return {'hooks': (component, ('process_request', 'process_resource')),
@@ -117,7 +125,10 @@ def child(variant: str, part: str, requests: int, warmup: int) -> None:
     if methods is not None:  # before the app is built: Falcon binds the hooks then
         cls, names = methods
         for name in names:
-            setattr(cls, name, _measured(cls.__dict__[name]))
+            # The function itself, from the class that defines it (an inherited hook is
+            # routed on the class the app uses, and only there).
+            function = next(k.__dict__[name] for k in cls.__mro__ if name in k.__dict__)
+            setattr(cls, name, _measured(function))
     app, _finish = build(variant)
     wrapper: Any = app
     if part == 'request':
@@ -128,14 +139,35 @@ def child(variant: str, part: str, requests: int, warmup: int) -> None:
         for path in ROUTES:
             base = _environ(path)
             for _ in range(count):
-                result = app(base.copy(), sr)
-                if part == 'start' and count == warmup:
-                    _measure_start(wrapper)
+                environ = base.copy()
+                result = app(environ, sr)
+                if count == warmup:  # the same in both runs: it cancels out
+                    _check(variant, environ, result)
+                    if part == 'start':
+                        _measure_start(wrapper)
                 for _chunk in result:
                     pass
                 close = getattr(result, 'close', None)
                 if close is not None:
                     close()
+
+
+def _check(variant: str, environ: dict[str, Any], result: Any) -> None:
+    """Fail the run if the request did not take ``variant``'s path (a setting lost)."""
+    from falcon_tracing_wsgi.tracer.span import UnsampledSpan
+
+    span = environ.get('floor.span', environ.get('falcon_tracing_wsgi.span'))
+    if variant in ('traced', 'floor_complete'):
+        taken = span is not None and type(span) is not UnsampledSpan
+    elif variant in ('unsampled', 'floor_unsampled'):
+        taken = type(span) is UnsampledSpan and type(result) is list
+    elif variant in ('excluded', 'floor_excluded'):
+        taken = span is None and type(result) is list
+    else:
+        taken = span is None
+    if not taken:
+        raise RuntimeError(f'{variant}: the request did not take its path '
+                           f'(span {span!r}, body {type(result).__name__})')
 
 
 def _measure_start(wrapper: Any) -> None:
@@ -149,12 +181,18 @@ def _measure_start(wrapper: Any) -> None:
 
 # -- the parent -------------------------------------------------------------------------
 
-def _env() -> dict[str, str]:
+def child_env(variant: str) -> dict[str, str]:
+    """The environment of ``variant``'s runs: its settings (``apps.VARIANT_ENV``: the
+    sampling rate, the exclusion rules), no export."""
+    from apps import VARIANT_ENV
+
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(('FALCON_TRACING_', 'OTEL_'))}
     env.update({'PYTHONHASHSEED': '0', 'FALCON_TRACING_SERVICE_NAME': 'bench',
-                'FALCON_TRACING_REPORTER': 'none', 'FALCON_TRACING_SAMPLE_RATE': '1',
+                'FALCON_TRACING_SAMPLE_RATE': '1',
                 'PYTHONPATH': os.pathsep.join([str(HERE), str(ROOT)])})
+    env.update(VARIANT_ENV.get(variant, {}))
+    env['FALCON_TRACING_REPORTER'] = 'none'
     return env
 
 
@@ -166,7 +204,7 @@ def _run(variant: str, part: str, requests: int, warmup: int, directory: Path) -
         command.append('--toggle-collect=_operator_call')
     command += [PYTHON, str(HERE / 'bench_parts.py'), '--child', variant, part,
                 str(requests), str(warmup)]
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True,
+    done = subprocess.run(command, env=child_env(variant), capture_output=True, text=True,
                           timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f'{variant} {part}: exit {done.returncode}\n{done.stderr[-3000:]}')
@@ -242,6 +280,40 @@ def rows(figures: dict[str, dict[str, float]]) -> list[list[Any]]:
     return out
 
 
+def other_rows(figures: dict[str, dict[str, float]], package: str, floor: str
+               ) -> list[list[Any]]:
+    """The table of a request without a response object (unsampled, excluded): the
+    package's ``package`` variant beside its floor ``floor``."""
+    bare = figures['bare']
+
+    def derived(parts: dict[str, float]) -> dict[str, Optional[float]]:
+        before = parts['request'] - parts['app']
+        falcon = parts['app'] - parts['hooks'] - bare['request']
+        total = parts['total'] - bare['total']
+        start = parts.get('start')
+        return {'start': start, 'rest': before - start if start is not None else None,
+                'before': before, 'hooks': parts['hooks'], 'falcon': falcon,
+                'unattributed': total - before - parts['hooks'] - falcon, 'total': total}
+    ours, yardstick = derived(figures[package]), derived(figures[floor])
+    labels = [
+        ('start', "wrapper: start() (ids, decision, context, span, headers)"),
+        ('rest', 'wrapper: the rest of __call__ (exclusion test, activation, the app call)'),
+        ('before', 'wrapper: __call__ without the app, in all'),
+        ('hooks', 'Falcon component: process_request + process_resource'),
+        ('falcon', "Falcon's own work beyond bare (calling the hooks)"),
+        ('unattributed', "unattributed: deallocation, the server loop's own calls"),
+        ('total', f'**{package} request over bare**'),
+    ]
+    out = []
+    for key, label in labels:
+        mine, least = ours[key], yardstick[key]
+        if mine is None and least is None:
+            continue
+        out.append([label, mine, least,
+                    mine - least if mine is not None and least is not None else None])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--jobs', type=int, default=1, help='callgrind runs at once')
@@ -264,6 +336,13 @@ def main() -> None:
           f'route; sampled, FALCON_TRACING_REPORTER=none)\n')
     print(table(['part (sampled request, new trace)', 'wrap()', 'floor_complete', 'gap'],
                 rows(figures)))
+    for package, floor, what in (('unsampled', 'floor_unsampled',
+                                  'unsampled request, new trace (FALCON_TRACING_SAMPLE_RATE=0)'),
+                                 ('excluded', 'floor_excluded',
+                                  'excluded request (FALCON_TRACING_EXCLUDE)')):
+        print()
+        print(table([f'part ({what})', 'wrap()', floor, 'gap'],
+                    other_rows(figures, package, floor)))
     print(f"\n  bare Falcon: {figures['bare']['total']:,.0f} instructions per request "
           f"(the app's call {figures['bare']['request']:,.0f})")
 

@@ -39,10 +39,16 @@ writes it (``SCRIPT_NAME``, the ``Host`` fallback, the query with secret values
 redacted), the tests for the options that are off (a request hook, a response trace
 header, captured headers, a response hook), an ``exc_info`` given to ``start_response``,
 the body's type (a list is handed on, anything else would be wrapped), the app
-iterable's own ``close()`` (PEP 3333), and the span name cached per route. Branches the
-benchmark never takes (incoming trace headers, an unsampled decision, a body that is not
-a list, an exception) are present as their tests and raise ``NotImplementedError``: the
-yardstick measures the path a new sampled trace takes, with every test that path pays.
+iterable's own ``close()`` (PEP 3333), and the span name cached per route. It also
+takes the two other paths issue 15 budgets, each as cheaply: a request the exclusion
+rules exclude (the package's inline ``Exclusion`` test, then the app alone; the Falcon
+hooks find no span) and a new trace the sampler does not sample (its ids, its headers
+with the decision, an ``UnsampledSpan`` and its context for ``req.context.span`` and
+the app's child spans, active during the app; no response object, no finish). These are
+the ``floor_excluded`` and ``floor_unsampled`` variants. Branches the benchmarks never
+take (incoming trace headers, exclusion patterns, a body that is not a list, an
+exception) are present as their tests and raise ``NotImplementedError``: the yardstick
+measures the paths a new trace takes, with every test those paths pay.
 
 What ``floor`` leaves out is everything the package adds to that job: other tracers and
 propagators, options (exclusions, hooks, captured headers, limits, redaction, stable
@@ -63,9 +69,10 @@ from typing import Any, Callable
 import opentracing
 
 from falcon_tracing_wsgi._redact import compile_names, redact_query
+from falcon_tracing_wsgi._wsgi import build_exclusion
 from falcon_tracing_wsgi.config import TracingConfig
 from falcon_tracing_wsgi.tracer.context import SpanContext
-from falcon_tracing_wsgi.tracer.span import ServerSpan
+from falcon_tracing_wsgi.tracer.span import ServerSpan, UnsampledSpan
 
 _new = object.__new__
 _ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar('floor_span', default=None)
@@ -293,6 +300,24 @@ class KeptFloorComponent(FloorComponent):
         env[_SPAN_KEY].route_tags = tags
 
 
+class CompleteFloorComponent(KeptFloorComponent):
+    """floor_complete's Falcon hooks: floor_kept's, with the tests the whole job pays: a
+    request with no span (excluded) and a span that records nothing (unsampled)."""
+
+    def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        env = req.env
+        span = env.get(_SPAN_KEY)
+        if span is None or type(span) is UnsampledSpan:
+            return
+        env[_ROUTE_KEY] = req.uri_template
+        key = (type(resource), req.method)
+        tags = self._responder_tags.get(key)
+        if tags is None:
+            tags = self._responder_tags[key] = {'falcon.resource': key[0].__qualname__,
+                                                'falcon.responder': f'on_{key[1].lower()}'}
+        span.route_tags = tags
+
+
 class _CompleteResponse(_KeptResponse):
     """floor_complete's response: ``exc_info``, the option tests, the iterable's close."""
 
@@ -349,7 +374,8 @@ class CompleteFloorMiddleware(FloorMiddleware):
         self._bound = tracer
         self._const = tracer._const_sampler
         self._secret = compile_names(TracingConfig().redact_query)
-        self._exclusion = None
+        config = TracingConfig.from_env()  # the variant's FALCON_TRACING_EXCLUDE
+        self._exclusion = build_exclusion(config.exclude, config.exclude_patterns)
         self._request_hook = self._trace_header = None
         self._capture: tuple[Any, ...] = ()
         self._watch_response = False
@@ -357,8 +383,16 @@ class CompleteFloorMiddleware(FloorMiddleware):
 
     # NOTE: written out once more, like KeptFloorMiddleware.__call__ (see there).
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self._exclusion is not None:
-            raise NotImplementedError('no exclusion rules in the floor')
+        exclusion = self._exclusion
+        if exclusion is not None:
+            # The package's own inline test (Exclusion): one dict, one set, one startswith.
+            paths, prefixes = (exclusion.by_method.get(environ.get('REQUEST_METHOD', ''))
+                               or exclusion.entry(environ.get('REQUEST_METHOD', '')))
+            path = environ.get('PATH_INFO') or '/'
+            if path in paths or (prefixes is not None and path.startswith(prefixes)):
+                return self.app(environ, start_response)
+            if exclusion.search is not None:
+                raise NotImplementedError('no exclusion patterns in the floor')
         tracer = self._tracer or opentracing.tracer
         if tracer is not self._bound:
             self._bound = tracer
@@ -371,20 +405,37 @@ class CompleteFloorMiddleware(FloorMiddleware):
         if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             raise NotImplementedError('a zero id (probability 2**-64)')
         const = self._const
-        if not (const.decision if const is not None else tracer._decide(trace_id, method)):
-            raise NotImplementedError('the floor samples every trace')
+        sampled = const.decision if const is not None else tracer._decide(trace_id, method)
         environ['HTTP_X_B3_TRACEID'] = trace_id
         environ['HTTP_X_B3_SPANID'] = span_id
-        environ['HTTP_X_B3_SAMPLED'] = '1'
-        environ['HTTP_TRACEPARENT'] = f'00-{trace_id}-{span_id}-03'
+        environ['HTTP_X_B3_SAMPLED'] = '1' if sampled else '0'
+        environ['HTTP_TRACEPARENT'] = (f'00-{trace_id}-{span_id}-03' if sampled
+                                       else f'00-{trace_id}-{span_id}-02')
         environ[_INCOMING_KEY] = {}
         context = _new(SpanContext)
         context.trace_id = trace_id
         context.span_id = span_id
         context.parent_id = context.tracestate = context.extra = None
-        context.sampled = context.random_trace_id = True
+        context.sampled = sampled
+        context.random_trace_id = True
         context.debug = False
         context._baggage = None
+        if not sampled:
+            # An unsampled trace: a span that records nothing, for req.context.span and
+            # the app's child spans, active during the app; no response object.
+            unsampled = _new(UnsampledSpan)
+            unsampled._tracer = tracer
+            unsampled._context = context
+            unsampled.operation_name = method
+            environ[_SPAN_KEY] = unsampled
+            token = _ACTIVE.set(unsampled)
+            try:
+                result = self.app(environ, start_response)
+            finally:
+                _ACTIVE.reset(token)
+            if type(result) is not list:
+                raise NotImplementedError('the floor hands on list bodies only')
+            return result
         span = _new(ServerSpan)
         span._tracer = tracer
         span._context = context
@@ -440,7 +491,7 @@ class CompleteFloorMiddleware(FloorMiddleware):
 #: wrap_floor's kinds: (the WSGI wrapper, the Falcon component).
 _KINDS = {'floor': (FloorMiddleware, FloorComponent),
           'kept': (KeptFloorMiddleware, KeptFloorComponent),
-          'complete': (CompleteFloorMiddleware, KeptFloorComponent)}
+          'complete': (CompleteFloorMiddleware, CompleteFloorComponent)}
 
 
 def wrap_floor(app: Any, tracer: Any, kind: str = 'floor') -> FloorMiddleware:

@@ -707,6 +707,10 @@ def _environ_starter(middleware: TracingMiddleware, tracer: Tracer
                 environ[ENVIRON_INCOMING] = {}
             else:
                 headers(environ, trace_id, context.span_id)
+            if not context.sampled:
+                # PERF: an unsampled new trace is an UnsampledSpan: no tags, no type tests.
+                environ[ENVIRON_SPAN] = span
+                return span, False
         else:
             # Our tracer's extract() answers bad header content with None, never raises.
             parent = extract(_HTTP_HEADERS, EnvironHeaders(environ))

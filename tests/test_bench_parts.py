@@ -9,7 +9,6 @@ counted, for each variant.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / 'benchmarks'
 sys.path.insert(0, str(BENCHMARKS))
-from bench_parts import PARTS, ROUTES  # noqa: E402
+from bench_parts import PARTS, ROUTES, child_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason='operator.call: 3.11+')
 
@@ -46,11 +45,7 @@ CASES = [pytest.param(variant, part, id=f'{variant}-{part}')
 
 @pytest.mark.parametrize('variant, part', CASES)
 def test_each_part_is_routed_on_every_request(variant, part):
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(('FALCON_TRACING_', 'OTEL_'))}
-    env.update({'FALCON_TRACING_SERVICE_NAME': 'bench', 'FALCON_TRACING_REPORTER': 'none',
-                'FALCON_TRACING_SAMPLE_RATE': '1', 'PYTHONPATH': os.pathsep.join(
-                    [str(BENCHMARKS), str(BENCHMARKS.parent)])})
+    env = child_env(variant)  # the benchmark's own: the variant's rate and exclusions
     done = subprocess.run([sys.executable, '-c', _CHILD, variant, part, str(_REQUESTS)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

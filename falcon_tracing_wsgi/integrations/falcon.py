@@ -42,7 +42,11 @@ adds what Falcon knows, through Falcon's public API (composition, no patching):
 
 ``wrap(app)`` and ``TracingMiddleware(app)`` call :func:`instrument_app` for a
 ``falcon.App`` automatically. Adding :class:`TracingComponent` yourself as well is harmless:
-only one component acts per request.
+each component acts on the request's span and writes the same values (no per-request
+test of which one goes first: every request would pay it). The last one Falcon calls
+gives :func:`report_error` its redaction names; :func:`instrument_app` adds its
+component after the app's own middleware, so the wrapper's configured names apply. A
+component you add *after* wrapping comes last: give it the same ``redact_names``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ __all__ = ['TracingComponent', 'instrument_app', 'report_error', 'traced_error_h
 
 _log = logging.getLogger(__name__)
 
-#: environ key naming the component instance that handles this request (deduplication).
+#: environ key of the component that acted last on this request (its redaction names
+#: are report_error's).
 _ENVIRON_COMPONENT = 'falcon_tracing_wsgi.falcon_component'
 
 #: Bound of TracingComponent's cache of responder tags (routes x methods of one app).
@@ -94,8 +99,9 @@ class TracingComponent:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         env = req.env
         span = env.get(ENVIRON_SPAN)
-        if span is None or env.setdefault(_ENVIRON_COMPONENT, self) is not self:
+        if span is None:
             return
+        env[_ENVIRON_COMPONENT] = self
         context = req.context
         try:
             context.span = span
@@ -111,9 +117,9 @@ class TracingComponent:
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
         env = req.env
-        if env.get(_ENVIRON_COMPONENT) is not self:
+        span = env.get(ENVIRON_SPAN)
+        if span is None:
             return
-        span = env[ENVIRON_SPAN]
         kind = type(span)
         # PERF: our own spans are told by their type (getattr is a builtin call): a
         # field span always records, an UnsampledSpan never does.

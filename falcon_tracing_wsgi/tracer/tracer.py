@@ -65,7 +65,7 @@ from . import _binary
 from .context import SpanContext, valid_ids
 from .ids import ONE_DRAW, CheckedIdGenerator, RandomIdGenerator, XRayIdGenerator
 from .limits import DEFAULT_SPAN_LIMITS, SpanLimits, bounded_value
-from .sampler import ConstSampler
+from .sampler import ConstSampler, ProbabilisticSampler
 from .scope import ContextVarScopeManager
 from .span import Span, UnsampledSpan
 
@@ -82,6 +82,8 @@ _AnySpan = Union[Span, UnsampledSpan]
 #: PERF: an instance without its __init__ frame (the hot path fills the slots itself).
 _new_object = object.__new__
 _ZERO_SPAN_ID = '0' * 16
+#: The low 64 bits of an int (a trace id's, which ProbabilisticSampler decides by).
+_LOW_64 = (1 << 64) - 1
 _time = time.time
 _perf_counter = time.perf_counter
 #: The empty baggage every context without baggage shares (never modified).
@@ -186,6 +188,11 @@ class Tracer(opentracing.Tracer):
             else None)
         # PERF: a constant sampler's decision is read, not asked (no call per trace).
         self._const_sampler = sampler if type(sampler) is ConstSampler else None
+        # PERF: a ProbabilisticSampler's decision is the low 64 bits of the trace id
+        # below its threshold: for a trace whose ids were drawn at once (see
+        # _start_trace) it is read from the drawn int, without two calls and a parse.
+        self._sample_threshold: Optional[int] = (
+            sampler._threshold if type(sampler) is ProbabilisticSampler else None)
         # When the propagator reads no header outside its ``fields``, a carrier that can
         # say none of them is present (``has_any``) lets extract() skip it altogether.
         # Whether extract() may hand on the propagator's contexts unchecked (this
@@ -334,18 +341,30 @@ class Tracer(opentracing.Tracer):
         path calls it directly.
         """
         draw = self._one_draw
+        const = self._const_sampler
         if draw is not None:
             # PERF: the package's generator's trace_ids() inlined (see ids.ONE_DRAW).
             bits, size, split, zero = draw
-            ids = _getrandbits(bits).to_bytes(size, 'big').hex()
+            drawn = _getrandbits(bits)
+            ids = drawn.to_bytes(size, 'big').hex()
             trace_id = ids[:split]
             span_id = ids[split:]
             if trace_id == zero or span_id == _ZERO_SPAN_ID:
                 trace_id, span_id = self._new_trace_ids()  # probability 2**-64
+                sampled = (const.decision if const is not None
+                           else self._decide(trace_id, name))
+            elif const is not None:
+                sampled = const.decision
+            elif self._sample_threshold is not None:
+                # PERF: ProbabilisticSampler.is_sampled(trace_id) without the two calls:
+                # the trace id is the drawn int's bits above the span id's 64, and the
+                # sampler compares its low 64 bits with the threshold.
+                sampled = (drawn >> 64) & _LOW_64 < self._sample_threshold
+            else:
+                sampled = self._decide(trace_id, name)
         else:
             trace_id, span_id = self._new_trace_ids()
-        const = self._const_sampler
-        sampled = const.decision if const is not None else self._decide(trace_id, name)
+            sampled = const.decision if const is not None else self._decide(trace_id, name)
         # PERF: SpanContext(trace_id, span_id, None, sampled, False, None, None, None,
         # random) without its __init__ frame: the root context of every new trace.
         context = _new_object(SpanContext)

@@ -183,8 +183,9 @@ def test_component_is_not_added_twice(tracer):
     client = falcon.testing.TestClient(wrapped)
     client.simulate_get('/users/1')
     spans = tracer.finished_spans()
-    # Two wrappers make two server spans (both learn the route from the environ), but
-    # only one component acts: one span carries the resource tags.
+    # Two wrappers make two server spans (both learn the route from the environ); the
+    # components act on the environ's span, the inner wrapper's: one span carries the
+    # resource tags, with the same values whichever component wrote them.
     assert [span.operation_name for span in spans] == ['GET /users/{user_id}'] * 2
     assert [span.tags.get('falcon.resource') for span in spans].count('UserResource') == 1
 
@@ -364,3 +365,23 @@ def test_route_tags_read_back_from_a_field_span_are_cut_to_the_value_limit(semco
     assert span.tags['falcon.resource'] == \
         AResourceWhoseClassNameIsLongerThanTheLimit.__qualname__[:12]
     assert span.tags['falcon.responder'] == 'on_get'
+
+
+class _LeakyResource:
+    def on_get(self, req, resp):
+        raise ValueError('GET https://billing.internal/pay?acct=7&token=S3CR3T failed')
+
+
+@pytest.mark.parametrize('own_component', [False, True], ids=['wrapped', 'own-component-too'])
+def test_a_falcon_exception_is_redacted_with_the_wrappers_names(tracer, own_component):
+    """The exception Falcon reports is redacted with the wrapper's configured names, also
+    when the app already had a TracingComponent of its own (default names): wrap()'s is
+    added after it, and the last component to act gives the names."""
+    app = falcon.App(middleware=[TracingComponent()] if own_component else [])
+    app.add_route('/pay', _LeakyResource())
+    client = falcon.testing.TestClient(TracingMiddleware(app, tracer, redact_query=('acct',)))
+    assert client.simulate_get('/pay').status_code == 500
+    span = only_span(tracer)
+    text = repr([log.key_values for log in span.logs])
+    assert 'billing.internal' in text and 'REDACTED' in text
+    assert [value for value in ('acct=7', 'S3CR3T') if value in text] == ['S3CR3T']

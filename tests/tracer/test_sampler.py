@@ -165,3 +165,24 @@ def test_build_sampler_picks_the_cheapest_correct_sampler(rate, rate_limit, expe
 def test_build_sampler_rejects_bad_settings(rate, rate_limit, message):
     with pytest.raises(ValueError, match=message):
         build_sampler(rate, rate_limit)
+
+
+@pytest.mark.parametrize('trace_id_128bit', [True, False], ids=['128-bit', '64-bit'])
+@pytest.mark.parametrize('rate', [0.0001, 0.3, 0.5, 0.9999])
+def test_the_tracers_inlined_probabilistic_decision_is_the_samplers(trace_id_128bit, rate):
+    """A new trace's decision, which the tracer reads from its drawn ids for this
+    package's ProbabilisticSampler, is the sampler's own for the trace id it made."""
+    from falcon_tracing_wsgi.propagation import build_propagator
+    from falcon_tracing_wsgi.testing import InMemoryReporter
+    from falcon_tracing_wsgi.tracer import RandomIdGenerator, Tracer
+
+    sampler = ProbabilisticSampler(rate)
+    tracer = Tracer(InMemoryReporter(), sampler, build_propagator(('b3',)),
+                    id_generator=RandomIdGenerator(trace_id_128bit))
+    random.seed(rate)  # the module's generator, which the tracer draws from
+    contexts = [tracer.start_span('root').context for _ in range(2000)]
+    decisions = [context.sampled for context in contexts]
+    assert decisions == [sampler.is_sampled(context.trace_id, 'root')
+                         for context in contexts]
+    if 0.1 < rate < 0.9:  # both answers given, so a constant one would fail
+        assert True in decisions and False in decisions
