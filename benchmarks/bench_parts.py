@@ -1,10 +1,12 @@
-"""Where a sampled request's instructions go, part by part: this package against the
-floor yardstick (issue 15).
+"""Where a request's instructions go, part by part: this package against the floor
+yardstick of each path issue 15 budgets (a sampled new trace, an unsampled one, an
+excluded request).
 
 ``bench_instructions.py`` counts whole requests; this counts the parts of one, each
 where it runs (in situ, warm, with the real objects around it), for ``wrap()`` and for
-``floor_complete`` (``floor.py``: the whole default job written as cheaply as Python
-allows), so the distance between them is told part by part, not guessed.
+its floor (``floor.py``: the same job written as cheaply as Python allows;
+``floor_complete``, ``floor_unsampled``, ``floor_excluded``), so the distance between
+them is told part by part, not guessed.
 
 Method:
 
@@ -240,77 +242,54 @@ def measure(jobs: int, sizes: tuple[int, int, int] = SIZES) -> dict[str, dict[st
     return figures
 
 
-def rows(figures: dict[str, dict[str, float]]) -> list[list[Any]]:
-    """The table: each part of the request path, the package beside the floor."""
-    bare = figures['bare']
+#: What each part counted holds, in table order (the table's rows).
+_LABELS = (
+    ('start', 'wrapper: start() (ids, decision, context, span, headers; URL, peer if sampled)'),
+    ('rest', 'wrapper: the rest of __call__ (exclusion test, activation, response object)'),
+    ('before', 'wrapper: __call__ without the app, in all'),
+    ('hooks', 'Falcon component: process_request + process_resource'),
+    ('start_response', "start_response, beyond the server's own"),
+    ('falcon', "Falcon's own work beyond bare (calling the hooks)"),
+    ('iter', '__iter__'),
+    ('close', 'close(): finish, name, report (the reporter drops the span)'),
+    ('unattributed', "unattributed: deallocation, the server loop's own calls"),
+    ('total', '**request path over bare** (no export)'),
+)
 
-    def derived(parts: dict[str, float]) -> dict[str, Optional[float]]:
-        start = parts.get('start')
-        before = parts['request'] - parts['app']
-        # The server's own start_response is inside ours: counted once, in Falcon's.
-        start_response = parts['start_response'] - bare['start_response']
-        falcon = parts['app'] - parts['hooks'] - start_response - bare['request']
-        total = parts['total'] - bare['total']
-        return {'start': start, 'rest': before - start if start is not None else None,
-                'before': before, 'hooks': parts['hooks'],
-                'start_response': start_response, 'falcon': falcon,
-                'iter': parts['iter'], 'close': parts['close'],
-                'unattributed': (total - before - parts['hooks'] - start_response - falcon
-                                 - parts['iter'] - parts['close']),
-                'total': total}
-    ours, floor = derived(figures['traced']), derived(figures['floor_complete'])
-    labels = [
-        ('start', "wrapper: start() (ids, decision, context, span, headers, URL, peer)"),
-        ('rest', 'wrapper: the rest of __call__ (activation, response object, registry)'),
-        ('before', 'wrapper: __call__ without the app, in all'),
-        ('hooks', 'Falcon component: process_request + process_resource'),
-        ('start_response', "start_response, beyond the server's own"),
-        ('falcon', "Falcon's own work beyond bare (calling the hooks)"),
-        ('iter', '__iter__'),
-        ('close', 'close(): finish, name, report (the reporter drops the span)'),
-        ('unattributed', "unattributed: deallocation, the server loop's own calls"),
-        ('total', '**request path over bare** (no export)'),
-    ]
+
+def _derived(parts: dict[str, float], bare: dict[str, float]) -> dict[str, Optional[float]]:
+    """One variant's parts as the table's rows (None: a part its path does not have)."""
+    start = parts.get('start')
+    before = parts['request'] - parts['app']
+    # The server's own start_response is inside ours: counted once, in Falcon's. A
+    # request without a response object (unsampled, excluded) hands the server's own to
+    # the app, as bare does.
+    start_response = (parts['start_response'] - bare['start_response']
+                      if 'start_response' in parts else None)
+    falcon = parts['app'] - parts['hooks'] - (start_response or 0) - bare['request']
+    total = parts['total'] - bare['total']
+    iterated, closed = parts.get('iter'), parts.get('close')
+    return {'start': start, 'rest': before - start if start is not None else None,
+            'before': before, 'hooks': parts['hooks'], 'start_response': start_response,
+            'falcon': falcon, 'iter': iterated, 'close': closed,
+            'unattributed': (total - before - parts['hooks'] - (start_response or 0)
+                             - falcon - (iterated or 0) - (closed or 0)),
+            'total': total}
+
+
+def rows(figures: dict[str, dict[str, float]], package: str = 'traced',
+         floor: str = 'floor_complete') -> list[list[Any]]:
+    """The table of one path: each part, the package's ``package`` variant beside its
+    floor ``floor`` and the gap; a part neither has is left out."""
+    ours = _derived(figures[package], figures['bare'])
+    least = _derived(figures[floor], figures['bare'])
     out = []
-    for key, label in labels:
-        package, yardstick = ours[key], floor[key]
-        gap = (package - yardstick if package is not None and yardstick is not None
-               else None)
-        out.append([label, package, yardstick, gap])
-    return out
-
-
-def other_rows(figures: dict[str, dict[str, float]], package: str, floor: str
-               ) -> list[list[Any]]:
-    """The table of a request without a response object (unsampled, excluded): the
-    package's ``package`` variant beside its floor ``floor``."""
-    bare = figures['bare']
-
-    def derived(parts: dict[str, float]) -> dict[str, Optional[float]]:
-        before = parts['request'] - parts['app']
-        falcon = parts['app'] - parts['hooks'] - bare['request']
-        total = parts['total'] - bare['total']
-        start = parts.get('start')
-        return {'start': start, 'rest': before - start if start is not None else None,
-                'before': before, 'hooks': parts['hooks'], 'falcon': falcon,
-                'unattributed': total - before - parts['hooks'] - falcon, 'total': total}
-    ours, yardstick = derived(figures[package]), derived(figures[floor])
-    labels = [
-        ('start', "wrapper: start() (ids, decision, context, span, headers)"),
-        ('rest', 'wrapper: the rest of __call__ (exclusion test, activation, the app call)'),
-        ('before', 'wrapper: __call__ without the app, in all'),
-        ('hooks', 'Falcon component: process_request + process_resource'),
-        ('falcon', "Falcon's own work beyond bare (calling the hooks)"),
-        ('unattributed', "unattributed: deallocation, the server loop's own calls"),
-        ('total', f'**{package} request over bare**'),
-    ]
-    out = []
-    for key, label in labels:
-        mine, least = ours[key], yardstick[key]
-        if mine is None and least is None:
+    for key, label in _LABELS:
+        mine, yardstick = ours[key], least[key]
+        if mine is None and yardstick is None:
             continue
-        out.append([label, mine, least,
-                    mine - least if mine is not None and least is not None else None])
+        out.append([label, mine, yardstick, mine - yardstick
+                    if mine is not None and yardstick is not None else None])
     return out
 
 
@@ -342,7 +321,7 @@ def main() -> None:
                                   'excluded request (FALCON_TRACING_EXCLUDE)')):
         print()
         print(table([f'part ({what})', 'wrap()', floor, 'gap'],
-                    other_rows(figures, package, floor)))
+                    rows(figures, package, floor)))
     print(f"\n  bare Falcon: {figures['bare']['total']:,.0f} instructions per request "
           f"(the app's call {figures['bare']['request']:,.0f})")
 

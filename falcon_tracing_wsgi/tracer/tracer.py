@@ -355,13 +355,13 @@ class Tracer(opentracing.Tracer):
                            else self._decide(trace_id, name))
             elif const is not None:
                 sampled = const.decision
-            elif self._sample_threshold is not None:
+            else:
+                threshold = self._sample_threshold
                 # PERF: ProbabilisticSampler.is_sampled(trace_id) without the two calls:
                 # the trace id is the drawn int's bits above the span id's 64, and the
                 # sampler compares its low 64 bits with the threshold.
-                sampled = (drawn >> 64) & _LOW_64 < self._sample_threshold
-            else:
-                sampled = self._decide(trace_id, name)
+                sampled = ((drawn >> 64) & _LOW_64 < threshold if threshold is not None
+                           else self._decide(trace_id, name))
         else:
             trace_id, span_id = self._new_trace_ids()
             sampled = const.decision if const is not None else self._decide(trace_id, name)
